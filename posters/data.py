@@ -1,0 +1,147 @@
+"""Read a poster data set, whatever its layout, into one table of (id, image path, genres).
+
+Three layouts are recognised from the CSV header:
+- the 2023 Kaggle anime CSV: `anime_id`, `Genres` as "Action, Sci-Fi" (`UNKNOWN` = none), images/<anime_id>.<ext>
+- a simple CSV: `id`, `genres` as "Action|Sci-Fi", images/<id>.<ext>
+- the movie one-hot CSV: `Id`, `Genre`, one 0/1 column per genre, Images/<Id>.<ext>
+"""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+
+class DataError(Exception):
+    """Input that cannot be read; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Poster:
+    id: str
+    image: Path
+    genres: tuple[str, ...]
+
+
+@dataclass
+class PosterSet:
+    name: str
+    root: Path
+    posters: list[Poster]
+    skipped: Counter = field(default_factory=Counter)  # reason -> count of posters left out
+
+    def genre_counts(self) -> Counter:
+        return Counter(g for p in self.posters for g in p.genres)
+
+
+def _read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except FileNotFoundError:
+        raise DataError(f"{csv_path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{csv_path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except csv.Error as e:
+        raise DataError(f"{csv_path}: malformed CSV at line {reader.line_num} ({e})") from None
+    if not header:
+        raise DataError(f"{csv_path}: empty file, expected a CSV header")
+    return header, rows
+
+
+def _find_image(folder: Path, poster_id: str) -> Path | None:
+    for ext in IMAGE_EXTENSIONS:
+        path = folder / f"{poster_id}{ext}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _split_names(text: str, sep: str) -> tuple[str, ...]:
+    names = [g.strip() for g in text.split(sep)]
+    return tuple(sorted({g for g in names if g and g.upper() not in ("UNKNOWN", "N/A")}))
+
+
+def _kaggle_genres(row: dict[str, str]) -> tuple[str, ...]:
+    return _split_names(row["Genres"] or "", ",")
+
+
+def _simple_genres(row: dict[str, str]) -> tuple[str, ...]:
+    return _split_names(row["genres"] or "", "|")
+
+
+def _layout(header: list[str], rows: list[dict[str, str]]):
+    """Return (id column, genre parser, image folder name) for a CSV header."""
+    if "anime_id" in header and "Genres" in header:
+        return "anime_id", _kaggle_genres, "images"
+    if "id" in header and "genres" in header:
+        return "id", _simple_genres, "images"
+    if "Id" in header and "Genre" in header:
+        # One-hot genre columns are the ones holding only 0/1; `N/A` means "no genre".
+        onehot = [c for c in header if c not in ("Id", "Genre") and c != "N/A"
+                  and rows and all(r[c] in ("0", "1") for r in rows)]
+        return "Id", lambda row: tuple(c for c in onehot if row[c] == "1"), "Images"
+    return None
+
+
+def find_csv(root: Path) -> Path:
+    """The one CSV in `root` whose header is a known layout."""
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found")
+    for path in sorted(root.glob("*.csv")):
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            header = next(csv.reader(f), [])
+        if ({"anime_id", "Genres"} <= set(header) or {"id", "genres"} <= set(header)
+                or {"Id", "Genre"} <= set(header)):
+            return path
+    raise DataError(f"{root}: no CSV with a known header (anime_id+Genres, id+genres, or Id+Genre)")
+
+
+def read_posters(root: Path | str) -> PosterSet:
+    """Read the data set in folder `root`. Posters without genres or image are skipped and counted."""
+    root = Path(root)
+    csv_path = find_csv(root)
+    header, rows = _read_rows(csv_path)
+    id_column, parse_genres, image_folder = _layout(header, rows)
+    posters, skipped, seen = [], Counter(), set()
+    for row in rows:
+        if None in row.values():  # fewer fields than the header: cut short or badly quoted
+            skipped["malformed row"] += 1
+            continue
+        poster_id = row[id_column].strip()
+        if not poster_id:
+            skipped["empty id"] += 1
+            continue
+        if poster_id in seen:
+            skipped["duplicate id"] += 1
+            continue
+        seen.add(poster_id)
+        genres = parse_genres(row)
+        if not genres:
+            skipped["no genres"] += 1
+            continue
+        image = _find_image(root / image_folder, poster_id)
+        if image is None:
+            skipped["no image file"] += 1
+            continue
+        posters.append(Poster(poster_id, image, genres))
+    if not posters:
+        raise DataError(f"{csv_path}: no poster with both genres and an image in {root / image_folder} "
+                        f"(skipped: {dict(skipped) or 'none'})")
+    return PosterSet(root.name, root, posters, skipped)
+
+
+def read_genre_table(csv_path: Path | str) -> tuple[Counter, int, int]:
+    """Genre counts, rows without genres, and all rows, from a Kaggle-style table with no images."""
+    _, rows = _read_rows(Path(csv_path))
+    counts, unknown = Counter(), 0
+    for row in rows:
+        genres = _kaggle_genres(row)
+        counts.update(genres)
+        unknown += not genres
+    return counts, unknown, len(rows)

@@ -1,0 +1,102 @@
+"""One seeded train/validation/test split per data set, shared by every model.
+
+The split is made by iterative stratification (Sechidis et al. 2011, via scikit-multilearn) so that
+rare genres reach every part, and the genre vocabulary is then built from the training part alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from skmultilearn.model_selection import IterativeStratification
+
+from posters.data import DataError, Poster, PosterSet
+
+PARTS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    dataset: str
+    seed: int
+    fractions: tuple[float, float, float]
+    min_count: int
+    genres: list[str]  # the vocabulary: genres with at least min_count training posters
+    dropped_genres: dict[str, int]  # genre -> training posters, for genres under min_count
+    left_out: dict[str, int]  # reason -> posters not in any part
+    parts: dict[str, list[str]] = field(default_factory=dict)  # part -> poster ids
+    genre_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # part -> genre -> posters
+
+    def part_of(self) -> dict[str, str]:
+        return {pid: part for part, ids in self.parts.items() for pid in ids}
+
+    def save(self, path: Path | str) -> None:
+        """Write atomically, so that a reader never sees half a split."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Split":
+        try:
+            raw = json.loads(Path(path).read_text())
+            return cls(**{**raw, "fractions": tuple(raw["fractions"])})
+        except FileNotFoundError:
+            raise DataError(f"{path}: split file not found (run `make split` first)") from None
+        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            raise DataError(f"{path}: not a valid split file ({e})") from None
+
+
+def label_matrix(genre_sets: list[tuple[str, ...]], genres: list[str]) -> np.ndarray:
+    """(n, len(genres)) 0/1 matrix; genres outside the vocabulary are ignored."""
+    index = {g: i for i, g in enumerate(genres)}
+    y = np.zeros((len(genre_sets), len(genres)), dtype=np.uint8)
+    for row, names in enumerate(genre_sets):
+        for g in names:
+            if g in index:
+                y[row, index[g]] = 1
+    return y
+
+
+def _stratified_folds(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    # scikit-multilearn breaks ties with the global NumPy generator and ignores random_state,
+    # so seed that generator and restore it afterwards.
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        stratifier = IterativeStratification(
+            n_splits=len(fractions), order=2, sample_distribution_per_fold=list(fractions))
+        return [test for _, test in stratifier.split(np.zeros((len(y), 1)), y)]
+    finally:
+        np.random.set_state(state)
+
+
+def make_split(posters: PosterSet, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+               min_count: int = 5) -> Split:
+    items: list[Poster] = posters.posters
+    all_genres = sorted(posters.genre_counts())
+    folds = _stratified_folds(label_matrix([p.genres for p in items], all_genres), fractions, seed)
+    part_items = {part: [items[i] for i in sorted(fold)] for part, fold in zip(PARTS, folds)}
+
+    train_counts = Counter(g for p in part_items["train"] for g in p.genres)
+    genres = sorted(g for g in all_genres if train_counts[g] >= min_count)
+    dropped = {g: train_counts[g] for g in all_genres if train_counts[g] < min_count}
+    if not genres:
+        raise DataError(f"{posters.name}: no genre has {min_count} training posters; lower MIN_COUNT")
+
+    vocab = set(genres)
+    left_out = dict(posters.skipped)
+    parts, counts = {}, {}
+    for part, chosen in part_items.items():
+        kept = [p for p in chosen if vocab & set(p.genres)]
+        if len(kept) < len(chosen):
+            left_out["only dropped genres"] = left_out.get("only dropped genres", 0) + len(chosen) - len(kept)
+        parts[part] = [p.id for p in kept]
+        counts[part] = dict(sorted(Counter(g for p in kept for g in p.genres).items()))
+    return Split(posters.name, seed, fractions, min_count, genres, dropped, left_out, parts, counts)

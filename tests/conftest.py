@@ -1,0 +1,39 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from posters.sample import write_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    """The real posters: POSTERGENRE_DATA, or ../shared/data beside the project."""
+    return Path(os.environ.get("POSTERGENRE_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = shared_data()
+    if not (root / "anime-posters").is_dir():
+        pytest.skip(f"real poster data not found at {root}; set POSTERGENRE_DATA")
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """A small synthetic poster set in the simple id,title,genres layout."""
+    out = tmp_path_factory.mktemp("sample")
+    write_sample(out, n_posters=64, seed=1)
+    return out
+
+
+def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `python -m ...` from the repository root, as the Makefile does."""
+    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"python -m {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
