@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from extract.features import Features
+from heads.estimators import HEADS, MLkNNHead
+from heads.train import load_head, save_head, tune
+from posters.data import DataError
+
+
+def clustered(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three genres, each adding its own direction to the embedding."""
+    rng = np.random.default_rng(seed)
+    Y = (rng.random((n, 3)) < 0.4).astype(np.uint8)
+    Y[Y.sum(axis=1) == 0, 0] = 1
+    X = rng.normal(0, 1, (n, 16)) + Y @ (3 * np.eye(3, 16))
+    return X, Y
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_heads_follow_the_estimator_api(name):
+    estimator, grid = HEADS[name]
+    X, Y = clustered(200, seed=0)
+    model = clone(estimator)
+    assert model.fit(X, Y) is model
+    proba = model.predict_proba(X[:50])
+    assert isinstance(proba, np.ndarray) and proba.shape == (50, 3)
+    assert proba.min() >= 0 and proba.max() <= 1
+    # well separated genres are ranked almost perfectly
+    X_test, Y_test = clustered(100, seed=1)
+    scores = model.predict_proba(X_test)
+    for g in range(3):
+        positives, negatives = scores[Y_test[:, g] == 1, g], scores[Y_test[:, g] == 0, g]
+        assert (positives[:, None] > negatives[None, :]).mean() > 0.9
+    assert set(estimator.get_params()) >= set(grid)
+
+
+def test_mlknn_posterior_by_hand():
+    # One genre: three points near 0 have it, three near 5 do not. With k=2 and s=1, leaving each
+    # training point out of its own neighbours: P(genre) = 4/8; P(count | genre) = [1, 1, 4] / 6
+    # and P(count | not genre) = [4, 1, 1] / 6.
+    X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]])
+    Y = np.array([[1], [1], [1], [0], [0], [0]])
+    head = MLkNNHead(k=2, s=1.0).fit(X, Y)
+    proba = head.predict_proba(np.array([[0.05], [2.62], [5.05]]))  # 2.62: nearest are 5.0 and 0.2
+    # two neighbours with the genre: 0.5*4/6 / (0.5*4/6 + 0.5*1/6) = 0.8; one: 0.5; none: 0.2
+    np.testing.assert_allclose(proba[:, 0], [0.8, 0.5, 0.2])
+    assert head.predict(np.array([[0.05]])).tolist() == [[1]]
+
+
+def test_tune_picks_on_validation():
+    X, Y = clustered(300, seed=2)
+    estimator, grid = HEADS["mlknn"]
+    model, params, trials = tune(estimator, grid, X[:200], Y[:200], X[200:], Y[200:])
+    best = max(trials, key=lambda t: t["val_mAP_macro"])
+    assert params == best["params"] and model.get_params()["mlknnhead__k"] == params["mlknnhead__k"]
+    assert len(trials) == len(grid["mlknnhead__k"])
+
+
+def features_like(backbone: str, genres: list[str]) -> Features:
+    X, Y = clustered(30, seed=3)
+    attrs = {"dataset": "toy", "backbone": backbone, "weights_sha256": "abc", "image_size": 224,
+             "preprocessing": "squash", "tta": "none"}
+    return Features(np.array([str(i) for i in range(30)]), np.array(["train"] * 30), X, Y, genres, attrs)
+
+
+def test_saved_head_refuses_other_features(tmp_path):
+    features = features_like("efficientnet_lite0", ["A", "B", "C"])
+    model = clone(HEADS["logistic"][0]).fit(features.X, features.Y)
+    save_head(tmp_path / "head.joblib", model, features, {})
+    loaded = load_head(tmp_path / "head.joblib", features)
+    np.testing.assert_array_equal(loaded.predict_proba(features.X), model.predict_proba(features.X))
+
+    with pytest.raises(DataError, match="backbone: head has 'efficientnet_lite0', features have 'resnet50'"):
+        load_head(tmp_path / "head.joblib", features_like("resnet50", ["A", "B", "C"]))
+    with pytest.raises(DataError, match="different genre vocabulary"):
+        load_head(tmp_path / "head.joblib", features_like("efficientnet_lite0", ["A", "B", "D"]))
