@@ -1,0 +1,149 @@
+"""python -m evaluation.report: every model with results, side by side, in reports/report.md."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from evaluation.results import read_results  # noqa: E402
+from posters.data import read_genre_table  # noqa: E402
+from posters.split import PARTS, Split  # noqa: E402
+
+COLUMNS = [("mAP_macro", "mAP"), ("mAP_micro", "mAP µ"), ("f1_micro", "F1 µ"), ("f1_macro", "F1 M"),
+           ("f1_samples", "F1 s"), ("precision_micro", "P µ"), ("recall_micro", "R µ"),
+           ("top1_accuracy", "top-1"), ("top3_accuracy", "top-3"), ("at_least_one_right", "≥1 right"),
+           ("subset_accuracy", "all right"), ("hamming_loss", "hamming")]
+
+
+def _bar_chart(counts: dict[str, int], title: str, path: Path) -> None:
+    names = sorted(counts, key=counts.get)
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(names) + 1.2))
+    ax.barh(names, [counts[n] for n in names], color="tab:blue")
+    ax.set_xlabel("posters")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _per_genre_f1_chart(results: list[dict], path: Path) -> None:
+    genres = [g["genre"] for g in results[0]["test"]["per_genre"]]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(genres) * max(1, len(results) / 3) + 1.5))
+    height = 0.8 / len(results)
+    for i, result in enumerate(results):
+        f1 = [g["f1"] for g in result["test"]["per_genre"]]
+        ax.barh([y + i * height for y in range(len(genres))], f1, height=height, label=result["model"])
+    ax.set_yticks([y + 0.4 - height / 2 for y in range(len(genres))], genres)
+    ax.invert_yaxis()
+    ax.set_xlabel("test F1")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _dataset_section(dataset: str, results: list[dict], split: Split | None, figures: Path,
+                     out_dir: Path) -> list[str]:
+    heads = [r for r in results if r["kind"] != "baseline"]
+    baselines = [r for r in results if r["kind"] == "baseline"]
+    first = (heads or baselines)[0]
+    command = f"make features heads report DATA={first.get('data', '<' + dataset + '>')}"
+    lines = [f"## {dataset}", ""]
+
+    if split is not None:
+        sizes = ", ".join(f"{p} {len(split.parts[p])}" for p in PARTS)
+        left = ", ".join(f"{k}: {v}" for k, v in split.left_out.items()) or "none"
+        dropped = ", ".join(f"{g} ({n})" for g, n in split.dropped_genres.items()) or "none"
+        lines += [f"- **Split:** iterative stratification, seed {split.seed}, fractions {list(split.fractions)}, "
+                  f"one poster per id; {sizes}.",
+                  f"- **Vocabulary:** {len(split.genres)} genres with at least {split.min_count} training "
+                  f"posters. Dropped (training posters): {dropped}.",
+                  f"- **Left out:** {left}.", ""]
+        totals: dict[str, int] = {}
+        for part in PARTS:
+            for genre, n in split.genre_counts.get(part, {}).items():
+                totals[genre] = totals.get(genre, 0) + n
+        chart = figures / f"{dataset}-classes.png"
+        _bar_chart(totals, f"{dataset}: posters per genre (all parts)", chart)
+        lines += [f"![class distribution]({chart.relative_to(out_dir)})", "",
+                  f"*Posters per genre over the whole split. Reproduce: `{command}`.*", ""]
+
+    lines += ["### Test results", "",
+              "Thresholds are chosen on the validation part; every poster gets at least its top genre. "
+              "Heads are tuned on validation mAP. µ = micro, M = macro, s = samples.", "",
+              "| model | val mAP | " + " | ".join(c[1] for c in COLUMNS) + " |",
+              "|---|" + "---|" * (len(COLUMNS) + 1)]
+    for r in baselines + sorted(heads, key=lambda r: -r["val"]["overall"]["mAP_macro"]):
+        test = r["test"]["overall"]
+        lines.append(f"| {r['model']} | {_fmt(r['val']['overall']['mAP_macro'])} | "
+                     + " | ".join(_fmt(test[k]) for k, _ in COLUMNS) + " |")
+    lines += ["", f"*Reproduce: `{command} BACKBONE=<backbone>`; each row's settings are below.*", ""]
+
+    if heads:
+        chart = figures / f"{dataset}-per-genre-f1.png"
+        _per_genre_f1_chart(baselines[:1] + heads, chart)
+        best = max(heads, key=lambda r: r["val"]["overall"]["mAP_macro"])
+        lines += [f"![per-genre F1]({chart.relative_to(out_dir)})", "",
+                  f"*Test F1 per genre. Reproduce: `{command}`.*", "",
+                  f"### Per genre: {best['model']} (best validation mAP)", "",
+                  "| genre | test support | precision | recall | F1 | AP |", "|---|---|---|---|---|---|"]
+        for g in best["test"]["per_genre"]:
+            lines.append(f"| {g['genre']} | {g['support']} | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
+                         f"{_fmt(g['f1'])} | {_fmt(g['ap'])} |")
+        lines += ["", "### Settings", "", "| model | backbone | weights sha256 | TTA | chosen parameters | "
+                  "threshold |", "|---|---|---|---|---|---|"]
+        for r in heads:
+            thresholds = r["thresholds"]
+            threshold = "per genre" if thresholds["per_genre"] else f"{thresholds['values'][0]:.2f}"
+            lines.append(f"| {r['model']} | {r['backbone']} | `{r['weights_sha256'][:12]}` | {r['tta']} | "
+                         f"{json.dumps(r['params'])} | {threshold} |")
+        lines.append("")
+    return lines
+
+
+def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Path | str,
+                 genre_table: Path | str | None = None) -> Path:
+    out_dir, features_dir = Path(out_dir), Path(features_dir)
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    lines = ["# postergenre report", "",
+             "Every model with results, scored by `evaluation.metrics` on its data set's held-out test part. "
+             "Generated by `make report`.", ""]
+    if genre_table and Path(genre_table).exists():
+        counts, unknown, rows = read_genre_table(genre_table)
+        chart = figures / "kaggle-anime-2023-classes.png"
+        _bar_chart(dict(counts), f"Kaggle anime 2023: {rows} anime per genre ({unknown} UNKNOWN)", chart)
+        lines += ["## Kaggle anime 2023: the full genre table", "",
+                  f"![class distribution]({chart.relative_to(out_dir)})", "",
+                  f"*Anime per genre in `{genre_table}` ({rows} rows, {unknown} with no genres). "
+                  f"Reproduce: `make report GENRE_TABLE={genre_table}`.*", ""]
+    for dataset, results in read_results(results_dir).items():
+        split_path = features_dir / f"{dataset}-split.json"
+        split = Split.load(split_path) if split_path.exists() else None
+        lines += _dataset_section(dataset, results, split, figures, out_dir)
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__)
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--features-dir", default="features")
+    parser.add_argument("--out-dir", default="reports")
+    parser.add_argument("--genre-table", default=None, help="Kaggle anime genre table with no images")
+    args = parser.parse_args()
+    print(write_report(args.results_dir, args.features_dir, args.out_dir, args.genre_table))
+
+
+if __name__ == "__main__":
+    main()

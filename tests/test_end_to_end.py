@@ -1,0 +1,43 @@
+"""The whole two-stage pipeline on a slice of the real anime posters, through the same commands as make."""
+import csv
+import json
+
+from tests.conftest import run_module
+
+POSTERS = 300
+
+
+def test_split_features_heads_report(data_root, tmp_path):
+    source = data_root / "anime-posters"
+    data = tmp_path / "anime-slice"
+    data.mkdir()
+    with open(source / "anime-dataset-2023.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    with open(data / "anime.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows[:POSTERS + 1])
+    (data / "images").symlink_to(source / "images")
+
+    split, features = tmp_path / "anime-slice-split.json", tmp_path / "anime-slice-efficientnet_lite0.h5"
+    results, models, reports = tmp_path / "results", tmp_path / "models", tmp_path / "reports"
+    run_module("posters", "split", str(data), "--out", str(split))
+    run_module("extract", "--data", str(data), "--split", str(split), "--backbone", "efficientnet_lite0",
+               "--out", str(features), "--tta")
+    run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results))
+    run_module("evaluation.report", "--results-dir", str(results), "--features-dir", str(tmp_path),
+               "--out-dir", str(reports), "--genre-table", str(data_root / "anime-dataset-2023-genres.csv"))
+
+    models_written = {p.stem for p in (results / "anime-slice").glob("*.json")}
+    assert models_written == {"baseline-prior", "baseline-top3-frequent", "efficientnet_lite0-logistic",
+                              "efficientnet_lite0-mlknn", "efficientnet_lite0-mlp"}
+    assert len(list(models.glob("anime-slice-efficientnet_lite0-*.joblib"))) == 3
+
+    def test_map(model: str) -> float:
+        return json.loads((results / "anime-slice" / f"{model}.json").read_text())["test"]["overall"]["mAP_macro"]
+    assert test_map("efficientnet_lite0-logistic") > test_map("baseline-prior") + 0.05
+
+    report = (reports / "report.md").read_text()
+    for model in models_written:
+        assert f"| {model} |" in report
+    assert "make features heads report DATA=" in report
+    for figure in ("anime-slice-classes.png", "anime-slice-per-genre-f1.png", "kaggle-anime-2023-classes.png"):
+        assert (reports / "figures" / figure).stat().st_size > 1000
