@@ -80,7 +80,7 @@ def mlp_head(hidden: int = 512, alpha: float = 1.0, seed: int = 0) -> Pipeline:
 
 # name -> (default estimator, grid searched on the validation part)
 HEADS = {
-    "logistic": (logistic_head(), {"onevsrestclassifier__estimator__C": [0.0001, 0.0003, 0.001, 0.003, 0.01]}),
-    "mlknn": (mlknn_head(), {"mlknnhead__k": [10, 20, 40, 80]}),
-    "mlp": (mlp_head(), {"mlpclassifier__alpha": [3.0, 10.0, 30.0]}),
+    "logistic": (logistic_head(), {"onevsrestclassifier__estimator__C": [0.00003, 0.0001, 0.0003, 0.001, 0.003]}),
+    "mlknn": (mlknn_head(), {"mlknnhead__k": [10, 20, 40, 80, 160]}),
+    "mlp": (mlp_head(), {"mlpclassifier__alpha": [3.0, 10.0, 30.0, 100.0]}),
 }

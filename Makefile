@@ -1,0 +1,73 @@
+# postergenre: predict an anime's genres from its poster.
+# Settings are plain variables: `make features heads report DATA=../shared/data/anime-posters BACKBONE=efficientnet_lite0`.
+
+# DATA         a data set folder (CSV + images); the default is the synthetic sample
+# BACKBONE     resnet50 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2
+# WEIGHTS      optional local state_dict file for the backbone
+# BATCH        extraction batch size (default: 8 on the CPU, 64 on CUDA)
+# TTA          1: average each embedding with the flipped poster's
+# PRECISION    auto | fp32 | bf16 | fp16
+# MIN_COUNT    drop genres with fewer training posters
+# THRESHOLDS   global | per-genre, chosen on validation
+# SHARED_DATA  the real posters that tests and benchmarks read
+DATA ?= data/sample
+BACKBONE ?= resnet50
+WEIGHTS ?=
+BATCH ?=
+TTA ?= 0
+PRECISION ?= auto
+SEED ?= 0
+MIN_COUNT ?= 5
+HEADS ?= logistic mlknn mlp
+THRESHOLDS ?= global
+SHARED_DATA ?= ../shared/data
+GENRE_TABLE ?= $(SHARED_DATA)/anime-dataset-2023-genres.csv
+
+PYTHON   := .venv/bin/python
+NAME      = $(notdir $(patsubst %/,%,$(DATA)))
+SPLIT     = features/$(NAME)-split.json
+FEATURES  = features/$(NAME)-$(BACKBONE).h5
+
+.PHONY: install demo sample split features heads report test bench clean
+.DELETE_ON_ERROR:
+
+install: .venv/installed
+.venv/installed: requirements.txt
+	python3 -m venv .venv
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -r requirements.txt
+	touch $@
+
+# The whole pipeline on the synthetic sample, with the backbone that works offline.
+demo: install
+	$(MAKE) sample
+	$(MAKE) features heads report DATA=data/sample BACKBONE=efficientnet_lite0
+
+sample: data/sample/covers.csv
+data/sample/covers.csv: | install
+	$(PYTHON) -m posters sample data/sample
+
+split: $(SPLIT)
+$(SPLIT): | install
+	$(PYTHON) -m posters split $(DATA) --out $@ --seed $(SEED) --min-count $(MIN_COUNT)
+
+features: $(SPLIT) | install
+	$(PYTHON) -m extract --data $(DATA) --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \
+		--precision $(PRECISION) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+		$(if $(BATCH),--batch-size $(BATCH)) $(if $(filter 1,$(TTA)),--tta)
+
+heads: | install
+	$(PYTHON) -m heads --features $(FEATURES) --heads $(HEADS) \
+		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds)
+
+report: | install
+	$(PYTHON) -m evaluation.report --genre-table $(GENRE_TABLE)
+
+test: install
+	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m pytest -q tests
+
+bench: install
+	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m extract.bench --data $(SHARED_DATA)/anime-posters
+
+clean:
+	rm -rf features/*.h5 features/*.json features/*.parts models results reports
