@@ -20,11 +20,11 @@ COLUMNS = [("mAP_macro", "mAP"), ("mAP_micro", "mAP µ"), ("f1_micro", "F1 µ"),
            ("subset_accuracy", "all right"), ("hamming_loss", "hamming")]
 
 
-def _bar_chart(counts: dict[str, int], title: str, path: Path) -> None:
+def _bar_chart(counts: dict[str, int], title: str, path: Path, unit: str = "posters") -> None:
     names = sorted(counts, key=counts.get)
     fig, ax = plt.subplots(figsize=(7, 0.25 * len(names) + 1.2))
     ax.barh(names, [counts[n] for n in names], color="tab:blue")
-    ax.set_xlabel("posters")
+    ax.set_xlabel(unit)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -55,8 +55,9 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
                      out_dir: Path) -> list[str]:
     heads = [r for r in results if r["kind"] != "baseline"]
     baselines = [r for r in results if r["kind"] == "baseline"]
-    first = (heads or baselines)[0]
-    command = f"make features heads report DATA={first.get('data', '<' + dataset + '>')}"
+    data = (heads or baselines)[0]["data"]
+    command = "; ".join(sorted({f"make features heads report DATA={data} BACKBONE={r['backbone']}"
+                                + (" TTA=1" if r["tta"] != "none" else "") for r in heads or baselines}))
     lines = [f"## {dataset}", ""]
 
     if split is not None:
@@ -86,7 +87,7 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
         test = r["test"]["overall"]
         lines.append(f"| {r['model']} | {_fmt(r['val']['overall']['mAP_macro'])} | "
                      + " | ".join(_fmt(test[k]) for k, _ in COLUMNS) + " |")
-    lines += ["", f"*Reproduce: `{command} BACKBONE=<backbone>`; each row's settings are below.*", ""]
+    lines += ["", f"*Reproduce: `{command}`; each row's settings are below.*", ""]
 
     if heads:
         chart = figures / f"{dataset}-per-genre-f1.png"
@@ -121,7 +122,8 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
     if genre_table and Path(genre_table).exists():
         counts, unknown, rows = read_genre_table(genre_table)
         chart = figures / "kaggle-anime-2023-classes.png"
-        _bar_chart(dict(counts), f"Kaggle anime 2023: {rows} anime per genre ({unknown} UNKNOWN)", chart)
+        _bar_chart(dict(counts), f"Kaggle anime 2023: {rows} anime per genre ({unknown} UNKNOWN)", chart,
+                   unit="anime")
         lines += ["## Kaggle anime 2023: the full genre table", "",
                   f"![class distribution]({chart.relative_to(out_dir)})", "",
                   f"*Anime per genre in `{genre_table}` ({rows} rows, {unknown} with no genres). "
