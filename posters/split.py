@@ -64,6 +64,16 @@ def label_matrix(genre_sets: list[tuple[str, ...]], genres: list[str]) -> np.nda
     return y
 
 
+def split_posters(posters: PosterSet, split: Split) -> dict[str, list[Poster]]:
+    """The posters of each part, in split order."""
+    by_id = {p.id: p for p in posters.posters}
+    missing = [pid for part in PARTS for pid in split.parts[part] if pid not in by_id]
+    if missing:
+        raise DataError(f"split lists {len(missing)} posters not in {posters.name} (e.g. {missing[0]}); "
+                        f"was the split made from this data?")
+    return {part: [by_id[pid] for pid in split.parts[part]] for part in PARTS}
+
+
 def _stratified_folds(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     # scikit-multilearn breaks ties with the global NumPy generator and ignores random_state,
     # so seed that generator and restore it afterwards.
