@@ -31,6 +31,13 @@ def sample_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def sample_split(sample_dir, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("split") / "sample-split.json"
+    run_module("posters", "split", str(sample_dir), "--out", str(path), "--min-count", "3")
+    return path
+
+
 def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run `python -m ...` from the repository root, as the Makefile does."""
     result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)

@@ -20,13 +20,6 @@ from posters.split import Split, label_matrix
 from tests.conftest import ROOT, run_module
 
 
-@pytest.fixture(scope="module")
-def sample_split(sample_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("split") / "sample-split.json"
-    run_module("posters", "split", str(sample_dir), "--out", str(path), "--min-count", "3")
-    return path
-
-
 def extract_cli(sample_dir, split, out, *extra):
     return ["extract", "--data", str(sample_dir), "--split", str(split), "--backbone", "efficientnet_lite0",
             "--out", str(out), "--batch-size", "4", *extra]

@@ -1,0 +1,113 @@
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from extract.backbones import build_backbone
+from finetune.model import FineTuned
+from tests.conftest import ROOT, run_module
+from training.loop import AsymmetricLoss, TrainConfig, _scheduler, param_groups
+
+TINY = ["--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--augment", "light"]
+
+
+def cnn_cli(sample_dir, split, tmp_path, *extra):
+    return ["cnn", "--data", str(sample_dir), "--split", str(split), "--runs-dir", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "results"), *TINY, *extra]
+
+
+def final_weights(tmp_path):
+    run = next((tmp_path / "runs").glob("*/*"))
+    return torch.load(run / "last.pt", weights_only=False)["model"], torch.load(run / "best.pt", weights_only=True)
+
+
+def test_killed_run_resumes_to_the_same_weights(sample_dir, sample_split, tmp_path):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run_module(*cnn_cli(sample_dir, sample_split, whole, "--epochs", "4"))
+
+    process = subprocess.Popen([sys.executable, "-m", *cnn_cli(sample_dir, sample_split, resumed, "--epochs", "4")],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:  # kill it in the epoch after the first checkpoint
+        if line.startswith("epoch 1:"):
+            time.sleep(0.3)
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    result = run_module(*cnn_cli(sample_dir, sample_split, resumed, "--epochs", "4", "--resume"))
+    assert "resumed" in result.stdout
+
+    for a, b in zip(final_weights(whole), final_weights(resumed)):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert list((resumed / "results").glob("*/cnn-posternet-4-8-8-8.json"))
+
+
+def test_two_processes_with_gloo(sample_dir, sample_split, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29517", "-m", *cnn_cli(sample_dir, sample_split, tmp_path,
+                                                                      "--epochs", "3", "--lr", "0.01")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = next((tmp_path / "runs").glob("*/*"))
+    assert (run / "last.pt").exists() and (run / "best.pt").exists()
+    log = np.genfromtxt(run / "log.csv", delimiter=",", names=True)
+    assert log["train_loss"][-1] < log["train_loss"][0]
+    assert len(list((tmp_path / "results").glob("*/*.json"))) == 1  # rank 0 alone writes results
+
+
+def test_frozen_stages_stay_fixed():
+    torch.manual_seed(0)
+    model = FineTuned(build_backbone("efficientnet_lite0", "random"), n_genres=3, freeze="stage4")
+    frozen = {id(p) for p in model.frozen.parameters()}
+    assert frozen and all(not p.requires_grad for p in model.frozen.parameters())
+    model.train()
+    assert all(not m.training for m in model.frozen.modules())
+    assert model.head.training and model.body.net._blocks[-1].training
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(param_groups(model.parameter_groups(1e-3, 1e-2), 0.01))
+    loss = nn.functional.binary_cross_entropy_with_logits(model(torch.randn(4, 3, 64, 64)), torch.ones(4, 3))
+    loss.backward()
+    optimizer.step()
+    for name, p in model.named_parameters():
+        changed = not torch.equal(before[name], p)
+        assert changed == (id(p) not in frozen and p.grad is not None), name
+    with pytest.raises(ValueError, match="no stage 'layer9'"):
+        FineTuned(build_backbone("efficientnet_lite0", "random"), 3, freeze="layer9")
+
+
+def test_no_weight_decay_on_norms_and_biases():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 5, 5))
+    groups = param_groups({"all": (list(model.named_parameters()), 0.1)}, weight_decay=0.05)
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight), id(model[3].weight)}
+
+
+def test_warmup_then_cosine():
+    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = _scheduler(optimizer, TrainConfig(epochs=4, warmup_epochs=1), steps_per_epoch=10)
+    lrs = []
+    for _ in range(40):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
+
+
+def test_asymmetric_loss():
+    logits, targets = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([[1.0, 0.0, 0.0]])
+    plain = AsymmetricLoss(gamma_neg=0, gamma_pos=0, clip=0)(logits, targets)
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+    torch.testing.assert_close(plain, bce)
+    # focusing and clipping shrink the loss of easy negatives: p = sigmoid(-1) = 0.27
+    asl = AsymmetricLoss()(torch.tensor([[-1.0]]), torch.tensor([[0.0]]))
+    p = torch.sigmoid(torch.tensor(-1.0)) - 0.05
+    torch.testing.assert_close(asl, -(p ** 4) * torch.log(1 - p))

@@ -1,0 +1,299 @@
+"""The one training loop for every end-to-end model (finetune/ and cnn/).
+
+A model maps normalised images to one logit per genre. Each epoch re-seeds every generator from
+(seed, epoch), so a run resumed from an epoch checkpoint retraces the uninterrupted run. Under
+torchrun the loop uses DistributedDataParallel: a distributed sampler, validation scores gathered
+from every rank, and checkpoints written by rank 0.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
+
+from evaluation.metrics import average_precisions
+from extract.features import autocast_dtype, choose_device
+from posters.images import PosterImages, eval_transform, train_transform
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3  # the new head, or the whole model when trained from scratch
+    body_lr: float = 1e-4  # pretrained parameters
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # cosine | onecycle
+    loss: str = "bce"  # bce | asl
+    pos_weight: bool = False  # weigh each genre's positives by its negatives/positives (capped at 10)
+    augment: str = "light"  # none | light | strong
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    patience: int = 3  # epochs without a better validation mAP before stopping
+    seed: int = 0
+    workers: int | None = None
+
+
+class AsymmetricLoss(nn.Module):
+    """ASL (Ridnik et al. 2021): focusing on hard negatives, with easy negatives shifted away."""
+
+    def __init__(self, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05):
+        super().__init__()
+        self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(logits.float())
+        p_neg = (p - self.clip).clamp(min=0)  # probability shifting for negatives
+        loss_pos = targets * (1 - p).pow(self.gamma_pos) * torch.log(p.clamp(min=1e-8))
+        loss_neg = (1 - targets) * p_neg.pow(self.gamma_neg) * torch.log((1 - p_neg).clamp(min=1e-8))
+        return -(loss_pos + loss_neg).sum(dim=1).mean()
+
+
+@dataclass
+class ImageSpec:
+    """What a model's input looks like."""
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass
+class Part:
+    """One part of the split, ready for a DataLoader."""
+    paths: list[Path]
+    labels: np.ndarray
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> tuple[Distributed, torch.device]:
+    """Join the torchrun process group when launched by torchrun; a single process otherwise."""
+    device = choose_device()
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return Distributed(), device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return Distributed(dist.get_rank(), dist.get_world_size()), device
+
+
+def param_groups(groups: dict[str, tuple[list[tuple[str, nn.Parameter]], float]], weight_decay: float) -> list[dict]:
+    """AdamW groups: each named group at its own learning rate, no weight decay on norms and biases."""
+    out = []
+    for name, (named_params, lr) in groups.items():
+        trainable = [p for _, p in named_params if p.requires_grad]
+        decay = [p for p in trainable if p.ndim > 1]
+        no_decay = [p for p in trainable if p.ndim <= 1]
+        out += [{"name": name, "params": decay, "lr": lr, "weight_decay": weight_decay},
+                {"name": f"{name} (norms, biases)", "params": no_decay, "lr": lr, "weight_decay": 0.0}]
+    return [g for g in out if g["params"]]
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
+            pct_start=min(0.5, cfg.warmup_epochs / cfg.epochs))
+    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:  # linear warm-up, then cosine decay to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _loss(cfg: TrainConfig, train_labels: np.ndarray, device: torch.device) -> nn.Module:
+    if cfg.loss == "asl":
+        return AsymmetricLoss()
+    pos_weight = None
+    if cfg.pos_weight:
+        positives = train_labels.sum(axis=0).clip(min=1)
+        pos_weight = torch.tensor(((len(train_labels) - positives) / positives).clip(max=10), dtype=torch.float32,
+                                  device=device)
+    return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _rng_states() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _restore_rng(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _save_atomic(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_log(history: list[dict], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def save_augmented_batch(part: Part, transform, spec: ImageSpec, path: Path, count: int = 16) -> None:
+    """What the model sees: the first training posters through the augmentation, as one PNG grid."""
+    dataset = PosterImages(part.paths[:count], transform)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    images = images * torch.tensor(spec.std).view(1, 3, 1, 1) + torch.tensor(spec.mean).view(1, 3, 1, 1)
+    save_image(make_grid(images.clamp(0, 1), nrow=8, padding=2), path)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, part: Part, transform, batch_size: int, device: torch.device,
+            dtype: torch.dtype | None, env: Distributed = Distributed(), workers: int = 1) -> np.ndarray:
+    """Sigmoid scores (posters, genres); with several ranks each scores a shard and all get the whole."""
+    dataset = PosterImages(part.paths, transform, part.labels)
+    sampler = (torch.utils.data.distributed.DistributedSampler(dataset, shuffle=False)
+               if env.world_size > 1 else None)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
+    model.eval()
+    scores = []
+    for images, _ in loader:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(images.to(device, memory_format=torch.channels_last))
+        scores.append(torch.sigmoid(logits.float()).cpu().numpy())
+    scores = np.concatenate(scores) if scores else np.zeros((0, part.labels.shape[1]), np.float32)
+    if env.world_size == 1:
+        return scores
+    shards = [None] * env.world_size
+    dist.all_gather_object(shards, (list(iter(sampler)), scores))
+    out = np.zeros((len(dataset), part.labels.shape[1]), dtype=np.float32)
+    for indices, shard in shards:
+        out[indices] = shard  # the padding a distributed sampler adds just rewrites a row
+    return out
+
+
+def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec, cfg: TrainConfig,
+        run_dir: Path | str, resume: bool = False) -> dict:
+    """Train with early stopping on validation mAP; returns the run's state. Best weights: run_dir/best.pt."""
+    run_dir = Path(run_dir)
+    train_tf = train_transform(cfg.augment, spec.size, spec.mean, spec.std)
+    eval_tf = eval_transform(spec.size, spec.mean, spec.std)
+    env, device = setup_distributed()
+    if env.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    dtype = autocast_dtype(device, cfg.precision)
+    workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if cfg.workers is None else cfg.workers
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay))
+    dataset = PosterImages(train.paths, train_tf, train.labels)
+    per_rank_batch = max(1, cfg.batch_size // env.world_size)
+    steps_per_epoch = math.ceil(len(dataset) / env.world_size / per_rank_batch)
+    scheduler = _scheduler(optimizer, cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    criterion = _loss(cfg, train.labels, device)
+    wrapped = DistributedDataParallel(model) if env.world_size > 1 else model
+
+    state = {"epoch": -1, "best_map": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    checkpoint = run_dir / "last.pt"
+    if resume and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        _restore_rng(saved["rng"])
+        state = saved["state"]
+        if env.main:
+            print(f"resumed {run_dir} after epoch {state['epoch'] + 1}")
+    elif env.main:
+        save_augmented_batch(train, train_tf, spec, run_dir / "augmented-batch.png")
+
+    for epoch in range(state["epoch"] + 1, cfg.epochs):
+        if state["bad_epochs"] >= cfg.patience:
+            break
+        generator = _seed_everything(cfg.seed * 1000 + epoch)
+        if env.world_size > 1:
+            sampler = torch.utils.data.distributed.DistributedSampler(dataset, seed=cfg.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler,
+                                             num_workers=workers, generator=generator, drop_last=True,
+                                             pin_memory=device.type == "cuda")
+        wrapped.train()
+        start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not env.main)
+        for images, labels in progress:
+            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = wrapped(images)
+            loss = criterion(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            seen += len(images)
+            loss_sum += loss.item() * len(images)
+            progress.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        seconds = time.perf_counter() - start
+
+        val_scores = predict(model, val, eval_tf, per_rank_batch * 2, device, dtype, env, workers)
+        val_map = float(np.nanmean(average_precisions(val.labels, val_scores)))
+        val_loss = float(nn.functional.binary_cross_entropy(
+            torch.from_numpy(val_scores).clamp(1e-6, 1 - 1e-6), torch.from_numpy(val.labels).float()))
+        state["history"].append({"epoch": epoch + 1, "train_loss": round(loss_sum / max(seen, 1), 5),
+                                 "val_loss": round(val_loss, 5), "val_mAP": round(val_map, 5),
+                                 "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 1),
+                                 "posters_per_s": round(seen * env.world_size / seconds, 2)})
+        improved = val_map > state["best_map"]
+        state.update(epoch=epoch, bad_epochs=0 if improved else state["bad_epochs"] + 1)
+        if improved:
+            state.update(best_map=val_map, best_epoch=epoch + 1)
+        if env.main:
+            if improved:
+                _save_atomic(model.state_dict(), run_dir / "best.pt")
+            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                          "rng": _rng_states(), "state": state, "config": asdict(cfg)}, checkpoint)
+            _write_log(state["history"], run_dir / "log.csv")
+            print(f"epoch {epoch + 1}: train loss {state['history'][-1]['train_loss']:.4f}, val mAP {val_map:.4f}"
+                  f"{' (best)' if improved else ''}, {state['history'][-1]['posters_per_s']} posters/s")
+    if env.world_size > 1:
+        dist.barrier()
+    return state
+

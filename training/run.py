@@ -1,0 +1,82 @@
+"""The command line shared by finetune/ and cnn/: read the split, train, score with the evaluation module."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from evaluation.metrics import evaluate
+from evaluation.results import write_result
+from extract.features import autocast_dtype, choose_device
+from posters.data import read_posters
+from posters.images import eval_transform
+from posters.split import Split, label_matrix, split_posters
+from training.loop import ImageSpec, Part, TrainConfig, fit, predict, setup_distributed
+
+
+def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    parser.add_argument("--data", required=True, help="data set folder (CSV + images)")
+    parser.add_argument("--split", required=True, help="split file from `python -m posters split`")
+    parser.add_argument("--runs-dir", default="runs", help="checkpoints and logs go to RUNS_DIR/<dataset>/<model>")
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    parser.add_argument("--test-only", action="store_true", help="score the run's best checkpoint, no training")
+    for field in fields(TrainConfig):
+        default = getattr(defaults, field.name)
+        kind = type(default) if default is not None else int
+        if kind is bool:
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"),
+                                default=default)
+        else:
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default)
+
+
+def config_from(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part]]:
+    split = Split.load(args.split)
+    parts = split_posters(read_posters(args.data), split)
+    return split, {name: Part([p.image for p in posters], label_matrix([p.genres for p in posters], split.genres))
+                   for name, posters in parts.items()}
+
+
+def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Callable[[int], tuple[nn.Module, dict]],
+                       spec: ImageSpec, settings: dict) -> dict | None:
+    """Train `build(n_genres)` -> (model, parameter groups), then score its best epoch on val and test."""
+    cfg = config_from(args)
+    split, parts = _parts(args)
+    run_dir = Path(args.runs_dir) / split.dataset / name
+    model, groups = build(len(split.genres))
+    if args.test_only:
+        state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["state"]
+    else:
+        state = fit(model, groups, parts["train"], parts["val"], spec, cfg, run_dir, resume=args.resume)
+    if not setup_distributed()[0].main:
+        return None
+
+    device = choose_device()
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True))
+    model = model.to(device, memory_format=torch.channels_last)
+    dtype = autocast_dtype(device, cfg.precision)
+    transform = eval_transform(spec.size, spec.mean, spec.std)
+    scores = {part: predict(model, parts[part], transform, cfg.batch_size, device, dtype) for part in ("val", "test")}
+    result = evaluate(parts["val"].labels, scores["val"], parts["test"].labels, scores["test"], split.genres)
+    history = state["history"]
+    write_result(args.results_dir, split.dataset, name, {
+        "kind": kind, "data": str(args.data), **settings, "tta": "none", "config": asdict(cfg),
+        "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count}),
+        "history": history, "best_epoch": state["best_epoch"], "run_dir": str(run_dir),
+        "train_posters_per_s": float(np.median([h["posters_per_s"] for h in history])) if history else None,
+        **result})
+    test = result["test"]["overall"]
+    print(f"{split.dataset} {name}: best epoch {state['best_epoch']}, test mAP {test['mAP_macro']:.3f}, "
+          f"micro-F1 {test['f1_micro']:.3f}")
+    return result
