@@ -9,6 +9,10 @@
 # PRECISION    auto | fp32 | bf16 | fp16
 # MIN_COUNT    drop genres with fewer training posters
 # THRESHOLDS   global | per-genre, chosen on validation
+# FREEZE       finetune: frozen-stage settings to sweep (none, stem, or the backbone's stage names)
+# EPOCHS       finetune/cnn: at most this many epochs (early stopping on validation mAP)
+# AUGMENT      finetune/cnn: none | light | strong
+# TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m finetune --help)
 # SHARED_DATA  the real posters that tests and benchmarks read
 DATA ?= data/sample
 BACKBONE ?= resnet50
@@ -20,6 +24,10 @@ SEED ?= 0
 MIN_COUNT ?= 5
 HEADS ?= logistic mlknn mlp
 THRESHOLDS ?= global
+FREEZE ?= none stage4 stage6
+EPOCHS ?=
+AUGMENT ?=
+TRAIN_ARGS ?=
 SHARED_DATA ?= ../shared/data
 GENRE_TABLE ?= $(SHARED_DATA)/anime-dataset-2023-genres.csv
 
@@ -28,7 +36,10 @@ NAME      = $(notdir $(patsubst %/,%,$(DATA)))
 SPLIT     = features/$(NAME)-split.json
 FEATURES  = features/$(NAME)-$(BACKBONE).h5
 
-.PHONY: install demo sample split features heads report test bench clean
+TRAIN     = --data $(DATA) --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
+            $(TRAIN_ARGS)
+
+.PHONY: install demo sample split features heads finetune cnn report test bench clean
 .DELETE_ON_ERROR:
 
 install: .venv/installed
@@ -60,6 +71,16 @@ heads: | install
 	$(PYTHON) -m heads --features $(FEATURES) --heads $(HEADS) \
 		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds)
 
+# One fine-tuning run per frozen-stage setting, each a row of the report.
+finetune: $(SPLIT) | install
+	for stage in $(FREEZE); do \
+		$(PYTHON) -m finetune $(TRAIN) --backbone $(BACKBONE) --freeze $$stage $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+		|| exit 1; \
+	done
+
+cnn: $(SPLIT) | install
+	$(PYTHON) -m cnn $(TRAIN)
+
 report: | install
 	$(PYTHON) -m evaluation.report --genre-table $(GENRE_TABLE)
 
@@ -70,4 +91,4 @@ bench: install
 	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m extract.bench --data $(SHARED_DATA)/anime-posters
 
 clean:
-	rm -rf features/*.h5 features/*.json features/*.parts models results reports
+	rm -rf features/*.h5 features/*.json features/*.parts models results reports runs

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -47,6 +48,44 @@ def _per_genre_f1_chart(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _command(r: dict) -> str:
+    """The make command that produced a result row."""
+    if r["kind"] == "finetune":
+        return f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
+    if r["kind"] == "cnn":
+        return f"make cnn DATA={r['data']}"
+    return (f"make features heads report DATA={r['data']} BACKBONE={r['backbone']}"
+            + (" TTA=1" if r["tta"] != "none" else ""))
+
+
+def _setting(r: dict) -> str:
+    if "history" in r:
+        c = r["config"]
+        return (f"best epoch {r['best_epoch']} of {len(r['history'])} (max {c['epochs']}), {c['augment']} "
+                f"augmentation, {c['loss']} loss, lr {c['lr']}" + (f", body lr {c['body_lr']}, frozen up to "
+                f"{r['freeze']}" if r["kind"] == "finetune" else "")
+                + f", {r['train_posters_per_s']:.1f} posters/s training")
+    return json.dumps(r["params"])
+
+
+def _curves_chart(trained: list[dict], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.2), squeeze=False)
+    for ax, r in zip(axes[0], trained):
+        epochs = [h["epoch"] for h in r["history"]]
+        ax.plot(epochs, [h["train_loss"] for h in r["history"]], label="train loss")
+        ax.plot(epochs, [h["val_loss"] for h in r["history"]], label="val loss")
+        ax.set_xlabel("epoch")
+        ax.set_title(r["model"], fontsize=8)
+        right = ax.twinx()
+        right.plot(epochs, [h["val_mAP"] for h in r["history"]], color="tab:green", label="val mAP")
+        right.set_ylabel("val mAP")
+        ax.legend(fontsize=7, loc="upper left")
+        right.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -55,9 +94,7 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
                      out_dir: Path) -> list[str]:
     heads = [r for r in results if r["kind"] != "baseline"]
     baselines = [r for r in results if r["kind"] == "baseline"]
-    data = (heads or baselines)[0]["data"]
-    command = "; ".join(sorted({f"make features heads report DATA={data} BACKBONE={r['backbone']}"
-                                + (" TTA=1" if r["tta"] != "none" else "") for r in heads or baselines}))
+    command = "; ".join(sorted({_command(r) for r in heads or baselines}))
     lines = [f"## {dataset}", ""]
 
     if split is not None:
@@ -100,14 +137,34 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
         for g in best["test"]["per_genre"]:
             lines.append(f"| {g['genre']} | {g['support']} | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
                          f"{_fmt(g['f1'])} | {_fmt(g['ap'])} |")
-        lines += ["", "### Settings", "", "| model | backbone | weights sha256 | TTA | chosen parameters | "
-                  "threshold |", "|---|---|---|---|---|---|"]
+        lines += ["", "### Settings", "", "| model | backbone | weights sha256 | TTA | chosen settings | "
+                  "threshold | command |", "|---|---|---|---|---|---|---|"]
         for r in heads:
             thresholds = r["thresholds"]
             threshold = "per genre" if thresholds["per_genre"] else f"{thresholds['values'][0]:.2f}"
             lines.append(f"| {r['model']} | {r['backbone']} | `{r['weights_sha256'][:12]}` | {r['tta']} | "
-                         f"{json.dumps(r['params'])} | {threshold} |")
+                         f"{_setting(r)} | {threshold} | `{_command(r)}` |")
         lines.append("")
+
+    trained = [r for r in heads if "history" in r]
+    if trained:
+        chart = figures / f"{dataset}-training-curves.png"
+        _curves_chart(trained, chart)
+        lines += ["### Training", "", f"![training curves]({chart.relative_to(out_dir)})", "",
+                  "*Loss and validation mAP per epoch; the epoch with the best validation mAP is kept. "
+                  f"Reproduce: `{'; '.join(sorted({_command(r) for r in trained}))}`.*", ""]
+        shown = set()
+        for r in trained:
+            batch = Path(r["run_dir"]) / "augmented-batch.png"
+            preset = r["config"]["augment"]
+            if preset in shown or not batch.exists():
+                continue
+            shown.add(preset)
+            copy = figures / f"{dataset}-{r['model']}-batch.png"
+            shutil.copyfile(batch, copy)
+            lines += [f"![augmented batch]({copy.relative_to(out_dir)})", "",
+                      f"*The first training posters as {r['model']} sees them (`{preset}` augmentation). "
+                      f"Reproduce: `{_command(r)}`.*", ""]
     return lines
 
 

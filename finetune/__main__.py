@@ -1,0 +1,39 @@
+"""python -m finetune --data DIR --split FILE --backbone NAME --freeze STAGE [--resume | --test-only] ...
+
+Fine-tunes an ImageNet backbone end to end, everything up to --freeze kept frozen.
+"""
+import argparse
+import sys
+
+from extract.backbones import BACKBONES, BackboneError, build_backbone
+from finetune.model import FineTuned
+from posters.data import DataError
+from training.loop import ImageSpec, TrainConfig
+from training.run import add_arguments, train_and_evaluate
+
+DEFAULTS = TrainConfig(epochs=6, batch_size=32, lr=3e-3, body_lr=2e-4, augment="light")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__)
+    parser.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
+    parser.add_argument("--weights", default=None, help="local state_dict file for the backbone")
+    parser.add_argument("--freeze", default="none", help="freeze up to this stage: none, stem, or a stage name")
+    add_arguments(parser, DEFAULTS)
+    args = parser.parse_args()
+    try:
+        backbone = build_backbone(args.backbone, args.weights)
+
+        def build(n_genres: int):
+            model = FineTuned(backbone, n_genres, args.freeze)
+            return model, model.parameter_groups(args.body_lr, args.lr)
+        train_and_evaluate(args, f"finetune-{args.backbone}-freeze-{args.freeze}", "finetune", build,
+                           ImageSpec(backbone.image_size, backbone.mean, backbone.std),
+                           {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,
+                            "freeze": args.freeze})
+    except (DataError, BackboneError, ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {str(e).strip().splitlines()[-1]}")
+
+
+if __name__ == "__main__":
+    main()

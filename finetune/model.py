@@ -1,0 +1,32 @@
+"""A pretrained backbone with a new multi-label head, frozen up to a chosen stage."""
+from __future__ import annotations
+
+from torch import nn
+
+from extract.backbones import Backbone
+
+
+class FineTuned(nn.Module):
+    def __init__(self, backbone: Backbone, n_genres: int, freeze: str = "none", dropout: float = 0.2):
+        super().__init__()
+        names = [name for name, _ in backbone.stages]
+        if freeze != "none" and freeze not in names:
+            raise ValueError(f"{backbone.name} has no stage {freeze!r}; choose none or one of {', '.join(names)}")
+        self.body = backbone.model
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.dim, n_genres))
+        frozen_count = 0 if freeze == "none" else names.index(freeze) + 1
+        self.frozen = nn.ModuleList(m for _, modules in backbone.stages[:frozen_count] for m in modules)
+        for parameter in self.frozen.parameters():
+            parameter.requires_grad = False
+
+    def train(self, mode: bool = True) -> "FineTuned":
+        super().train(mode)
+        self.frozen.eval()  # frozen BatchNorms keep their ImageNet statistics
+        return self
+
+    def forward(self, images):
+        return self.head(self.body(images))
+
+    def parameter_groups(self, body_lr: float, head_lr: float) -> dict:
+        return {"body": (list(self.body.named_parameters()), body_lr),
+                "head": (list(self.head.named_parameters()), head_lr)}
