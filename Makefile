@@ -88,7 +88,8 @@ test: install
 	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m pytest -q tests
 
 bench: install
-	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m extract.bench --data $(SHARED_DATA)/anime-posters
+	$(PYTHON) -m extract.bench --data $(SHARED_DATA)/anime-posters
+	$(PYTHON) -m training.bench --data $(SHARED_DATA)/anime-posters
 
 clean:
 	rm -rf features/*.h5 features/*.json features/*.parts models results reports runs

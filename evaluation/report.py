@@ -86,6 +86,27 @@ def _curves_chart(trained: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
+    """Each model family's validation-selected member, against the prior baseline, in test mAP."""
+    families = {"head": "best frozen-feature head", "finetune": "best fine-tuned backbone",
+                "cnn": "custom CNN from scratch"}
+    prior = next((b for b in baselines if b["model"] == "baseline-prior"), None)
+    chosen = {}
+    for kind in families:
+        members = [r for r in models if r["kind"] == kind]
+        if members:
+            chosen[kind] = max(members, key=lambda r: r["val"]["overall"]["mAP_macro"])
+    if len(chosen) < 2 or prior is None:
+        return []
+    prior_map = prior["test"]["overall"]["mAP_macro"]
+    lines = ["Each family's model with the best **validation** mAP, and its **test** mAP:", ""]
+    for kind, r in chosen.items():
+        test_map = r["test"]["overall"]["mAP_macro"]
+        lines.append(f"- {families[kind]}: {r['model']}, {test_map:.3f} ({test_map - prior_map:+.3f} over the "
+                     f"prior baseline's {prior_map:.3f})")
+    return lines + [""]
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -125,6 +146,7 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
         lines.append(f"| {r['model']} | {_fmt(r['val']['overall']['mAP_macro'])} | "
                      + " | ".join(_fmt(test[k]) for k, _ in COLUMNS) + " |")
     lines += ["", f"*Reproduce: `{command}`; each row's settings are below.*", ""]
+    lines += _comparison(heads, baselines)
 
     if heads:
         chart = figures / f"{dataset}-per-genre-f1.png"
