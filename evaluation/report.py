@@ -50,10 +50,11 @@ def _per_genre_f1_chart(results: list[dict], path: Path) -> None:
 
 def _command(r: dict) -> str:
     """The make command that produced a result row."""
-    if r["kind"] == "finetune":
-        return f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
-    if r["kind"] == "cnn":
-        return f"make cnn DATA={r['data']}"
+    if r["kind"] in ("finetune", "cnn"):
+        c = r["config"]
+        target = (f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
+                  if r["kind"] == "finetune" else f"make cnn DATA={r['data']}")
+        return f"{target} EPOCHS={c['epochs']} AUGMENT={c['augment']}"
     return (f"make features heads report DATA={r['data']} BACKBONE={r['backbone']}"
             + (" TTA=1" if r["tta"] != "none" else ""))
 
