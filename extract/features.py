@@ -9,6 +9,7 @@ equals an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from extract.backbones import Backbone
 from posters.data import DataError, PosterSet
-from posters.images import PosterImages, eval_transform
+from posters.images import PosterImages, eval_transform, load_image
 from posters.split import PARTS, Split, label_matrix, split_posters
 
 FORMAT_VERSION = 1
@@ -101,6 +102,20 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+class _SkippingImages(PosterImages):
+    """A poster that cannot be read becomes a blank image and its error: one bad file must not stop a run."""
+
+    def __init__(self, paths: list[Path], transform, image_size: int):
+        super().__init__(paths, transform)
+        self.blank = torch.zeros(3, image_size, image_size)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        try:
+            return super().__getitem__(i)[0], ""
+        except DataError as e:
+            return self.blank, str(e)
+
+
 def _embed(model: torch.nn.Module, images: torch.Tensor, tta: bool, dtype: torch.dtype | None) -> np.ndarray:
     with torch.inference_mode(), torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
         out = model(images).float()
@@ -146,8 +161,8 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     batches = _batches(len(posters), batch_size)
     todo = [b for b, _ in enumerate(batches) if not (parts_dir / f"{b:06d}.npy").exists()]
     model = backbone.model.to(device, memory_format=torch.channels_last)
-    dataset = PosterImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean,
-                                                                      backbone.std))
+    dataset = _SkippingImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean,
+                                                                         backbone.std), backbone.image_size)
     # Decoding small posters is cheap: leave most cores to the model.
     workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if workers is None else workers
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[batches[b] for b in todo], num_workers=workers,
@@ -156,23 +171,55 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     progress = tqdm(total=len(posters), initial=len(posters) - sum(len(batches[b]) for b in todo),
                     unit="poster", desc=f"{backbone.name} {split.dataset}")
     with progress:
-        for b, (images, rows) in zip(todo, loader):
+        for b, (images, errors) in zip(todo, loader):
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-            _save_atomic(parts_dir / f"{b:06d}.npy", _embed(model, images, tta, dtype))
-            progress.update(len(rows))
-            done_now += len(rows)
+            embeddings = _embed(model, images, tta, dtype)
+            embeddings[[bool(e) for e in errors]] = np.nan  # unreadable posters, dropped below
+            _save_atomic(parts_dir / f"{b:06d}.npy", embeddings)
+            progress.update(len(errors))
+            done_now += len(errors)
+            for error in filter(None, errors):
+                tqdm.write(f"skipped: {error}")
     seconds = time.perf_counter() - start
 
     embeddings = np.concatenate([np.load(parts_dir / f"{b:06d}.npy") for b in range(len(batches))])
+    readable = ~np.isnan(embeddings).any(axis=1)
+    if not readable.any():
+        raise DataError(f"none of the {len(posters)} posters of {split.dataset} could be read")
+    skipped = _list_skipped(out, [p for p, ok in zip(posters, readable) if not ok])
     labels = label_matrix([p.genres for p in posters], split.genres)
     part_names = [part for part in PARTS for _ in split.parts[part]]
-    _write_h5(out, ids, part_names, embeddings, labels,
-              {**config, "code_version": code_version(), "data": str(poster_set.root)})
+    _write_h5(out, [i for i, ok in zip(ids, readable) if ok], [p for p, ok in zip(part_names, readable) if ok],
+              embeddings[readable], labels[readable],
+              {**config, "code_version": code_version(), "data": str(poster_set.root), "skipped": len(skipped)})
     shutil.rmtree(parts_dir)
     if done_now:
         print(f"{done_now} posters in {seconds:.1f} s: {done_now / seconds:.1f} posters/s "
               f"({backbone.name}, {device.type}, {config['precision']}, batch {batch_size}, {workers} workers)")
+    if skipped:
+        print(f"{len(skipped)} unreadable posters skipped, listed in {out.with_suffix('.skipped.csv')}")
     return out
+
+
+def _list_skipped(out: Path, posters: list) -> list:
+    """Write <out>.skipped.csv (id, image, reason) for unreadable posters; remove a stale one if none."""
+    path = out.with_suffix(".skipped.csv")
+    if not posters:
+        path.unlink(missing_ok=True)
+        return posters
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "image", "reason"])
+        for poster in posters:
+            try:
+                load_image(poster.image)
+                reason = "unreadable"
+            except DataError as e:
+                reason = str(e)
+            writer.writerow([poster.id, str(poster.image), reason])
+    os.replace(tmp, path)
+    return posters
 
 
 def _same_config(path: Path, config: dict) -> bool:

@@ -77,17 +77,32 @@ def test_killed_extraction_resumes_to_the_same_file(sample_dir, sample_split, tm
     np.testing.assert_array_equal(a.Y, b.Y)
 
 
-def test_corrupt_image_gives_one_line_error_and_no_file(sample_dir, sample_split, tmp_path):
+def test_unreadable_posters_are_skipped_and_listed(sample_dir, sample_split, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(sample_dir, broken)
-    split = Split.load(sample_split)
-    bad = broken / "images" / f"{split.parts['val'][0]}.jpg"
-    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    bad_id = Split.load(sample_split).parts["val"][0]
+    (broken / "images" / f"{bad_id}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "broken.h5"
+    result = run_module(*extract_cli(broken, sample_split, out))
+    assert "1 unreadable posters skipped" in result.stdout
+    features = load_features(out)
+    assert bad_id not in features.ids and len(features.ids) == 63 and features.attrs["skipped"] == 1
+    assert np.isfinite(features.X).all()
+    listed = (tmp_path / "broken.skipped.csv").read_text().splitlines()
+    assert listed[0] == "id,image,reason" and len(listed) == 2
+    assert listed[1].startswith(f"{bad_id},") and "cannot decode image" in listed[1]
+
+
+def test_nothing_readable_stops_without_a_file(sample_dir, sample_split, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(sample_dir, broken)
+    for image in (broken / "images").iterdir():
+        image.write_bytes(b"")
     out = tmp_path / "broken.h5"
     result = run_module(*extract_cli(broken, sample_split, out), check=False)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and f"{bad}: cannot decode image" in last
+    assert last.startswith("error: none of the 64 posters") and last.endswith("could be read")
     assert not out.exists()
 
 
