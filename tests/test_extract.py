@@ -14,7 +14,7 @@ import torchvision
 
 from extract.backbones import BackboneError, build_backbone, file_sha256
 from extract.features import _embed, load_features
-from posters.data import read_posters
+from posters.data import DataError, read_posters
 from posters.images import PosterImages, eval_transform
 from posters.split import Split, label_matrix
 from tests.conftest import ROOT, run_module
@@ -143,3 +143,15 @@ def test_bf16_embeddings_match_fp32(sample_dir):
     bf16 = _embed(backbone.model, images, tta=False, dtype=torch.bfloat16)
     cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert cosine.min() > 0.99
+
+
+def test_missing_or_truncated_feature_file(tmp_path):
+    with pytest.raises(DataError, match="feature file not found"):
+        load_features(tmp_path / "absent.h5")
+    path = tmp_path / "cut.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("embeddings", data=np.ones((500, 64), dtype=np.float32))
+    path.write_bytes(path.read_bytes()[:4000])  # a copy cut short
+    with pytest.raises(DataError, match="not a complete feature file") as error:
+        load_features(path)
+    assert "\n" not in str(error.value)
