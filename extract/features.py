@@ -25,8 +25,8 @@ import torch
 from tqdm import tqdm
 
 from extract.backbones import Backbone
-from posters.data import DataError, PosterSet
-from posters.images import PosterImages, eval_transform, load_image
+from posters.data import DataError, Poster, PosterSet
+from posters.images import PosterImages, eval_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
 
 FORMAT_VERSION = 1
@@ -99,6 +99,12 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.save(f, array)
+    os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -175,6 +181,9 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
             embeddings = _embed(model, images, tta, dtype)
             embeddings[[bool(e) for e in errors]] = np.nan  # unreadable posters, dropped below
+            if any(errors):  # written before the batch file, whose presence marks the batch done
+                reasons = {row: error for row, error in zip(batches[b], errors) if error}
+                _write_atomic(parts_dir / f"{b:06d}.errors.json", json.dumps(reasons))
             _save_atomic(parts_dir / f"{b:06d}.npy", embeddings)
             progress.update(len(errors))
             done_now += len(errors)
@@ -186,7 +195,9 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     readable = ~np.isnan(embeddings).any(axis=1)
     if not readable.any():
         raise DataError(f"none of the {len(posters)} posters of {split.dataset} could be read")
-    skipped = _list_skipped(out, [p for p, ok in zip(posters, readable) if not ok])
+    reasons = {int(row): error for path in parts_dir.glob("*.errors.json")
+               for row, error in json.loads(path.read_text()).items()}
+    skipped = _list_skipped(out, [(posters[row], reasons.get(row, "unreadable")) for row in np.flatnonzero(~readable)])
     labels = label_matrix([p.genres for p in posters], split.genres)
     part_names = [part for part in PARTS for _ in split.parts[part]]
     _write_h5(out, [i for i, ok in zip(ids, readable) if ok], [p for p, ok in zip(part_names, readable) if ok],
@@ -201,25 +212,19 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     return out
 
 
-def _list_skipped(out: Path, posters: list) -> list:
+def _list_skipped(out: Path, skipped: list[tuple[Poster, str]]) -> list[tuple[Poster, str]]:
     """Write <out>.skipped.csv (id, image, reason) for unreadable posters; remove a stale one if none."""
     path = out.with_suffix(".skipped.csv")
-    if not posters:
+    if not skipped:
         path.unlink(missing_ok=True)
-        return posters
+        return skipped
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "image", "reason"])
-        for poster in posters:
-            try:
-                load_image(poster.image)
-                reason = "unreadable"
-            except DataError as e:
-                reason = str(e)
-            writer.writerow([poster.id, str(poster.image), reason])
+        writer.writerows([poster.id, str(poster.image), reason] for poster, reason in skipped)
     os.replace(tmp, path)
-    return posters
+    return skipped
 
 
 def _same_config(path: Path, config: dict) -> bool:
