@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from evaluation.results import read_results  # noqa: E402
 from posters.data import read_genre_table  # noqa: E402
+from posters.files import write_text_atomic  # noqa: E402
 from posters.split import PARTS, Split  # noqa: E402
 
 COLUMNS = [("mAP_macro", "mAP"), ("mAP_micro", "mAP µ"), ("f1_micro", "F1 µ"), ("f1_macro", "F1 M"),
@@ -213,7 +214,7 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
         split = Split.load(split_path) if split_path.exists() else None
         lines += _dataset_section(dataset, results, split, figures, out_dir)
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
     return path
 
 

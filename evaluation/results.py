@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from posters.files import write_text_atomic
 
 
 def write_result(results_dir: Path | str, dataset: str, model: str, result: dict) -> Path:
     path = Path(results_dir) / dataset / f"{model}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"model": model, "dataset": dataset, **result}, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({"model": model, "dataset": dataset, **result}, indent=1))
     return path
 
 

@@ -27,6 +27,8 @@ def main() -> None:
     except (DataError, BackboneError) as e:
         # Errors raised in a DataLoader worker carry its traceback; the cause is the last line.
         sys.exit(f"error: {str(e).strip().splitlines()[-1]}")
+    except KeyboardInterrupt:
+        sys.exit(f"interrupted: finished batches are kept in {args.out}.parts; run the same command to resume")
 
 
 if __name__ == "__main__":

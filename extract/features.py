@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from extract.backbones import Backbone
 from posters.data import DataError, Poster, PosterSet
+from posters.files import atomic_write, write_text_atomic
 from posters.images import PosterImages, eval_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
 
@@ -95,19 +97,6 @@ def _batches(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class _SkippingImages(PosterImages):
     """A poster that cannot be read becomes a blank image and its error: one bad file must not stop a run."""
 
@@ -162,7 +151,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
         shutil.rmtree(parts_dir)  # leftovers of a run with other settings
     parts_dir.mkdir(parents=True, exist_ok=True)
     if not manifest.exists():
-        manifest.write_text(json.dumps(config))
+        write_text_atomic(manifest, json.dumps(config))
 
     batches = _batches(len(posters), batch_size)
     todo = [b for b, _ in enumerate(batches) if not (parts_dir / f"{b:06d}.npy").exists()]
@@ -183,8 +172,9 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
             embeddings[[bool(e) for e in errors]] = np.nan  # unreadable posters, dropped below
             if any(errors):  # written before the batch file, whose presence marks the batch done
                 reasons = {row: error for row, error in zip(batches[b], errors) if error}
-                _write_atomic(parts_dir / f"{b:06d}.errors.json", json.dumps(reasons))
-            _save_atomic(parts_dir / f"{b:06d}.npy", embeddings)
+                write_text_atomic(parts_dir / f"{b:06d}.errors.json", json.dumps(reasons))
+            with atomic_write(parts_dir / f"{b:06d}.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, embeddings)
             progress.update(len(errors))
             done_now += len(errors)
             for error in filter(None, errors):
@@ -218,12 +208,10 @@ def _list_skipped(out: Path, skipped: list[tuple[Poster, str]]) -> list[tuple[Po
     if not skipped:
         path.unlink(missing_ok=True)
         return skipped
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "image", "reason"])
         writer.writerows([poster.id, str(poster.image), reason] for poster, reason in skipped)
-    os.replace(tmp, path)
     return skipped
 
 
@@ -236,16 +224,15 @@ def _same_config(path: Path, config: dict) -> bool:
 
 def _write_h5(out: Path, ids: list[str], parts: list[str], embeddings: np.ndarray, labels: np.ndarray,
               attrs: dict) -> None:
-    tmp = out.with_name(out.name + ".tmp")
-    string = h5py.string_dtype()
-    with h5py.File(tmp, "w") as f:
+    # Built in memory, then written in one go: a failed write (a full disk) is then a plain OSError, and
+    # HDF5 never holds a half-written file open.
+    string, buffer = h5py.string_dtype(), io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=string)
         f.create_dataset("parts", data=np.array(parts, dtype=object), dtype=string)
         f.create_dataset("embeddings", data=embeddings.astype(np.float32),
                          chunks=(min(len(ids), 1024), embeddings.shape[1]))
         f.create_dataset("labels", data=labels, chunks=(min(len(ids), 1024), labels.shape[1]))
         f.attrs.update(attrs)
-        f.flush()
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        tmp.write_bytes(buffer.getbuffer())

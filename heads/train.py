@@ -16,6 +16,7 @@ from evaluation.results import write_result
 from extract.features import Features
 from heads.estimators import HEADS
 from posters.data import DataError
+from posters.files import atomic_write
 
 
 def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.ndarray, X_val: np.ndarray,
@@ -36,10 +37,9 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
 def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump({"estimator": estimator, "genres": features.genres, "fingerprint": features.fingerprint(),
-                 "params": params}, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        joblib.dump({"estimator": estimator, "genres": features.genres, "fingerprint": features.fingerprint(),
+                     "params": params}, tmp)
 
 
 def load_head(path: Path | str, features: Features) -> BaseEstimator:

@@ -6,7 +6,6 @@ rare genres reach every part, and the genre vocabulary is then built from the tr
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 from skmultilearn.model_selection import IterativeStratification
 
 from posters.data import DataError, Poster, PosterSet
+from posters.files import write_text_atomic
 
 PARTS = ("train", "val", "test")
 
@@ -38,9 +38,7 @@ class Split:
         """Write atomically, so that a reader never sees half a split."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, path: Path | str) -> "Split":

@@ -1,4 +1,6 @@
 import json
+import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -53,28 +55,62 @@ def test_feature_file_round_trip(sample_dir, sample_split, tmp_path):
     assert "up to date" in run_module(*extract_cli(sample_dir, sample_split, out)).stdout
 
 
-def test_killed_extraction_resumes_to_the_same_file(sample_dir, sample_split, tmp_path):
+def _interrupt_after(command: list[str], parts, batches_done: int, delay: float, sig: signal.Signals) -> int:
+    """Start `command`, send `sig` once `batches_done` batch files exist plus `delay` seconds; return its exit code."""
+    process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list(parts.glob("*.npy"))) < batches_done and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay)  # anywhere within the next batch: loading, embedding or saving it
+    process.send_signal(sig)
+    _, stderr = process.communicate()
+    if sig == signal.SIGINT:
+        assert "interrupted: finished batches are kept" in stderr.strip().splitlines()[-1]
+    return process.returncode
+
+
+def test_interrupted_extraction_resumes_to_the_same_file(sample_dir, sample_split, tmp_path):
     whole = tmp_path / "whole.h5"
     run_module(*extract_cli(sample_dir, sample_split, whole))
 
+    rng = random.Random(4)  # interruption points differ between batches and within one
     resumed = tmp_path / "resumed.h5"
     parts = tmp_path / "resumed.h5.parts"
-    process = subprocess.Popen([sys.executable, "-m", *extract_cli(sample_dir, sample_split, resumed)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while len(list(parts.glob("*.npy"))) < 3 and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    command = extract_cli(sample_dir, sample_split, resumed)
+    first, second = sorted(rng.sample(range(1, 14), 2))
+    assert _interrupt_after(command, parts, first, rng.uniform(0, 0.3), signal.SIGINT) != 0
+    assert _interrupt_after(command, parts, second, rng.uniform(0, 0.3), signal.SIGKILL) == -signal.SIGKILL
     done = len(list(parts.glob("*.npy")))
-    assert 3 <= done < 16, "the run should have been killed part way"
-    assert not resumed.exists()
+    assert second <= done < 16, "the run should have been killed part way"
+    assert not resumed.exists() and not list(parts.glob("*.tmp"))
 
-    run_module(*extract_cli(sample_dir, sample_split, resumed))
+    run_module(*command)
     a, b = load_features(whole), load_features(resumed)
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.X, b.X)  # bit for bit
     np.testing.assert_array_equal(a.Y, b.Y)
+
+
+def test_full_disk_leaves_the_previous_file_untouched(sample_dir, sample_split, tmp_path):
+    out = tmp_path / "features.h5"
+    run_module(*extract_cli(sample_dir, sample_split, out))
+    before = out.read_bytes()
+
+    def limit_file_size():  # a size-limited file: no root or tmpfs needed; Python ignores SIGXFSZ
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    # New settings (flip TTA) rebuild the file; each 20 kB batch fits, the 330 kB HDF5 file does not.
+    # No loader workers: they pass batches through shared-memory files, which the limit would stop first.
+    command = extract_cli(sample_dir, sample_split, out, "--tta", "--workers", "0")
+    result = subprocess.run([sys.executable, "-m", *command], cwd=ROOT,
+                            capture_output=True, text=True, preexec_fn=limit_file_size)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {out}: could not write (") and last.endswith("the previous file is untouched")
+    assert out.read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp"))
+    assert len(list((tmp_path / "features.h5.parts").glob("*.npy"))) == 16  # kept: a rerun only writes the file
 
 
 def test_unreadable_posters_are_skipped_and_listed(sample_dir, sample_split, tmp_path):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from evaluation.metrics import average_precisions
 from extract.features import autocast_dtype, choose_device
+from posters.files import atomic_write
 from posters.images import PosterImages, eval_transform, train_transform
 
 
@@ -158,18 +159,15 @@ def _restore_rng(states: dict) -> None:
 
 
 def _save_atomic(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _write_log(history: list[dict], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, path)
 
 
 def save_augmented_batch(part: Part, transform, spec: ImageSpec, path: Path, count: int = 16) -> None:
