@@ -1,3 +1,4 @@
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,22 @@ def test_killed_run_resumes_to_the_same_weights(sample_dir, sample_split, tmp_pa
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     assert list((resumed / "results").glob("*/cnn-posternet-4-8-8-8.json"))
+
+
+def test_checkpoint_of_another_architecture_is_refused(sample_dir, sample_split, tmp_path):
+    run_module(*cnn_cli(sample_dir, sample_split, tmp_path, "--epochs", "1"))
+    theirs = next((tmp_path / "runs").glob("*/cnn-posternet-4-8-8-8"))
+    ours = theirs.with_name("cnn-posternet-4-8-8-16")
+    ours.mkdir()
+    shutil.copy(theirs / "last.pt", ours / "last.pt")
+    wider = [*cnn_cli(sample_dir, sample_split, tmp_path, "--epochs", "2", "--resume"), "--widths", "4,8,8,16"]
+    result = run_module(*wider, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: {ours / 'last.pt'}: a checkpoint of another architecture (0 weights missing, 0 unexpected, ")
+    (ours / "last.pt").write_bytes(b"not a checkpoint")
+    result = run_module(*wider, check=False)
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {ours / 'last.pt'}: not a readable checkpoint")
 
 
 def test_two_processes_with_gloo(sample_dir, sample_split, tmp_path):

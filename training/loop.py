@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from evaluation.metrics import average_precisions
 from extract.features import autocast_dtype, choose_device
+from posters.data import DataError
 from posters.files import atomic_write
 from posters.images import PosterImages, eval_transform, train_transform
 
@@ -163,6 +165,33 @@ def _save_atomic(obj: object, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def load_checkpoint(path: Path, model: nn.Module, device: torch.device | str = "cpu") -> dict:
+    """Load `path` (a state_dict, or a checkpoint dict with one under "model") into `model`; return what was saved.
+
+    A checkpoint of another architecture is refused with one line saying how it differs.
+    """
+    try:
+        saved = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: checkpoint not found (train the model first)") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise DataError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    weights = saved.get("model", saved) if isinstance(saved, dict) else None
+    if not isinstance(weights, dict):
+        raise DataError(f"{path}: not a checkpoint (no state_dict inside)")
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in weights]
+    unexpected = [k for k in weights if k not in ours]
+    reshaped = [k for k in ours if k in weights and weights[k].shape != ours[k].shape]
+    if missing or unexpected or reshaped:
+        example = (reshaped + missing + unexpected)[0]
+        raise DataError(f"{path}: a checkpoint of another architecture ({len(missing)} weights missing, "
+                        f"{len(unexpected)} unexpected, {len(reshaped)} of another shape, e.g. {example!r}); "
+                        f"delete {path.parent} or train into another --runs-dir")
+    model.load_state_dict(weights)
+    return saved
+
+
 def _write_log(history: list[dict], path: Path) -> None:
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
@@ -227,8 +256,7 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
     state = {"epoch": -1, "best_map": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
     checkpoint = run_dir / "last.pt"
     if resume and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
+        saved = load_checkpoint(checkpoint, model, device)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])

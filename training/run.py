@@ -17,7 +17,7 @@ from extract.features import autocast_dtype, choose_device
 from posters.data import read_posters
 from posters.images import eval_transform
 from posters.split import Split, label_matrix, split_posters
-from training.loop import ImageSpec, Part, TrainConfig, fit, predict, setup_distributed
+from training.loop import ImageSpec, Part, TrainConfig, fit, load_checkpoint, predict, setup_distributed
 
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
@@ -56,14 +56,14 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     run_dir = Path(args.runs_dir) / split.dataset / name
     model, groups = build(len(split.genres))
     if args.test_only:
-        state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["state"]
+        state = load_checkpoint(run_dir / "last.pt", model)["state"]
     else:
         state = fit(model, groups, parts["train"], parts["val"], spec, cfg, run_dir, resume=args.resume)
     if not setup_distributed()[0].main:
         return None
 
     device = choose_device()
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True))
+    load_checkpoint(run_dir / "best.pt", model)
     model = model.to(device, memory_format=torch.channels_last)
     dtype = autocast_dtype(device, cfg.precision)
     transform = eval_transform(spec.size, spec.mean, spec.std)
