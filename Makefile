@@ -13,6 +13,8 @@
 # EPOCHS       finetune/cnn: at most this many epochs (early stopping on validation mAP)
 # AUGMENT      finetune/cnn: none | light | strong
 # TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m finetune --help)
+# CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
+# CONCURRENCY  make posters: requests in flight (default 4); RATE: requests/s per host (default 4)
 # SHARED_DATA  the real posters that tests and benchmarks read
 DATA ?= data/sample
 BACKBONE ?= resnet50
@@ -28,6 +30,9 @@ FREEZE ?= none stage4 stage6
 EPOCHS ?=
 AUGMENT ?=
 TRAIN_ARGS ?=
+CSV ?= anime-dataset-2023.csv
+CONCURRENCY ?= 4
+RATE ?= 4
 SHARED_DATA ?= ../shared/data
 GENRE_TABLE ?= $(SHARED_DATA)/anime-dataset-2023-genres.csv
 
@@ -39,7 +44,7 @@ FEATURES  = features/$(NAME)-$(BACKBONE).h5
 TRAIN     = --data $(DATA) --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: install demo sample split features heads finetune cnn report test bench clean
+.PHONY: install demo posters sample split features heads finetune cnn report test bench clean
 .DELETE_ON_ERROR:
 
 install: .venv/installed
@@ -53,6 +58,10 @@ install: .venv/installed
 demo: install
 	$(MAKE) sample
 	$(MAKE) features heads report DATA=data/sample BACKBONE=efficientnet_lite0
+
+# Download the posters of a Kaggle CSV: make posters CSV=anime-dataset-2023.csv DATA=data/anime-2023
+posters: | install
+	$(PYTHON) -m posters download $(CSV) --out $(DATA) --concurrency $(CONCURRENCY) --rate $(RATE)
 
 sample: data/sample/covers.csv
 data/sample/covers.csv: | install
@@ -88,6 +97,7 @@ test: install
 	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m pytest -q tests
 
 bench: install
+	$(PYTHON) -m posters.bench --data $(SHARED_DATA)/anime-posters
 	$(PYTHON) -m extract.bench --data $(SHARED_DATA)/anime-posters
 	$(PYTHON) -m training.bench --data $(SHARED_DATA)/anime-posters
 

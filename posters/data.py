@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 
 
 class DataError(Exception):
@@ -37,7 +37,7 @@ class PosterSet:
         return Counter(g for p in self.posters for g in p.genres)
 
 
-def _read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
     try:
         with open(csv_path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -54,7 +54,7 @@ def _read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def _find_image(folder: Path, poster_id: str) -> Path | None:
+def find_image(folder: Path, poster_id: str) -> Path | None:
     for ext in IMAGE_EXTENSIONS:
         path = folder / f"{poster_id}{ext}"
         if path.is_file():
@@ -106,7 +106,7 @@ def read_posters(root: Path | str) -> PosterSet:
     """Read the data set in folder `root`. Posters without genres or image are skipped and counted."""
     root = Path(root)
     csv_path = find_csv(root)
-    header, rows = _read_rows(csv_path)
+    header, rows = read_rows(csv_path)
     id_column, parse_genres, image_folder = _layout(header, rows)
     posters, skipped, seen = [], Counter(), set()
     for row in rows:
@@ -125,7 +125,7 @@ def read_posters(root: Path | str) -> PosterSet:
         if not genres:
             skipped["no genres"] += 1
             continue
-        image = _find_image(root / image_folder, poster_id)
+        image = find_image(root / image_folder, poster_id)
         if image is None:
             skipped["no image file"] += 1
             continue
@@ -138,7 +138,7 @@ def read_posters(root: Path | str) -> PosterSet:
 
 def read_genre_table(csv_path: Path | str) -> tuple[Counter, int, int]:
     """Genre counts, rows without genres, and all rows, from a Kaggle-style table with no images."""
-    _, rows = _read_rows(Path(csv_path))
+    _, rows = read_rows(Path(csv_path))
     counts, unknown = Counter(), 0
     for row in rows:
         genres = _kaggle_genres(row)

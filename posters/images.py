@@ -1,4 +1,4 @@
-"""Decode posters into RGB images and tensors, one way for every model."""
+"""Posters as tensors, one way for every model: the evaluation transform, augmentation presets, a Dataset."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,40 +6,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
-from posters.data import DataError
-
-# Refuse decompression bombs: no real poster comes near this.
-MAX_PIXELS = 40_000_000
-
-
-def load_image(path: Path | str) -> Image.Image:
-    """Open a poster as RGB: EXIF orientation applied, alpha flattened on white, first frame only."""
-    try:
-        with Image.open(path) as img:  # reads the header only: the size is known before decoding
-            if img.width * img.height > MAX_PIXELS:
-                raise DataError(f"{path}: {img.width}x{img.height} pixels, over the {MAX_PIXELS:,} allowed")
-            return _to_rgb(img)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot decode image ({e})") from None
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    img.seek(0)
-    img = ImageOps.exif_transpose(img)
-    if img.mode.startswith("I"):  # 16-bit greyscale: scale to 8 bits (PIL's convert would clip)
-        pixels = np.asarray(img, dtype=np.float64)
-        top = 65535 if pixels.max() <= 65535 else 2**32 - 1
-        img = Image.fromarray((pixels * (255 / top)).astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img)
-    return img.convert("RGB")
+from posters.decode import load_image
 
 
 def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:

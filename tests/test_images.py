@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from posters.data import DataError
-from posters.images import MAX_PIXELS, load_image
+from posters.decode import MAX_PIXELS, load_image
 
 
 def save(path, image, **options):

@@ -1,0 +1,108 @@
+import csv
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from posters.download import DownloadConfig, download, summary
+from posters.local_server import PosterServer
+from tests.conftest import run_module
+
+FAST = DownloadConfig(concurrency=4, rate=1000, timeout=0.5, retries=2, backoff=0.05)
+
+
+def poster(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 90), (seed * 37 % 256, seed * 91 % 256, 120)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["anime_id", "Name", "Genres", "Image URL"])
+        writer.writerows([poster_id, f"Anime {poster_id}", "Action, Comedy", url] for poster_id, url in rows)
+
+
+# Each anime's URL, and whether its poster must end up on disk.
+CASES = {
+    "1": ("ok", True), "2": ("ok", True), "3": ("flaky", True), "4": ("busy", True), "5": ("cut-once", True),
+    "6": ("missing", False), "7": ("slow", False), "8": ("cut", False), "9": ("html", False),
+}
+
+
+@pytest.fixture
+def server():
+    with PosterServer({pid: poster(int(pid)) for pid in CASES}, slow_seconds=2.0) as server:
+        yield server
+
+
+def test_download_keeps_exactly_the_whole_posters(server, tmp_path):
+    csv_path = tmp_path / "anime-dataset-2023.csv"
+    write_csv(csv_path, [(pid, f"{server.url}/{kind}/{pid}") for pid, (kind, _) in CASES.items()]
+              + [("10", ""), ("11", "UNKNOWN")])
+    out = tmp_path / "data"
+    outcomes = download(csv_path, out, FAST)
+
+    expected = sorted(f"{pid}.jpg" for pid, (_, kept) in CASES.items() if kept)
+    assert sorted(p.name for p in (out / "images").iterdir()) == expected  # no partial or temporary file
+    for name in expected:
+        assert (out / "images" / name).read_bytes() == server.posters[name.removesuffix(".jpg")]
+    assert (out / csv_path.name).read_bytes() == csv_path.read_bytes()
+
+    reasons = {o.id: o.reason for o in outcomes if o.status == "failed"}
+    assert reasons == {"6": "HTTP 404", "7": "timeout", "8": "cut off mid-stream", "9": "not an image",
+                       "10": "no URL", "11": "no URL"}
+    with open(out / "download-failures.csv", newline="") as f:
+        assert {row["anime_id"]: row["reason"] for row in csv.DictReader(f)} == reasons
+
+    assert server.count("/missing/6") == 1  # a 404 is final
+    assert server.count("/flaky/3") == 2 and server.count("/cut/8") == 3  # retried: 1 + 2 retries
+    busy = [t for path, t in server.requests if path == "/busy/4"]
+    assert len(busy) == 2 and busy[1] - busy[0] >= 1.0  # waited as Retry-After said, not the 0.05 s backoff
+
+    text = summary(outcomes, 1.0)
+    assert text.startswith("5 downloaded, 0 already there, 6 failed (")
+    assert "HTTP 404 1" in text and "no URL 2" in text
+
+
+def test_rerun_fetches_only_what_is_missing_or_damaged(server, tmp_path):
+    csv_path = tmp_path / "anime.csv"
+    write_csv(csv_path, [(pid, f"{server.url}/ok/{pid}") for pid in ("1", "2", "3")])
+    out = tmp_path / "data"
+    download(csv_path, out, FAST)
+    (out / "images" / "2.jpg").write_bytes(server.posters["2"][:300])  # damaged, e.g. by an earlier crash
+    (out / "images" / "3.jpg").unlink()
+    first = len(server.requests)
+
+    outcomes = download(csv_path, out, FAST)
+    assert {o.id: o.status for o in outcomes} == {"1": "already there", "2": "downloaded", "3": "downloaded"}
+    assert sorted(path for path, _ in server.requests[first:]) == ["/ok/2", "/ok/3"]
+    assert (out / "images" / "2.jpg").read_bytes() == server.posters["2"]
+
+
+def test_rate_limit_spaces_requests_to_one_host(server, tmp_path):
+    csv_path = tmp_path / "anime.csv"
+    write_csv(csv_path, [(pid, f"{server.url}/ok/{pid}") for pid in ("1", "2", "3", "4", "5")])
+    start = time.monotonic()
+    download(csv_path, tmp_path / "data", DownloadConfig(concurrency=4, rate=10, timeout=2, retries=0))
+    times = sorted(t for _, t in server.requests)
+    assert len(times) == 5
+    assert times[-1] - start >= 0.4  # 5 starts at 10 per second: 0, 0.1, ... 0.4 s
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.08
+
+
+def test_command_line_summary_and_bad_csv(server, tmp_path):
+    csv_path = tmp_path / "anime.csv"
+    write_csv(csv_path, [("1", f"{server.url}/ok/1"), ("6", f"{server.url}/missing/6")])
+    result = run_module("posters", "download", str(csv_path), "--out", str(tmp_path / "data"), "--rate", "100")
+    assert result.stdout.startswith("1 downloaded, 0 already there, 1 failed (HTTP 404 1); ")
+    assert result.stdout.strip().endswith(f"failures listed in {tmp_path / 'data'}/download-failures.csv")
+
+    (tmp_path / "covers.csv").write_text("id,title,genres\n1,A,Action\n")
+    result = run_module("posters", "download", str(tmp_path / "covers.csv"), "--out", str(tmp_path / "x"), check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'covers.csv'}: needs the columns anime_id and Image URL " \
+                                    "(has id, title, genres)"
+    assert not (tmp_path / "x").exists()
