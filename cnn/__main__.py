@@ -27,7 +27,7 @@ def main() -> None:
             model = PosterNet(n_genres, widths)
             return model, model.parameter_groups(args.lr)
         name = "cnn-posternet" if args.widths == "32,64,128,256" else f"cnn-posternet-{args.widths.replace(',', '-')}"
-        train_and_evaluate(args, name, "cnn", build, ImageSpec(IMAGE_SIZE, MEAN, STD),
+        train_and_evaluate(args, name, "cnn", build, {"widths": list(widths)}, ImageSpec(IMAGE_SIZE, MEAN, STD),
                            {"backbone": f"PosterNet {args.widths} (from scratch)", "weights_sha256": "none"})
     except (DataError, ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {str(e).strip().splitlines()[-1]}")

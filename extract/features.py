@@ -28,7 +28,7 @@ from tqdm import tqdm
 from extract.backbones import Backbone
 from posters.data import DataError, Poster, PosterSet
 from posters.files import atomic_write, write_text_atomic
-from posters.images import PosterImages, eval_transform
+from posters.images import SkippingImages, eval_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
 
 FORMAT_VERSION = 1
@@ -97,21 +97,7 @@ def _batches(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
 
 
-class _SkippingImages(PosterImages):
-    """A poster that cannot be read becomes a blank image and its error: one bad file must not stop a run."""
-
-    def __init__(self, paths: list[Path], transform, image_size: int):
-        super().__init__(paths, transform)
-        self.blank = torch.zeros(3, image_size, image_size)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        try:
-            return super().__getitem__(i)[0], ""
-        except DataError as e:
-            return self.blank, str(e)
-
-
-def _embed(model: torch.nn.Module, images: torch.Tensor, tta: bool, dtype: torch.dtype | None) -> np.ndarray:
+def embed(model: torch.nn.Module, images: torch.Tensor, tta: bool, dtype: torch.dtype | None) -> np.ndarray:
     with torch.inference_mode(), torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
         out = model(images).float()
         if tta:
@@ -156,7 +142,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     batches = _batches(len(posters), batch_size)
     todo = [b for b, _ in enumerate(batches) if not (parts_dir / f"{b:06d}.npy").exists()]
     model = backbone.model.to(device, memory_format=torch.channels_last)
-    dataset = _SkippingImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean,
+    dataset = SkippingImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean,
                                                                          backbone.std), backbone.image_size)
     # Decoding small posters is cheap: leave most cores to the model.
     workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if workers is None else workers
@@ -168,7 +154,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     with progress:
         for b, (images, errors) in zip(todo, loader):
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-            embeddings = _embed(model, images, tta, dtype)
+            embeddings = embed(model, images, tta, dtype)
             embeddings[[bool(e) for e in errors]] = np.nan  # unreadable posters, dropped below
             if any(errors):  # written before the batch file, whose presence marks the batch done
                 reasons = {row: error for row, error in zip(batches[b], errors) if error}

@@ -28,6 +28,7 @@ def main() -> None:
             model = FineTuned(backbone, n_genres, args.freeze)
             return model, model.parameter_groups(args.body_lr, args.lr)
         train_and_evaluate(args, f"finetune-{args.backbone}-freeze-{args.freeze}", "finetune", build,
+                           {"backbone": args.backbone, "freeze": args.freeze},
                            ImageSpec(backbone.image_size, backbone.mean, backbone.std),
                            {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,
                             "freeze": args.freeze})

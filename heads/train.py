@@ -34,12 +34,15 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
     return best, best_params, trials
 
 
-def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict) -> None:
+def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict,
+              thresholds: list[float]) -> None:
+    """The head with what `make predict` needs: the features it expects and its validation thresholds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         joblib.dump({"estimator": estimator, "genres": features.genres, "fingerprint": features.fingerprint(),
-                     "params": params}, tmp)
+                     "params": params, "thresholds": thresholds,
+                     "batch_size": int(features.attrs["batch_size"])}, tmp)
 
 
 def load_head(path: Path | str, features: Features) -> BaseEstimator:
@@ -81,7 +84,8 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         result = evaluate(Y_val, model.predict_proba(X_val), Y_test, model.predict_proba(X_test),
                           features.genres, per_genre_thresholds)
         model_name = f"{backbone}-{name}"
-        save_head(Path(models_dir) / f"{dataset}-{model_name}.joblib", model, features, params)
+        save_head(Path(models_dir) / f"{dataset}-{model_name}.joblib", model, features, params,
+                  result["thresholds"]["values"])
         write_result(results_dir, dataset, model_name, {
             "kind": "head", **setting, "head": name, "params": params, "grid": trials,
             "tune_seconds": round(seconds, 2), **result})

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from posters.data import DataError
 from posters.decode import load_image
 
 
@@ -53,3 +54,17 @@ class PosterImages(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         image = self.transform(load_image(self.paths[i]))
         return image, (i if self.labels is None else self.labels[i])
+
+
+class SkippingImages(PosterImages):
+    """A poster that cannot be read becomes a blank image and its error: one bad file must not stop a run."""
+
+    def __init__(self, paths: list[Path], transform, image_size: int):
+        super().__init__(paths, transform)
+        self.blank = torch.zeros(3, image_size, image_size)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        try:
+            return super().__getitem__(i)[0], ""
+        except DataError as e:
+            return self.blank, str(e)

@@ -38,6 +38,16 @@ def sample_split(sample_dir, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def trained(sample_dir, sample_split, tmp_path_factory) -> Path:
+    """A tiny PosterNet trained for 2 epochs on the sample: runs/, results/ and models/ (one .pt) under it."""
+    root = tmp_path_factory.mktemp("trained")
+    run_module("cnn", "--data", str(sample_dir), "--split", str(sample_split), "--runs-dir", str(root / "runs"),
+               "--results-dir", str(root / "results"), "--models-dir", str(root / "models"),
+               "--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--epochs", "2")
+    return root
+
+
 def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run `python -m ...` from the repository root, as the Makefile does."""
     result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)

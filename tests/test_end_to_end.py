@@ -41,3 +41,13 @@ def test_split_features_heads_report(data_root, tmp_path):
     assert "make features heads report DATA=" in report
     for figure in ("anime-slice-classes.png", "anime-slice-per-genre-f1.png", "kaggle-anime-2023-classes.png"):
         assert (reports / "figures" / figure).stat().st_size > 1000
+
+    # make predict on the test part scores exactly as the evaluation module did (TTA and all)
+    for head in ("logistic", "mlknn"):
+        out = tmp_path / f"predictions-{head}.csv"
+        run_module("predict", "--model", str(models / f"anime-slice-efficientnet_lite0-{head}.joblib"),
+                   "--data", str(data), "--split", str(split), "--out", str(out))
+        predicted = json.loads(out.with_suffix(".json").read_text())
+        evaluated = json.loads((results / "anime-slice" / f"efficientnet_lite0-{head}.json").read_text())
+        assert predicted["scores"] == evaluated["test"]
+        assert len(out.read_text().splitlines()) == 1 + len(json.loads(split.read_text())["parts"]["test"])

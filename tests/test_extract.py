@@ -15,7 +15,7 @@ import torch
 import torchvision
 
 from extract.backbones import BackboneError, build_backbone, file_sha256
-from extract.features import _embed, load_features
+from extract.features import embed, load_features
 from posters.data import DataError, read_posters
 from posters.images import PosterImages, eval_transform
 from posters.split import Split, label_matrix
@@ -175,8 +175,8 @@ def test_bf16_embeddings_match_fp32(sample_dir):
     posters = read_posters(sample_dir).posters[:8]
     dataset = PosterImages([p.image for p in posters], eval_transform(224, backbone.mean, backbone.std))
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    fp32 = _embed(backbone.model, images, tta=False, dtype=None)
-    bf16 = _embed(backbone.model, images, tta=False, dtype=torch.bfloat16)
+    fp32 = embed(backbone.model, images, tta=False, dtype=None)
+    bf16 = embed(backbone.model, images, tta=False, dtype=torch.bfloat16)
     cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert cosine.min() > 0.99
 

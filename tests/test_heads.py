@@ -60,14 +60,14 @@ def test_tune_picks_on_validation():
 def features_like(backbone: str, genres: list[str]) -> Features:
     X, Y = clustered(30, seed=3)
     attrs = {"dataset": "toy", "backbone": backbone, "weights_sha256": "abc", "image_size": 224,
-             "preprocessing": "squash", "tta": "none"}
+             "preprocessing": "squash", "tta": "none", "batch_size": 8}
     return Features(np.array([str(i) for i in range(30)]), np.array(["train"] * 30), X, Y, genres, attrs)
 
 
 def test_saved_head_refuses_other_features(tmp_path):
     features = features_like("efficientnet_lite0", ["A", "B", "C"])
     model = clone(HEADS["logistic"][0]).fit(features.X, features.Y)
-    save_head(tmp_path / "head.joblib", model, features, {})
+    save_head(tmp_path / "head.joblib", model, features, {}, [0.5, 0.5, 0.5])
     loaded = load_head(tmp_path / "head.joblib", features)
     np.testing.assert_array_equal(loaded.predict_proba(features.X), model.predict_proba(features.X))
 

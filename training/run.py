@@ -17,7 +17,16 @@ from extract.features import autocast_dtype, choose_device
 from posters.data import read_posters
 from posters.images import eval_transform
 from posters.split import Split, label_matrix, split_posters
-from training.loop import ImageSpec, Part, TrainConfig, fit, load_checkpoint, predict, setup_distributed
+from predict.models import save_network
+from training.loop import (
+    ImageSpec,
+    Part,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    predict,
+    setup_distributed,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
@@ -25,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     parser.add_argument("--split", required=True, help="split file from `python -m posters split`")
     parser.add_argument("--runs-dir", default="runs", help="checkpoints and logs go to RUNS_DIR/<dataset>/<model>")
     parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--models-dir", default="models", help="the best model, for make predict and make serve")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--test-only", action="store_true", help="score the run's best checkpoint, no training")
     for field in fields(TrainConfig):
@@ -49,8 +59,11 @@ def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part]]:
 
 
 def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Callable[[int], tuple[nn.Module, dict]],
-                       spec: ImageSpec, settings: dict) -> dict | None:
-    """Train `build(n_genres)` -> (model, parameter groups), then score its best epoch on val and test."""
+                       build_settings: dict, spec: ImageSpec, settings: dict) -> dict | None:
+    """Train `build(n_genres)` -> (model, parameter groups), then score its best epoch on val and test.
+
+    The best epoch is saved with `build_settings` (what predict.models.NETWORKS[kind] rebuilds it from).
+    """
     cfg = config_from(args)
     split, parts = _parts(args)
     run_dir = Path(args.runs_dir) / split.dataset / name
@@ -69,6 +82,8 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     transform = eval_transform(spec.size, spec.mean, spec.std)
     scores = {part: predict(model, parts[part], transform, cfg.batch_size, device, dtype) for part in ("val", "test")}
     result = evaluate(parts["val"].labels, scores["val"], parts["test"].labels, scores["test"], split.genres)
+    save_network(Path(args.models_dir) / f"{split.dataset}-{name}.pt", model, kind, build_settings, split.genres,
+                 spec, result["thresholds"]["values"], cfg.batch_size)
     history = state["history"]
     write_result(args.results_dir, split.dataset, name, {
         "kind": kind, "data": str(args.data), **settings, "tta": "none", "config": asdict(cfg),

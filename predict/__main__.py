@@ -1,0 +1,100 @@
+"""python -m predict --model FILE (--images PATH | --data DIR [--split FILE --part test]) --out FILE.csv
+
+Scores new posters with any saved model and writes one row per poster: the predicted genre set
+(thresholds chosen on validation, the top genre always in) and every genre's probability, as CSV
+and as JSON beside it. Unreadable images are reported and skipped. With --data the true genres are
+known, so the predictions are also scored by the evaluation module; genres the model was not
+trained on are counted and left out of that score.
+"""
+import argparse
+import csv
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.metrics import predict_sets, score
+from extract.backbones import BackboneError
+from posters.data import DataError, read_posters
+from posters.files import atomic_write, write_text_atomic
+from posters.split import Split, label_matrix, split_posters
+from predict.models import Predictor, load_model, predict_files
+
+
+def image_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    raise DataError(f"{path}: no such image or folder")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a saved model: models/*.joblib (head) or models/*.pt")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="an image, or a folder of images")
+    source.add_argument("--data", help="a data set folder (CSV + images): predictions are also scored")
+    parser.add_argument("--split", help="with --data: only the posters of one part of this split")
+    parser.add_argument("--part", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--out", required=True, help="CSV to write; the JSON goes beside it")
+    parser.add_argument("--weights", default=None, help="local state_dict of a head's backbone (resnet50 offline)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--workers", type=int, default=1, help="image decoding processes")
+    args = parser.parse_args()
+    try:
+        predictor = load_model(args.model, args.weights, args.precision)
+        genre_sets = None
+        if args.images:
+            paths = image_files(Path(args.images))
+        else:
+            poster_set = read_posters(args.data)
+            posters = (split_posters(poster_set, Split.load(args.split))[args.part] if args.split
+                       else poster_set.posters)
+            paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]
+        probabilities, errors = predict_files(predictor, paths, args.workers)
+        if len(errors) == len(paths):
+            raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
+        write_predictions(Path(args.out), predictor, paths, probabilities, errors, genre_sets)
+    except (DataError, BackboneError) as e:
+        sys.exit(f"error: {str(e).strip().splitlines()[-1]}")
+
+
+def write_predictions(out: Path, predictor: Predictor, paths: list[Path], probabilities: np.ndarray,
+                      errors: dict[int, str], genre_sets: list[tuple[str, ...]] | None) -> None:
+    kept = [i for i in range(len(paths)) if i not in errors]
+    predicted = predict_sets(probabilities, predictor.thresholds)
+    rows = [{"image": str(paths[i]), "predicted": [g for g, on in zip(predictor.genres, chosen) if on],
+             "probabilities": {g: float(p) for g, p in zip(predictor.genres, probs)}}
+            for i, chosen, probs in zip(kept, predicted, probabilities)]
+    report = {"model": predictor.name, "genres": predictor.genres, "thresholds": predictor.thresholds.tolist(),
+              "predictions": rows, "skipped": [{"image": str(paths[i]), "reason": r} for i, r in errors.items()]}
+    for reason in errors.values():
+        print(f"skipped: {reason}", file=sys.stderr)
+    if genre_sets is not None:
+        known = set(predictor.genres)
+        unknown = Counter(g for i in kept for g in genre_sets[i] if g not in known)
+        if unknown:
+            listed = ", ".join(f"{g} ({n} posters)" for g, n in unknown.most_common())
+            print(f"genres not in the model's vocabulary, left out of the scores: {listed}")
+        labels = label_matrix([genre_sets[i] for i in kept], predictor.genres)
+        report["unknown_genres"] = dict(unknown)
+        report["scores"] = score(labels, probabilities, predicted, predictor.genres)
+        overall = report["scores"]["overall"]
+        print(f"{len(kept)} posters: mAP {overall['mAP_macro']:.3f}, micro-F1 {overall['f1_micro']:.3f}")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "predicted", *predictor.genres])
+        writer.writerows([row["image"], "|".join(row["predicted"]),
+                          *(f"{p:.9g}" for p in row["probabilities"].values())] for row in rows)  # float32 exact
+    write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=1))
+    print(f"{len(rows)} posters predicted, {len(errors)} skipped: {out} and {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""make predict with a network saved by the training loop (a tiny PosterNet on the synthetic sample)."""
+import csv
+import json
+import shutil
+
+import pytest
+
+from posters.split import Split
+from tests.conftest import run_module
+
+
+def test_predictions_score_as_the_evaluation_did(trained, sample_dir, sample_split, tmp_path):
+    model = next((trained / "models").glob("*.pt"))
+    out = tmp_path / "predictions.csv"
+    run_module("predict", "--model", str(model), "--data", str(sample_dir), "--split", str(sample_split),
+               "--out", str(out))
+    predicted = json.loads(out.with_suffix(".json").read_text())
+    evaluated = json.loads(next((trained / "results").glob("*/cnn-posternet-4-8-8-8.json")).read_text())
+    assert predicted["scores"] == evaluated["test"]
+    assert predicted["thresholds"] == evaluated["thresholds"]["values"]
+
+    split = Split.load(sample_split)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"].rsplit("/", 1)[1] for r in rows] == [f"{i}.jpg" for i in split.parts["test"]]
+    assert list(rows[0]) == ["image", "predicted", *split.genres]
+    for row, entry in zip(rows, predicted["predictions"]):
+        assert row["predicted"] and row["predicted"].split("|") == entry["predicted"]  # never empty: top genre
+        assert [float(row[g]) for g in split.genres] == pytest.approx(list(entry["probabilities"].values()),
+                                                                      rel=1e-7)
+
+
+def test_a_folder_with_bad_files_and_unknown_genres(trained, sample_dir, sample_split, tmp_path):
+    model = str(next((trained / "models").glob("*.pt")))
+    folder = tmp_path / "new-posters"
+    folder.mkdir()
+    good = sorted((sample_dir / "images").iterdir())[:2]
+    for path in good:
+        shutil.copy(path, folder)
+    (folder / "broken.jpg").write_bytes(good[0].read_bytes()[:200])
+    (folder / "notes.txt").write_text("not a poster")
+    out = tmp_path / "out" / "new.csv"
+    result = run_module("predict", "--model", model, "--images", str(folder), "--out", str(out))
+    assert f"skipped: {folder / 'broken.jpg'}: cannot decode image" in result.stderr
+    assert f"skipped: {folder / 'notes.txt'}: cannot decode image" in result.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [p["image"] for p in report["predictions"]] == [str(folder / p.name) for p in good]
+    assert [s["image"] for s in report["skipped"]] == [str(folder / "broken.jpg"), str(folder / "notes.txt")]
+    assert "scores" not in report
+
+    # a labelled folder whose CSV uses a genre the model never saw
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(sample_dir, relabelled)
+    csv_path = relabelled / "covers.csv"
+    lines = csv_path.read_text().splitlines()
+    test_id = Split.load(sample_split).parts["test"][0]
+    lines = [line + "|Zombie" if line.startswith(f"{test_id},") else line for line in lines]
+    csv_path.write_text("\n".join(lines) + "\n")
+    result = run_module("predict", "--model", model, "--data", str(relabelled), "--split", str(sample_split),
+                        "--out", str(tmp_path / "relabelled.csv"))
+    assert "genres not in the model's vocabulary, left out of the scores: Zombie (1 posters)" in result.stdout
+    assert json.loads((tmp_path / "relabelled.json").read_text())["unknown_genres"] == {"Zombie": 1}
+
+
+def test_missing_or_broken_model_file(tmp_path, sample_dir):
+    result = run_module("predict", "--model", str(tmp_path / "nope.pt"), "--images", str(sample_dir),
+                        "--out", str(tmp_path / "p.csv"), check=False)
+    assert result.returncode == 1 and result.stderr.strip().startswith(f"error: {tmp_path / 'nope.pt'}: saved model "
+                                                                       "not found")
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    result = run_module("predict", "--model", str(tmp_path / "bad.pt"), "--images", str(sample_dir),
+                        "--out", str(tmp_path / "p.csv"), check=False)
+    assert result.stderr.strip().startswith(f"error: {tmp_path / 'bad.pt'}: not a saved network")
+    assert not (tmp_path / "p.csv").exists()
