@@ -213,6 +213,9 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
         split_path = features_dir / f"{dataset}-split.json"
         split = Split.load(split_path) if split_path.exists() else None
         lines += _dataset_section(dataset, results, split, figures, out_dir)
+        explained = out_dir / "explain" / f"{dataset}.md"  # from make explain
+        if explained.exists():
+            lines += [explained.read_text(), ""]
     path = out_dir / "report.md"
     write_text_atomic(path, "\n".join(lines))
     return path
