@@ -15,6 +15,9 @@
 # TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m finetune --help)
 # CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
 # CONCURRENCY  make posters: requests in flight (default 4); RATE: requests/s per host (default 4)
+# MODEL        make predict / explain / serve: a saved model, models/<dataset>-<model>.joblib or .pt
+# IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
+# PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
 DATA ?= data/sample
 BACKBONE ?= resnet50
@@ -30,6 +33,11 @@ FREEZE ?= none stage4 stage6
 EPOCHS ?=
 AUGMENT ?=
 TRAIN_ARGS ?=
+MODEL ?= models/$(NAME)-finetune-$(BACKBONE)-freeze-stage4.pt
+IMAGES ?=
+PORT ?= 8000
+SERVE_MODEL ?= models/anime-posters-finetune-efficientnet_lite0-freeze-stage4.pt
+PREDICTIONS ?= reports/predictions/$(NAME)-$(notdir $(basename $(MODEL))).csv
 CSV ?= anime-dataset-2023.csv
 CONCURRENCY ?= 4
 RATE ?= 4
@@ -44,7 +52,7 @@ FEATURES  = features/$(NAME)-$(BACKBONE).h5
 TRAIN     = --data $(DATA) --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: install demo posters sample split features heads finetune cnn report test bench clean
+.PHONY: install demo posters sample split features heads finetune cnn predict explain serve report test bench clean
 .DELETE_ON_ERROR:
 
 install: .venv/installed
@@ -90,6 +98,20 @@ finetune: $(SPLIT) | install
 cnn: $(SPLIT) | install
 	$(PYTHON) -m cnn $(TRAIN)
 
+# New posters (IMAGES), or the test part of DATA, scored by any saved model; CSV + JSON in reports/predictions/.
+predict: | install
+	$(PYTHON) -m predict --model $(MODEL) --out $(PREDICTIONS) \
+		$(if $(IMAGES),--images $(IMAGES),--data $(DATA) --split $(SPLIT))
+
+# Grad-CAM heatmaps and colour statistics per genre, for the report (MODEL must be a network: finetune or cnn).
+explain: | install
+	$(PYTHON) -m explain genres --model $(MODEL) --data $(DATA) --split $(SPLIT) \
+		$(if $(wildcard $(FEATURES)),--features $(FEATURES))
+
+# A local page to try posters: http://127.0.0.1:$(PORT)/
+serve: | install
+	$(PYTHON) -m serve --model $(MODEL) --port $(PORT)
+
 report: | install
 	$(PYTHON) -m evaluation.report --genre-table $(GENRE_TABLE)
 
@@ -98,6 +120,8 @@ test: install
 
 bench: install
 	$(PYTHON) -m posters.bench --data $(SHARED_DATA)/anime-posters
+	$(if $(wildcard $(SERVE_MODEL)),$(PYTHON) -m serve.bench --model $(SERVE_MODEL) \
+		--image $(SHARED_DATA)/anime-posters/images/1.jpg,@echo "serve.bench: no $(SERVE_MODEL); skipped")
 	$(PYTHON) -m extract.bench --data $(SHARED_DATA)/anime-posters
 	$(PYTHON) -m training.bench --data $(SHARED_DATA)/anime-posters
 
