@@ -23,40 +23,65 @@ def _nearest_neighbors(n_neighbors: int = 5, **kwargs) -> NearestNeighbors:
 
 
 class MLkNNHead(ClassifierMixin, BaseEstimator):
-    """ML-kNN (Zhang & Zhou 2007) from scikit-multilearn, with real posterior probabilities.
+    """ML-kNN (Zhang & Zhou 2007), vectorised, with real posterior probabilities.
 
-    scikit-multilearn 0.2.0 builds NearestNeighbors(k) positionally, which scikit-learn no longer
-    accepts, and its predict_proba returns P(genre) * P(counts | genre) without dividing by the
-    evidence. Fitting goes through its code with the call fixed, and leaves each training poster
-    out of its own neighbours (`ignore_first_neighbours=1`) as ML-kNN prescribes; predict_proba
-    normalises.
+    It computes what scikit-multilearn's MLkNN computes (same smoothing `s`) with array operations
+    instead of a Python loop over posters and genres. As ML-kNN prescribes, each training poster is
+    left out of its own neighbours; `leave_self_out=False` counts it, as scikit-multilearn does by
+    default, and then `reference_mlknn` (scikit-multilearn's own) predicts the same, which a test
+    checks. predict_proba divides by the evidence, which scikit-multilearn's does not.
     """
 
-    def __init__(self, k: int = 10, s: float = 1.0):
+    def __init__(self, k: int = 10, s: float = 1.0, leave_self_out: bool = True):
         self.k = k
         self.s = s
+        self.leave_self_out = leave_self_out
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "MLkNNHead":
-        with mock.patch.object(mlknn, "NearestNeighbors", _nearest_neighbors):
-            model = MLkNN(k=self.k, s=self.s, ignore_first_neighbours=1).fit(np.asarray(X), np.asarray(Y))
-        self.knn_ = model.knn_
-        self.train_labels_ = np.asarray(Y, dtype=np.int64)
-        self.prior_true_ = np.asarray(model._prior_prob_true, dtype=float)
-        self.cond_true_ = model._cond_prob_true.toarray()  # (genres, k + 1): P(count | genre)
-        self.cond_false_ = model._cond_prob_false.toarray()  # P(count | not genre)
+        Y = np.asarray(Y, dtype=np.int64)
+        self.knn_ = NearestNeighbors(n_neighbors=self.k).fit(np.asarray(X))
+        skip = int(self.leave_self_out)  # a training poster is its own nearest neighbour
+        neighbours = self.knn_.kneighbors(np.asarray(X), self.k + skip, return_distance=False)[:, skip:]
+        counts = Y[neighbours].sum(axis=1)  # (posters, genres): how many neighbours have the genre
+        n, genres = Y.shape
+        self.prior_true_ = (self.s + Y.sum(axis=0)) / (2 * self.s + n)
+        # with[g, c]: training posters with genre g whose neighbours hold g c times; without[g, c]: the rest
+        offsets = np.arange(genres) * (self.k + 1)
+        with_genre = np.bincount((offsets + counts)[Y == 1], minlength=genres * (self.k + 1))
+        without = np.bincount((offsets + counts)[Y == 0], minlength=genres * (self.k + 1))
+        with_genre, without = with_genre.reshape(genres, -1), without.reshape(genres, -1)
+        self.cond_true_ = (self.s + with_genre) / (self.s * (self.k + 1) + with_genre.sum(axis=1, keepdims=True))
+        self.cond_false_ = (self.s + without) / (self.s * (self.k + 1) + without.sum(axis=1, keepdims=True))
+        self.train_labels_ = Y
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def _joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P(genre, counts) and P(not genre, counts) for each poster and genre."""
         neighbours = self.knn_.kneighbors(np.asarray(X), self.k, return_distance=False)
-        counts = self.train_labels_[neighbours].sum(axis=1)  # (posters, genres): neighbours with the genre
+        counts = self.train_labels_[neighbours].sum(axis=1)
         genres = np.arange(counts.shape[1])
-        p_true = self.prior_true_ * self.cond_true_[genres, counts]
-        p_false = (1 - self.prior_true_) * self.cond_false_[genres, counts]
+        return (self.prior_true_ * self.cond_true_[genres, counts],
+                (1 - self.prior_true_) * self.cond_false_[genres, counts])
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p_true, p_false = self._joint(X)
         return p_true / (p_true + p_false)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return (self.predict_proba(X) >= 0.5).astype(np.uint8)
+        p_true, p_false = self._joint(X)
+        return (p_true >= p_false).astype(np.uint8)  # as scikit-multilearn decides
+
+
+def reference_mlknn(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray, k: int, s: float = 1.0) -> np.ndarray:
+    """scikit-multilearn's own MLkNN, with its defaults: fit, then predict X_test (0/1). For checking and timing.
+
+    scikit-multilearn 0.2.0 builds NearestNeighbors(k) positionally, which scikit-learn no longer
+    accepts; the call is fixed on the way in.
+    """
+    with mock.patch.object(mlknn, "NearestNeighbors", _nearest_neighbors):
+        model = MLkNN(k=k, s=s).fit(np.asarray(X_train), np.asarray(Y_train))
+    return model.predict(np.asarray(X_test)).toarray()
 
 
 def logistic_head(C: float = 1.0) -> Pipeline:

@@ -3,7 +3,7 @@ import pytest
 from sklearn.base import clone
 
 from extract.features import Features
-from heads.estimators import HEADS, MLkNNHead
+from heads.estimators import HEADS, MLkNNHead, reference_mlknn
 from heads.train import load_head, save_head, tune
 from posters.data import DataError
 
@@ -46,6 +46,17 @@ def test_mlknn_posterior_by_hand():
     # two neighbours with the genre: 0.5*4/6 / (0.5*4/6 + 0.5*1/6) = 0.8; one: 0.5; none: 0.2
     np.testing.assert_allclose(proba[:, 0], [0.8, 0.5, 0.2])
     assert head.predict(np.array([[0.05]])).tolist() == [[1]]
+
+
+@pytest.mark.parametrize("k", [1, 10, 40])
+def test_mlknn_predicts_as_scikit_multilearn(k):
+    rng = np.random.default_rng(k)
+    Y = (rng.random((400, 8)) < [0.4, 0.3, 0.2, 0.1, 0.05, 0.05, 0.02, 0.5]).astype(np.uint8)
+    X = rng.normal(0, 1, (400, 32)) + Y @ rng.normal(0, 0.8, (8, 32))  # overlapping genres
+    head = MLkNNHead(k=k, leave_self_out=False).fit(X[:300], Y[:300])
+    theirs = reference_mlknn(X[:300], Y[:300], X[300:], k)
+    np.testing.assert_array_equal(head.predict(X[300:]), theirs)
+    assert 0 < theirs.mean() < 1
 
 
 def test_tune_picks_on_validation():
