@@ -49,6 +49,8 @@ def main() -> None:
             print(f"{args.out}: {args.posters} synthetic posters")
     except DataError as e:
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: files written so far are whole and kept; run the same command to resume")
 
 
 if __name__ == "__main__":

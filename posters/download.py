@@ -113,9 +113,10 @@ def _fetch(http: urllib3.PoolManager, limit: HostRateLimit, images: Path, poster
     limit.wait(url)
     try:
         response = http.request("GET", url)
-    except (urllib3.exceptions.HTTPError, ValueError) as e:
-        return Outcome(poster_id, url, "failed", _failure(e) if isinstance(e, urllib3.exceptions.HTTPError)
-                       else "bad URL")
+    except urllib3.exceptions.HTTPError as e:
+        return Outcome(poster_id, url, "failed", _failure(e))
+    except ValueError:  # urllib3 refuses some malformed URLs before connecting
+        return Outcome(poster_id, url, "failed", "bad URL")
     if response.status != 200:
         return Outcome(poster_id, url, "failed", f"HTTP {response.status}")
     body = response.data
@@ -144,12 +145,17 @@ def download(csv_path: Path | str, out: Path | str, cfg: DownloadConfig = Downlo
                                timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
                                headers={"User-Agent": "postergenre poster downloader"})
     limit = HostRateLimit(cfg.rate)
-    outcomes = []
-    with ThreadPoolExecutor(cfg.concurrency) as pool, tqdm(total=len(urls), unit="poster", desc="posters") as bar:
-        for outcome in pool.map(lambda item: _fetch(http, limit, images, *item), urls):
-            outcomes.append(outcome)
-            bar.update()
-            bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes), refresh=False)
+    outcomes, failed = [], 0
+    pool = ThreadPoolExecutor(cfg.concurrency)
+    try:
+        with tqdm(total=len(urls), unit="poster", desc="posters") as bar:
+            for outcome in pool.map(lambda item: _fetch(http, limit, images, *item), urls):
+                outcomes.append(outcome)
+                failed += outcome.status == "failed"
+                bar.update()
+                bar.set_postfix(failed=failed, refresh=False)
+    finally:  # on Ctrl-C: finish the requests in flight, start no more
+        pool.shutdown(cancel_futures=True)
     _write_failures(out / "download-failures.csv", [o for o in outcomes if o.status == "failed"])
     return outcomes
 

@@ -1,5 +1,8 @@
 import csv
 import io
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -7,7 +10,7 @@ from PIL import Image
 
 from posters.download import DownloadConfig, download, summary
 from posters.local_server import PosterServer
-from tests.conftest import run_module
+from tests.conftest import ROOT, run_module
 
 FAST = DownloadConfig(concurrency=4, rate=1000, timeout=0.5, retries=2, backoff=0.05)
 
@@ -106,3 +109,23 @@ def test_command_line_summary_and_bad_csv(server, tmp_path):
     assert result.stderr.strip() == f"error: {tmp_path / 'covers.csv'}: needs the columns anime_id and Image URL " \
                                     "(has id, title, genres)"
     assert not (tmp_path / "x").exists()
+
+
+def test_interrupted_download_leaves_whole_files_and_resumes(server, tmp_path):
+    server.posters.update({str(i): poster(i) for i in range(100, 120)})
+    csv_path = tmp_path / "anime.csv"
+    write_csv(csv_path, [(str(i), f"{server.url}/ok/{i}") for i in range(100, 120)])
+    out = tmp_path / "data"
+    command = [sys.executable, "-m", "posters", "download", str(csv_path), "--out", str(out), "--rate", "5"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while len(list((out / "images").glob("*.jpg"))) < 3 and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # 5 posters a second: about 3 of 20 are down
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and stderr.strip().splitlines()[-1].startswith("interrupted: files written")
+    kept = sorted((out / "images").iterdir())
+    assert 3 <= len(kept) < 20
+    assert all(path.read_bytes() == server.posters[path.stem] for path in kept)  # whole, no temporary files
+
+    result = run_module("posters", "download", str(csv_path), "--out", str(out), "--rate", "100")
+    assert result.stdout.startswith(f"{20 - len(kept)} downloaded, {len(kept)} already there, 0 failed")
