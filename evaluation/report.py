@@ -55,7 +55,8 @@ def _command(r: dict) -> str:
         c = r["config"]
         target = (f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
                   if r["kind"] == "finetune" else f"make cnn DATA={r['data']}")
-        return f"{target} EPOCHS={c['epochs']} AUGMENT={c['augment']}"
+        size = f" TRAIN_ARGS=--image-size={r['image_size']}" if r["model"].endswith("px") else ""
+        return f"{target} EPOCHS={c['epochs']} AUGMENT={c['augment']}{size}"
     return (f"make features heads report DATA={r['data']} BACKBONE={r['backbone']}"
             + (" TTA=1" if r["tta"] != "none" else ""))
 
