@@ -122,8 +122,8 @@ test: install
 bench: install
 	$(PYTHON) -m evaluation.bench --data-root $(SHARED_DATA)
 	$(PYTHON) -m posters.bench --data $(SHARED_DATA)/anime-posters
-	$(if $(wildcard $(SERVE_MODEL)),$(PYTHON) -m serve.bench --model $(SERVE_MODEL) \
-		--image $(SHARED_DATA)/anime-posters/images/1.jpg,@echo "serve.bench: no $(SERVE_MODEL); skipped")
+	if [ -f $(SERVE_MODEL) ]; then $(PYTHON) -m serve.bench --model $(SERVE_MODEL) \
+		--image $(SHARED_DATA)/anime-posters/images/1.jpg; else echo "serve.bench: no $(SERVE_MODEL); skipped"; fi
 	$(PYTHON) -m extract.bench --data $(SHARED_DATA)/anime-posters
 	$(PYTHON) -m training.bench --data $(SHARED_DATA)/anime-posters
 
