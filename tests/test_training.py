@@ -19,7 +19,7 @@ TINY = ["--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--augmen
 
 def cnn_cli(sample_dir, split, tmp_path, *extra):
     return ["cnn", "--data", str(sample_dir), "--split", str(split), "--runs-dir", str(tmp_path / "runs"),
-            "--results-dir", str(tmp_path / "results"), *TINY, *extra]
+            "--results-dir", str(tmp_path / "results"), "--models-dir", str(tmp_path / "models"), *TINY, *extra]
 
 
 def final_weights(tmp_path):
