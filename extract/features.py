@@ -173,7 +173,8 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
         raise DataError(f"none of the {len(posters)} posters of {split.dataset} could be read")
     reasons = {int(row): error for path in parts_dir.glob("*.errors.json")
                for row, error in json.loads(path.read_text()).items()}
-    skipped = _list_skipped(out, [(posters[row], reasons.get(row, "unreadable")) for row in np.flatnonzero(~readable)])
+    skipped = [(posters[row], reasons.get(row, "unreadable")) for row in np.flatnonzero(~readable)]
+    _list_skipped(out, skipped)
     labels = label_matrix([p.genres for p in posters], split.genres)
     part_names = [part for part in PARTS for _ in split.parts[part]]
     _write_h5(out, [i for i, ok in zip(ids, readable) if ok], [p for p, ok in zip(part_names, readable) if ok],
@@ -188,17 +189,16 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     return out
 
 
-def _list_skipped(out: Path, skipped: list[tuple[Poster, str]]) -> list[tuple[Poster, str]]:
+def _list_skipped(out: Path, skipped: list[tuple[Poster, str]]) -> None:
     """Write <out>.skipped.csv (id, image, reason) for unreadable posters; remove a stale one if none."""
     path = out.with_suffix(".skipped.csv")
     if not skipped:
         path.unlink(missing_ok=True)
-        return skipped
+        return
     with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "image", "reason"])
         writer.writerows([poster.id, str(poster.image), reason] for poster, reason in skipped)
-    return skipped
 
 
 def _same_config(path: Path, config: dict) -> bool:
