@@ -61,11 +61,13 @@ def colour_summary(genre: str, has: np.ndarray, stats: np.ndarray) -> str:
     return f"**{genre}** ({has.sum()} posters): " + (", ".join(notes) or "close to the others in colour") + "."
 
 
-def _tiles(predictor: Predictor, posters: list[Poster], scores: np.ndarray, g: int, path: Path,
+def _tiles(predictor: Predictor, posters: list[Poster], labels: np.ndarray, scores: np.ndarray, g: int, path: Path,
            per_kind: int = 3) -> None:
-    """One row of posters for genre g: surest right, worst false positives, worst misses; each with its heatmap."""
-    labels = label_matrix([p.genres for p in posters], predictor.genres)[:, g].astype(bool)
-    order = np.argsort(-scores[:, g])
+    """One row of posters for genre g: surest right, worst false positives, worst misses; each with its heatmap.
+
+    `labels` and `scores`: the posters' 0/1 genre labels and probabilities for genre g.
+    """
+    order = np.argsort(-scores)
     kinds = [("sure", [i for i in order if labels[i]][:per_kind]),
              ("false +", [i for i in order if not labels[i]][:per_kind]),
              ("missed", [i for i in order[::-1] if labels[i]][:per_kind])]
@@ -112,6 +114,7 @@ def write_genre_section(predictor: Predictor, dataset: str, posters: dict[str, l
     everyone = [p for part in posters.values() for p in part]
     stats = colour_statistics(everyone)
     all_labels = label_matrix([p.genres for p in everyone], predictor.genres).astype(bool)
+    test_labels = label_matrix([p.genres for p in posters["test"]], predictor.genres).astype(bool)
     lines = [f"### What each genre looks like ({predictor.name})", "",
              f"For each genre: the 3 test posters {predictor.name} is surest of, its 3 most confident false "
              "positives and its 3 worst misses, each with the genre's Grad-CAM heatmap (red: the regions that "
@@ -120,7 +123,7 @@ def write_genre_section(predictor: Predictor, dataset: str, posters: dict[str, l
              f"Reproduce: `{command}`.", ""]
     for g, genre in enumerate(tqdm(predictor.genres, desc="heatmaps", unit="genre")):
         path = figures / f"{g:02d}-{genre.replace(' ', '-').lower()}.png"
-        _tiles(predictor, posters["test"], test_scores, g, path)
+        _tiles(predictor, posters["test"], test_labels[:, g], test_scores[:, g], g, path)
         lines += [colour_summary(genre, all_labels[:, g], stats), "",
                   f"![{genre}]({path.relative_to(out_dir)})", ""]
     if features is not None:
