@@ -18,15 +18,7 @@ from posters.data import read_posters
 from posters.images import eval_transform
 from posters.split import Split, label_matrix, split_posters
 from predict.models import save_network
-from training.loop import (
-    ImageSpec,
-    Part,
-    TrainConfig,
-    fit,
-    load_checkpoint,
-    predict,
-    setup_distributed,
-)
+from training.loop import ImageSpec, Part, TrainConfig, fit, load_checkpoint, predict, setup_distributed
 
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
