@@ -51,6 +51,8 @@ def _per_genre_f1_chart(results: list[dict], path: Path) -> None:
 
 def _command(r: dict) -> str:
     """The make command that produced a result row."""
+    if r["kind"] == "ensemble":
+        return f"make ensemble DATA={r['data']}"
     if r["kind"] in ("finetune", "cnn"):
         c = r["config"]
         target = (f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
@@ -68,6 +70,8 @@ def _setting(r: dict) -> str:
                 f"augmentation, {c['loss']} loss, lr {c['lr']}" + (f", body lr {c['body_lr']}, frozen up to "
                 f"{r['freeze']}" if r["kind"] == "finetune" else "")
                 + f", {r['train_posters_per_s']:.1f} posters/s training")
+    if r["kind"] == "ensemble":
+        return "mean of " + ", ".join(f"{w}x {m}" for m, w in r["members"].items())
     return json.dumps(r["params"])
 
 
@@ -92,7 +96,7 @@ def _curves_chart(trained: list[dict], path: Path) -> None:
 def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
     """Each model family's validation-selected member, against the prior baseline, in test mAP."""
     families = {"head": "best frozen-feature head", "finetune": "best fine-tuned backbone",
-                "cnn": "custom CNN from scratch"}
+                "cnn": "custom CNN from scratch", "ensemble": "ensemble of the models above"}
     prior = next((b for b in baselines if b["model"] == "baseline-prior"), None)
     chosen = {}
     for kind in families:
@@ -167,7 +171,8 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
         for r in heads:
             thresholds = r["thresholds"]
             threshold = "per genre" if thresholds["per_genre"] else f"{thresholds['values'][0]:.2f}"
-            lines.append(f"| {r['model']} | {r['backbone']} | `{r['weights_sha256'][:12]}` | {r['tta']} | "
+            lines.append(f"| {r['model']} | {r.get('backbone', '–')} | `{r.get('weights_sha256', '–')[:12]}` | "
+                         f"{r.get('tta', '–')} | "
                          f"{_setting(r)} | {threshold} | `{_command(r)}` |")
         lines.append("")
 

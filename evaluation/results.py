@@ -1,10 +1,16 @@
-"""Every model's results as one JSON file: results/<dataset>/<model>.json."""
+"""Every model's results as one JSON file, results/<dataset>/<model>.json, and its scores beside it.
+
+The scores file (<model>.scores.npz) keeps each validation and test poster's id, true genres and
+scores, so that models can be combined later (evaluation.ensemble) without running them again.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from posters.files import write_text_atomic
+import numpy as np
+
+from posters.files import atomic_write, write_text_atomic
 
 
 def write_result(results_dir: Path | str, dataset: str, model: str, result: dict) -> Path:
@@ -21,3 +27,24 @@ def read_results(results_dir: Path | str) -> dict[str, list[dict]]:
         result = json.loads(path.read_text())
         results.setdefault(result["dataset"], []).append(result)
     return results
+
+
+def write_scores(results_dir: Path | str, dataset: str, model: str, parts: dict[str, tuple[list[str], np.ndarray,
+                 np.ndarray]]) -> Path:
+    """Save part -> (poster ids, 0/1 labels, scores) for the val and test parts."""
+    path = Path(results_dir) / dataset / f"{model}.scores.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for part, (ids, labels, scores) in parts.items():
+        arrays.update({f"{part}_ids": np.asarray(ids, dtype=str), f"{part}_labels": np.asarray(labels, np.uint8),
+                       f"{part}_scores": np.asarray(scores, np.float32)})
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def read_scores(path: Path | str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """part -> (poster ids, labels, scores), as written by write_scores."""
+    with np.load(path) as saved:
+        parts = {key.rsplit("_", 1)[0] for key in saved.files}
+        return {part: (saved[f"{part}_ids"], saved[f"{part}_labels"], saved[f"{part}_scores"]) for part in parts}

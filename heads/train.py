@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ParameterGrid
 
 from evaluation.metrics import average_precisions, evaluate, evaluate_baselines
-from evaluation.results import write_result
+from evaluation.results import write_result, write_scores
 from extract.features import Features
 from heads.estimators import HEADS
 from posters.data import DataError
@@ -81,9 +81,12 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         start = time.perf_counter()
         model, params, trials = tune(estimator, grid, X_train, Y_train, X_val, Y_val)
         seconds = time.perf_counter() - start
-        result = evaluate(Y_val, model.predict_proba(X_val), Y_test, model.predict_proba(X_test),
-                          features.genres, per_genre_thresholds)
+        scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
+        result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
         model_name = f"{backbone}-{name}"
+        write_scores(results_dir, dataset, model_name, {
+            "val": (features.ids[features.parts == "val"], Y_val, scores_val),
+            "test": (features.ids[features.parts == "test"], Y_test, scores_test)})
         save_head(Path(models_dir) / f"{dataset}-{model_name}.joblib", model, features, params,
                   result["thresholds"]["values"])
         write_result(results_dir, dataset, model_name, {

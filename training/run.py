@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from evaluation.metrics import evaluate
-from evaluation.results import write_result
+from evaluation.results import write_result, write_scores
 from extract.features import autocast_dtype, choose_device
 from posters.data import read_posters
 from posters.images import eval_transform
@@ -43,11 +43,13 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
 
-def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part]]:
+def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, list[str]]]:
+    """The split, each part's images and labels, and each part's poster ids."""
     split = Split.load(args.split)
     parts = split_posters(read_posters(args.data), split)
-    return split, {name: Part([p.image for p in posters], label_matrix([p.genres for p in posters], split.genres))
-                   for name, posters in parts.items()}
+    images = {name: Part([p.image for p in posters], label_matrix([p.genres for p in posters], split.genres))
+              for name, posters in parts.items()}
+    return split, images, {name: [p.id for p in posters] for name, posters in parts.items()}
 
 
 def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Callable[[int], tuple[nn.Module, dict]],
@@ -57,7 +59,7 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     The best epoch is saved with `build_settings` (what predict.models.NETWORKS[kind] rebuilds it from).
     """
     cfg = config_from(args)
-    split, parts = _parts(args)
+    split, parts, ids = _parts(args)
     run_dir = Path(args.runs_dir) / split.dataset / name
     model, groups = build(len(split.genres))
     if args.test_only:
@@ -76,6 +78,8 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     result = evaluate(parts["val"].labels, scores["val"], parts["test"].labels, scores["test"], split.genres)
     save_network(Path(args.models_dir) / f"{split.dataset}-{name}.pt", model, kind, build_settings, split.genres,
                  spec, result["thresholds"]["values"], cfg.batch_size)
+    write_scores(args.results_dir, split.dataset, name,
+                 {part: (ids[part], parts[part].labels, scores[part]) for part in ("val", "test")})
     history = state["history"]
     write_result(args.results_dir, split.dataset, name, {
         "kind": kind, "data": str(args.data), **settings, "tta": "none", "config": asdict(cfg),

@@ -1,0 +1,126 @@
+"""python -m evaluation.ensemble: average the scores of a data set's models, members chosen on validation.
+
+Greedy ensemble selection (Caruana et al. 2004): start from the model with the best validation mAP,
+then keep adding whichever model (again, if it helps) raises the validation mAP of the average, until
+none does. The weights are how often each model was added.
+
+Models are confident to different degrees (a strongly regularised logistic head barely leaves its
+priors), so each model's logits are first standardised per genre, with means and spreads taken on
+the validation part. The average is then mapped back onto the first member's per-genre logit scale,
+so that one global threshold still fits; per genre the map keeps the order, so AP is unchanged.
+
+It reads the scores every model left beside its results (results/<dataset>/<model>.scores.npz), so
+no model runs again; the test part is only scored, never looked at to choose.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.metrics import average_precisions, evaluate
+from evaluation.results import read_results, read_scores, write_result, write_scores
+from posters.data import DataError
+
+MAX_ROUNDS = 20
+
+
+def select(y_val: np.ndarray, scores_val: dict[str, np.ndarray], max_rounds: int = MAX_ROUNDS) -> dict[str, int]:
+    """model -> how many times greedy selection on validation mAP added it."""
+    def val_map(total: np.ndarray, count: int) -> float:
+        return float(np.nanmean(average_precisions(y_val, total / count)))
+
+    chosen: Counter[str] = Counter()
+    total, best = np.zeros_like(next(iter(scores_val.values()))), -1.0
+    for _ in range(max_rounds):
+        count = sum(chosen.values()) + 1
+        name, score = max(((name, val_map(total + s, count)) for name, s in scores_val.items()), key=lambda c: c[1])
+        if score <= best:
+            break
+        chosen[name] += 1
+        total, best = total + scores_val[name], score
+    return dict(chosen)
+
+
+def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> dict:
+    """Select, score and save the ensemble of `dataset`'s models that left scores; returns the saved result."""
+    results = {r["model"]: r for r in read_results(results_dir).get(dataset, [])
+               if r["kind"] not in ("baseline", "ensemble")}
+    saved = {model: read_scores(path) for model in results
+             if (path := Path(results_dir) / dataset / f"{model}.scores.npz").exists()}
+    if len(saved) < 2:
+        raise DataError(f"{results_dir}/{dataset}: an ensemble needs the scores of two models or more, found "
+                        f"{len(saved)} (run make heads, finetune or cnn first)")
+    genres = [g["genre"] for g in next(iter(results.values()))["val"]["per_genre"]]
+    if any([g["genre"] for g in results[m]["val"]["per_genre"]] != genres for m in saved):
+        raise DataError(f"{results_dir}/{dataset}: the models were trained on different genre lists")
+    aligned = {part: _aligned(saved, part) for part in ("val", "test")}
+    (val_ids, y_val, val_scores), (test_ids, y_test, test_scores) = aligned["val"], aligned["test"]
+    scales = {m: _PerGenreScale(_logits(s)) for m, s in val_scores.items()}
+    z_val = {m: scales[m].standardise(_logits(s)) for m, s in val_scores.items()}
+    z_test = {m: scales[m].standardise(_logits(s)) for m, s in test_scores.items()}
+    weights = select(y_val, z_val)
+    n = sum(weights.values())
+    mean_val = sum(w * z_val[m] for m, w in weights.items()) / n
+    mean_test = sum(w * z_test[m] for m, w in weights.items()) / n
+    own, first = _PerGenreScale(mean_val), scales[next(iter(weights))]
+    ensemble_val = _sigmoid(first.restore(own.standardise(mean_val)))
+    ensemble_test = _sigmoid(first.restore(own.standardise(mean_test)))
+    result = evaluate(y_val, ensemble_val, y_test, ensemble_test, genres)
+    write_scores(results_dir, dataset, name,
+                 {"val": (val_ids, y_val, ensemble_val), "test": (test_ids, y_test, ensemble_test)})
+    record = {"kind": "ensemble", "members": weights, "data": next(iter(results.values()))["data"], **result}
+    write_result(results_dir, dataset, name, record)
+    return record
+
+
+class _PerGenreScale:
+    """Each genre's mean and spread of some validation logits, to move logits onto and off a common scale."""
+
+    def __init__(self, val_logits: np.ndarray):
+        self.mean, self.std = val_logits.mean(axis=0), val_logits.std(axis=0) + 1e-6
+
+    def standardise(self, logits: np.ndarray) -> np.ndarray:
+        return (logits - self.mean) / self.std
+
+    def restore(self, z: np.ndarray) -> np.ndarray:
+        return z * self.std + self.mean
+
+
+def _logits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def _aligned(saved: dict[str, dict], part: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The posters every model scored (a model may have skipped unreadable ones), in one order."""
+    common = sorted(set.intersection(*(set(scores[part][0]) for scores in saved.values())))
+    rows = {m: {poster: i for i, poster in enumerate(scores[part][0])} for m, scores in saved.items()}
+    first = next(iter(saved))
+    labels = saved[first][part][1][[rows[first][p] for p in common]]
+    return (np.array(common), labels,
+            {m: scores[part][2][[rows[m][p] for p in common]] for m, scores in saved.items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.ensemble", description=__doc__)
+    parser.add_argument("--dataset", required=True, help="the data set's name, e.g. anime-posters")
+    parser.add_argument("--results-dir", default="results")
+    args = parser.parse_args()
+    try:
+        result = ensemble(args.results_dir, args.dataset)
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
+    test = result["test"]["overall"]
+    print(f"{args.dataset} ensemble {result['members']}: val mAP {result['val']['overall']['mAP_macro']:.3f}, "
+          f"test mAP {test['mAP_macro']:.3f}, micro-F1 {test['f1_micro']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Greedy ensemble selection: chosen on validation only, posters aligned by id."""
+import json
+
+import numpy as np
+import pytest
+
+from evaluation.ensemble import ensemble, select
+from evaluation.metrics import evaluate
+from evaluation.results import write_result, write_scores
+from posters.data import DataError
+
+GENRES = ["Action", "Comedy", "Drama"]
+
+
+def _labels(rng: np.random.Generator, n: int) -> np.ndarray:
+    y = (rng.random((n, len(GENRES))) < 0.4).astype(np.uint8)
+    y[y.sum(axis=1) == 0, 0] = 1
+    return y
+
+
+def _noisy(rng: np.random.Generator, y: np.ndarray, noise: float) -> np.ndarray:
+    """Scores that rank the true genres first, blurred by `noise`."""
+    return np.clip(0.3 + 0.4 * y + rng.normal(0, noise, y.shape), 0, 1)
+
+
+def _save(results_dir, model: str, parts: dict) -> None:
+    """A model's result and scores file, as heads and training leave them."""
+    result = evaluate(parts["val"][1], parts["val"][2], parts["test"][1], parts["test"][2], GENRES)
+    write_result(results_dir, "toy", model, {"kind": "head", "data": "data/toy", **result})
+    write_scores(results_dir, "toy", model, parts)
+
+
+def test_two_independent_models_beat_each_alone_and_selection_ignores_test(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = {part: [f"{part}{i}" for i in range(300)] for part in ("val", "test")}
+    y = {part: _labels(rng, 300) for part in ("val", "test")}
+    good_a = {p: (ids[p], y[p], _noisy(rng, y[p], 0.5)) for p in ids}
+    good_b = {p: (ids[p], y[p], _noisy(rng, y[p], 0.5)) for p in ids}
+    # useless on validation, perfect on test: choosing it would mean looking at the test part
+    cheat = {"val": (ids["val"], y["val"], rng.random((300, 3))), "test": (ids["test"], y["test"], y["test"] * 1.0)}
+    for name, parts in (("a", good_a), ("b", good_b), ("cheat", cheat)):
+        _save(tmp_path, name, parts)
+
+    result = ensemble(tmp_path, "toy")
+
+    assert "cheat" not in result["members"]
+    assert set(result["members"]) == {"a", "b"}
+    singles = [json.loads((tmp_path / "toy" / f"{m}.json").read_text()) for m in ("a", "b")]
+    assert result["val"]["overall"]["mAP_macro"] > max(s["val"]["overall"]["mAP_macro"] for s in singles)
+    assert result["test"]["overall"]["mAP_macro"] > max(s["test"]["overall"]["mAP_macro"] for s in singles)
+    assert (tmp_path / "toy" / "ensemble.scores.npz").exists()
+
+
+def test_selection_stops_when_nothing_helps():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 1]], dtype=np.uint8)
+    perfect = y * 0.8 + 0.1
+    assert select(y, {"perfect": perfect, "reversed": 1 - perfect}) == {"perfect": 1}
+
+
+def test_posters_a_model_skipped_are_left_out_and_the_rest_aligned(tmp_path):
+    rng = np.random.default_rng(1)
+    ids = [f"p{i}" for i in range(50)]
+    y = _labels(rng, 50)
+    scores = _noisy(rng, y, 0.3)
+    _save(tmp_path, "a", {p: (ids, y, scores) for p in ("val", "test")})
+    # model b skipped poster p0 and lists the rest in reverse order
+    order = list(range(49, 0, -1))
+    _save(tmp_path, "b", {p: ([ids[i] for i in order], y[order], scores[order]) for p in ("val", "test")})
+
+    result = ensemble(tmp_path, "toy")
+
+    assert result["val"]["overall"]["posters"] == 49
+    # a and b agree on every poster left, so the average is either of them on those 49
+    alone = evaluate(y[1:], scores[1:], y[1:], scores[1:], GENRES)
+    assert result["test"]["overall"]["mAP_macro"] == pytest.approx(alone["test"]["overall"]["mAP_macro"])
+
+
+def test_one_model_is_not_an_ensemble(tmp_path):
+    rng = np.random.default_rng(2)
+    y = _labels(rng, 20)
+    _save(tmp_path, "a", {p: ([f"p{i}" for i in range(20)], y, _noisy(rng, y, 0.3)) for p in ("val", "test")})
+    with pytest.raises(DataError, match="two models or more, found 1"):
+        ensemble(tmp_path, "toy")
