@@ -52,7 +52,7 @@ FEATURES  = features/$(NAME)-$(BACKBONE).h5
 TRAIN     = --data $(DATA) --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: install demo posters sample split features heads finetune cnn predict explain serve report test bench clean
+.PHONY: install demo posters sample split features heads finetune cnn ensemble predict explain serve report test bench clean
 .DELETE_ON_ERROR:
 
 install: .venv/installed
@@ -97,6 +97,10 @@ finetune: $(SPLIT) | install
 
 cnn: $(SPLIT) | install
 	$(PYTHON) -m cnn $(TRAIN)
+
+# The models of DATA with saved scores, averaged; members chosen greedily on validation mAP.
+ensemble: | install
+	$(PYTHON) -m evaluation.ensemble --dataset $(NAME)
 
 # New posters (IMAGES), or the test part of DATA, scored by any saved model; CSV + JSON in reports/predictions/.
 predict: | install
