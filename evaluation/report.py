@@ -57,8 +57,10 @@ def _command(r: dict) -> str:
         c = r["config"]
         target = (f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
                   if r["kind"] == "finetune" else f"make cnn DATA={r['data']}")
-        size = f" TRAIN_ARGS=--image-size={r['image_size']}" if r["model"].endswith("px") else ""
-        return f"{target} EPOCHS={c['epochs']} AUGMENT={c['augment']}{size}"
+        flags = ([f"--image-size {r['image_size']}"] if f"-{r.get('image_size')}px" in r["model"] else []) + \
+                ([f"--loss {c['loss']}"] if c["loss"] != "bce" else [])
+        extra = f' TRAIN_ARGS="{" ".join(flags)}"' if flags else ""
+        return f"{target} EPOCHS={c['epochs']} AUGMENT={c['augment']}{extra}"
     return (f"make features heads report DATA={r['data']} BACKBONE={r['backbone']}"
             + (" TTA=1" if r["tta"] != "none" else ""))
 
