@@ -1,0 +1,43 @@
+"""The bench report, assembled from the results a bench run leaves (here, made-up models on made-up posters)."""
+import json
+
+import numpy as np
+
+from evaluation.bench import Steps, write_bench_report
+from evaluation.ensemble import ensemble
+from evaluation.metrics import evaluate
+from evaluation.results import write_result, write_scores
+
+GENRES = ["Action", "Comedy", "Drama"]
+
+
+def test_report_rows_wall_times_goals_and_ablations(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = {part: [f"{part}{i}" for i in range(200)] for part in ("train", "val", "test")}
+    y = {part: (rng.random((200, 3)) < 0.4).astype(np.uint8) for part in ids}
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "anime-posters-split.json").write_text(json.dumps({"parts": ids}))
+    for model, kind, extra in (("lite0-logistic", "head", {"tune_seconds": 5.0}), ("finetune-lite0", "finetune", {})):
+        scores = {p: np.clip(0.3 + 0.4 * y[p] + rng.normal(0, 0.5, y[p].shape), 0, 1) for p in ("val", "test")}
+        result = evaluate(y["val"], scores["val"], y["test"], scores["test"], GENRES)
+        write_result(tmp_path / "results", "anime-posters", model, {"kind": kind, "data": "d", **extra, **result})
+        write_scores(tmp_path / "results", "anime-posters", model, {p: (ids[p], y[p], scores[p]) for p in scores})
+    ensemble(tmp_path / "results", "anime-posters")
+    steps = Steps(tmp_path)
+    steps.seconds = {"anime-posters features": 100.0, "anime-posters finetune": 300.0,
+                     "anime-posters ensemble": 2.0}
+    speed = {"posters": 400, "batch_size": 8, "whole_path": 18.0, "model_only": 20.0}
+    mlknn = {"dataset": "movie-posters", "posters": 10, "k": 20, "ours_s": 1.0, "theirs_s": 6.0,
+             "same_predictions": True}
+
+    text = write_bench_report(tmp_path, tmp_path / "bench.md", steps, speed, mlknn, 900.0, "make bench").read_text()
+
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+    # wall s: a head costs the features plus its tuning; the ensemble costs its members too
+    assert rows["lite0-logistic"][-2] == "105"
+    assert rows["finetune-lite0"][-2] == "300"
+    assert rows["ensemble"][-2] == "407"
+    assert rows["ensemble"][-1] == f"{600 / 407:.1f} |"
+    assert "| anime-posters | ensemble (" in text and "vs the best single model" in text
+    assert "per-genre thresholds vs one global threshold (ensemble)" in text
+    assert "| 0.90 |" in text and "6x faster; same predictions: yes" in text
