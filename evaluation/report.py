@@ -58,7 +58,8 @@ def _command(r: dict) -> str:
         target = (f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
                   if r["kind"] == "finetune" else f"make cnn DATA={r['data']}")
         flags = ([f"--image-size {r['image_size']}"] if f"-{r.get('image_size')}px" in r["model"] else []) + \
-                ([f"--loss {c['loss']}"] if c["loss"] != "bce" else [])
+                ([f"--loss {c['loss']}"] if c["loss"] != "bce" else []) + \
+                ([f"--mixup {c['mixup']:g}"] if c.get("mixup") else [])
         extra = f' TRAIN_ARGS="{" ".join(flags)}"' if flags else ""
         return f"{target} EPOCHS={c['epochs']} AUGMENT={c['augment']}{extra}"
     return (f"make features heads report DATA={r['data']} BACKBONE={r['backbone']}"

@@ -30,7 +30,7 @@ def main() -> None:
             return model, model.parameter_groups(args.body_lr, args.lr)
         size = args.image_size or backbone.image_size
         name = (f"finetune-{args.backbone}-freeze-{args.freeze}" + (f"-{size}px" if args.image_size else "")
-                + (f"-{args.loss}" if args.loss != "bce" else ""))
+                + (f"-{args.loss}" if args.loss != "bce" else "") + (f"-mixup{args.mixup:g}" if args.mixup else ""))
         train_and_evaluate(args, name, "finetune", build, {"backbone": args.backbone, "freeze": args.freeze},
                            ImageSpec(size, backbone.mean, backbone.std),
                            {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,

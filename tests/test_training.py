@@ -12,7 +12,7 @@ from torch import nn
 from extract.backbones import build_backbone
 from finetune.model import FineTuned
 from tests.conftest import ROOT, run_module
-from training.loop import AsymmetricLoss, TrainConfig, _scheduler, param_groups
+from training.loop import AsymmetricLoss, TrainConfig, _scheduler, mixup, param_groups
 
 TINY = ["--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--augment", "light"]
 
@@ -128,3 +128,15 @@ def test_asymmetric_loss():
     asl = AsymmetricLoss()(torch.tensor([[-1.0]]), torch.tensor([[0.0]]))
     p = torch.sigmoid(torch.tensor(-1.0)) - 0.05
     torch.testing.assert_close(asl, -(p ** 4) * torch.log(1 - p))
+
+
+def test_mixup_blends_posters_and_their_genres_alike():
+    torch.manual_seed(0)
+    labels = torch.eye(8)[:, :5].clone()  # 8 posters, 5 genres; the last three posters have none
+    images = labels[:, None, None, :].expand(8, 3, 4, 5).clone()  # each image spells out its genres
+    mixed_images, mixed_labels = mixup(images, labels, alpha=0.4)
+    # the same partner and weight for a poster's pixels and its genres
+    torch.testing.assert_close(mixed_images, mixed_labels[:, None, None, :].expand(8, 3, 4, 5))
+    # a permutation of the batch: every poster's genres are handed out once in all
+    torch.testing.assert_close(mixed_labels.sum(dim=0), labels.sum(dim=0))
+    assert not torch.equal(mixed_labels, labels)

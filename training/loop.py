@@ -43,10 +43,22 @@ class TrainConfig:
     loss: str = "bce"  # bce | asl
     pos_weight: bool = False  # weigh each genre's positives by its negatives/positives (capped at 10)
     augment: str = "light"  # none | light | strong
+    mixup: float = 0.0  # alpha of the Beta(alpha, alpha) mixing weight; 0 leaves batches unmixed
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     patience: int = 3  # epochs without a better validation mAP before stopping
     seed: int = 0
     workers: int | None = None
+
+
+def mixup(images: torch.Tensor, labels: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each poster blended with another of the batch, genre vectors alike (Zhang et al. 2018).
+
+    Draws from torch's global generator, which each epoch seeds, so a resumed run mixes the same.
+    """
+    weight = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = torch.randperm(len(images), device=images.device)
+    return (weight * images + (1 - weight) * images[partner],
+            weight * labels + (1 - weight) * labels[partner])
 
 
 class AsymmetricLoss(nn.Module):
@@ -285,6 +297,8 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
         for images, labels in progress:
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
+            if cfg.mixup > 0:
+                images, labels = mixup(images, labels, cfg.mixup)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = wrapped(images)
             loss = criterion(logits.float(), labels)
