@@ -1,0 +1,61 @@
+"""Pooling of EfficientNet-Lite0's last feature map: average, GeM (p = 3), avg+max, multi-scale.
+
+Embeds one data set's posters once, keeps the four poolings side by side, and tunes the logistic
+and MLP heads on each, as `make heads` does. Multi-scale won and became the
+`efficientnet_lite0_multiscale` backbone; this script is what docs/ablations.md's pooling rows ran.
+
+    python ablations/pooling.py ../shared/data/anime-posters features/anime-posters-split.json
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from evaluation.metrics import average_precisions  # noqa: E402
+from extract.backbones import build_backbone  # noqa: E402
+from heads.estimators import HEADS  # noqa: E402
+from heads.train import tune  # noqa: E402
+from posters.data import read_posters  # noqa: E402
+from posters.images import SkippingImages, eval_transform  # noqa: E402
+from posters.split import Split, label_matrix, split_posters  # noqa: E402
+
+
+def main(data: str, split_path: str) -> None:
+    torch.set_num_threads(2)
+    backbone = build_backbone("efficientnet_lite0")
+    split = Split.load(split_path)
+    parts = split_posters(read_posters(data), split)
+    stage_ends = {}
+    for name, blocks in backbone.stages[1:-1]:
+        blocks[-1].register_forward_hook(lambda m, i, out, name=name: stage_ends.__setitem__(name, out))
+    pooled = {}
+    for part, posters in parts.items():
+        images = SkippingImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean,
+                                                                           backbone.std), backbone.image_size)
+        batches = {k: [] for k in ("avg", "gem", "avgmax", "multiscale")}
+        with torch.inference_mode():
+            for x, _ in torch.utils.data.DataLoader(images, batch_size=8, num_workers=1):
+                last = backbone.model.net.extract_features(x)
+                avg = last.mean((2, 3))
+                batches["avg"].append(avg)
+                batches["gem"].append(last.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3))
+                batches["avgmax"].append(torch.cat([avg, last.amax((2, 3))], 1))
+                batches["multiscale"].append(torch.cat([avg, stage_ends["stage5"].mean((2, 3)),
+                                                        stage_ends["stage6"].mean((2, 3))], 1))
+        pooled[part] = ({k: torch.cat(v).numpy() for k, v in batches.items()},
+                        label_matrix([p.genres for p in posters], split.genres))
+    for pooling in ("avg", "gem", "avgmax", "multiscale"):
+        (X_train, Y_train), (X_val, Y_val), (X_test, Y_test) = (
+            (pooled[p][0][pooling], pooled[p][1]) for p in ("train", "val", "test"))
+        for head in ("logistic", "mlp"):
+            estimator, grid = HEADS[head]
+            model, params, _ = tune(estimator, grid, X_train, Y_train, X_val, Y_val)
+            val = np.nanmean(average_precisions(Y_val, model.predict_proba(X_val)))
+            test = np.nanmean(average_precisions(Y_test, model.predict_proba(X_test)))
+            print(f"{split.dataset} {pooling:10s} {head:9s} val mAP {val:.3f} test mAP {test:.3f} {params}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
