@@ -29,8 +29,8 @@ def read_results(results_dir: Path | str) -> dict[str, list[dict]]:
     return results
 
 
-def write_scores(results_dir: Path | str, dataset: str, model: str, parts: dict[str, tuple[list[str], np.ndarray,
-                 np.ndarray]]) -> Path:
+def write_scores(results_dir: Path | str, dataset: str, model: str,
+                 parts: dict[str, tuple[list[str], np.ndarray, np.ndarray]]) -> Path:
     """Save part -> (poster ids, 0/1 labels, scores) for the val and test parts."""
     path = Path(results_dir) / dataset / f"{model}.scores.npz"
     path.parent.mkdir(parents=True, exist_ok=True)

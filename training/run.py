@@ -46,10 +46,10 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, list[str]]]:
     """The split, each part's images and labels, and each part's poster ids."""
     split = Split.load(args.split)
-    parts = split_posters(read_posters(args.data), split)
-    images = {name: Part([p.image for p in posters], label_matrix([p.genres for p in posters], split.genres))
-              for name, posters in parts.items()}
-    return split, images, {name: [p.id for p in posters] for name, posters in parts.items()}
+    posters_by_part = split_posters(read_posters(args.data), split)
+    parts = {name: Part([p.image for p in posters], label_matrix([p.genres for p in posters], split.genres))
+             for name, posters in posters_by_part.items()}
+    return split, parts, {name: [p.id for p in posters] for name, posters in posters_by_part.items()}
 
 
 def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Callable[[int], tuple[nn.Module, dict]],
