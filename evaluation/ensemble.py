@@ -53,7 +53,8 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> d
     if len(saved) < 2:
         raise DataError(f"{results_dir}/{dataset}: an ensemble needs the scores of two models or more, found "
                         f"{len(saved)} (run make heads, finetune or cnn first)")
-    genres = [g["genre"] for g in next(iter(results.values()))["val"]["per_genre"]]
+    some_member = results[next(iter(saved))]
+    genres = [g["genre"] for g in some_member["val"]["per_genre"]]
     if any([g["genre"] for g in results[m]["val"]["per_genre"]] != genres for m in saved):
         raise DataError(f"{results_dir}/{dataset}: the models were trained on different genre lists")
     aligned = {part: _aligned(saved, part) for part in ("val", "test")}
@@ -71,7 +72,7 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> d
     result = evaluate(y_val, ensemble_val, y_test, ensemble_test, genres)
     write_scores(results_dir, dataset, name,
                  {"val": (val_ids, y_val, ensemble_val), "test": (test_ids, y_test, ensemble_test)})
-    record = {"kind": "ensemble", "members": weights, "data": next(iter(results.values()))["data"], **result}
+    record = {"kind": "ensemble", "members": weights, "data": some_member["data"], **result}
     write_result(results_dir, dataset, name, record)
     return record
 
