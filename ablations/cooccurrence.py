@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from evaluation.metrics import average_precisions, evaluate  # noqa: E402
+from evaluation.metrics import evaluate, macro_map  # noqa: E402
 from extract.features import load_features  # noqa: E402
 from heads.estimators import HEADS  # noqa: E402
 from heads.train import tune  # noqa: E402
@@ -45,7 +45,7 @@ def main(path: str) -> None:
     for C in (0.01, 0.1, 1.0):
         second = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(C=C, max_iter=2000)))
         second.fit(S_train, Y_train)
-        val_map = float(np.nanmean(average_precisions(Y_val, second.predict_proba(S_val))))
+        val_map = macro_map(Y_val, second.predict_proba(S_val))
         print(f"second stage C={C}: val mAP {val_map:.3f}")
         if val_map > best_val:
             best, best_val = second, val_map

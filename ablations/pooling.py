@@ -9,11 +9,10 @@ and MLP heads on each, as `make heads` does. Multi-scale won and became the
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from evaluation.metrics import average_precisions  # noqa: E402
+from evaluation.metrics import macro_map  # noqa: E402
 from extract.backbones import build_backbone  # noqa: E402
 from heads.estimators import HEADS  # noqa: E402
 from heads.train import tune  # noqa: E402
@@ -52,8 +51,8 @@ def main(data: str, split_path: str) -> None:
         for head in ("logistic", "mlp"):
             estimator, grid = HEADS[head]
             model, params, _ = tune(estimator, grid, X_train, Y_train, X_val, Y_val)
-            val = np.nanmean(average_precisions(Y_val, model.predict_proba(X_val)))
-            test = np.nanmean(average_precisions(Y_test, model.predict_proba(X_test)))
+            val = macro_map(Y_val, model.predict_proba(X_val))
+            test = macro_map(Y_test, model.predict_proba(X_test))
             print(f"{split.dataset} {pooling:10s} {head:9s} val mAP {val:.3f} test mAP {test:.3f} {params}")
 
 

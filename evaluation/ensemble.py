@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.metrics import average_precisions, evaluate
+from evaluation.metrics import evaluate, macro_map
 from evaluation.results import read_results, read_scores, write_result, write_scores
 from posters.data import DataError
 
@@ -30,7 +30,7 @@ MAX_ROUNDS = 20
 def select(y_val: np.ndarray, scores_val: dict[str, np.ndarray], max_rounds: int = MAX_ROUNDS) -> dict[str, int]:
     """model -> how many times greedy selection on validation mAP added it."""
     def val_map(total: np.ndarray, count: int) -> float:
-        return float(np.nanmean(average_precisions(y_val, total / count)))
+        return macro_map(y_val, total / count)
 
     chosen: Counter[str] = Counter()
     total, best = np.zeros_like(next(iter(scores_val.values()))), -1.0

@@ -52,6 +52,11 @@ def average_precisions(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
                      for g in range(y.shape[1])])
 
 
+def macro_map(y: np.ndarray, scores: np.ndarray) -> float:
+    """Mean AP over the genres that have positives: what every model is tuned and selected on."""
+    return float(np.nanmean(average_precisions(y, scores)))
+
+
 def top_k_accuracy(y: np.ndarray, scores: np.ndarray, k: int) -> float:
     """Share of posters with a true genre among their k top-scoring genres."""
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ParameterGrid
 
-from evaluation.metrics import average_precisions, evaluate, evaluate_baselines
+from evaluation.metrics import evaluate, evaluate_baselines, macro_map
 from evaluation.results import write_result, write_scores
 from extract.features import Features
 from heads.estimators import HEADS
@@ -27,7 +27,7 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model = clone(estimator).set_params(**params).fit(X_train, Y_train)
-        val_map = float(np.nanmean(average_precisions(Y_val, model.predict_proba(X_val))))
+        val_map = macro_map(Y_val, model.predict_proba(X_val))
         trials.append({"params": params, "val_mAP_macro": val_map})
         if val_map > best_map:
             best, best_params, best_map = model, params, val_map

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
-from evaluation.metrics import average_precisions
+from evaluation.metrics import macro_map
 from extract.features import autocast_dtype, choose_device
 from posters.data import DataError
 from posters.files import atomic_write
@@ -313,7 +313,7 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
         seconds = time.perf_counter() - start
 
         val_scores = predict(model, val, eval_tf, per_rank_batch * 2, device, dtype, env, workers)
-        val_map = float(np.nanmean(average_precisions(val.labels, val_scores)))
+        val_map = macro_map(val.labels, val_scores)
         val_loss = float(nn.functional.binary_cross_entropy(
             torch.from_numpy(val_scores).clamp(1e-6, 1 - 1e-6), torch.from_numpy(val.labels).float()))
         state["history"].append({"epoch": epoch + 1, "train_loss": round(loss_sum / max(seen, 1), 5),
