@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from scipy.special import logit
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -27,11 +28,6 @@ from heads.estimators import HEADS  # noqa: E402
 from heads.train import tune  # noqa: E402
 
 
-def logits(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def main(path: str) -> None:
     warnings.simplefilter("ignore", ConvergenceWarning)
     features = load_features(path)
@@ -40,7 +36,8 @@ def main(path: str) -> None:
     first, params, _ = tune(estimator, grid, X_train, Y_train, X_val, Y_val)
     oof = cross_val_predict(clone(first), X_train, Y_train, cv=KFold(5, shuffle=True, random_state=0),
                             method="predict_proba")
-    S_train, S_val, S_test = (logits(s) for s in (oof, first.predict_proba(X_val), first.predict_proba(X_test)))
+    S_train, S_val, S_test = (logit(np.clip(s, 1e-6, 1 - 1e-6))
+                              for s in (oof, first.predict_proba(X_val), first.predict_proba(X_test)))
     best, best_val = None, -1.0
     for C in (0.01, 0.1, 1.0):
         second = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(C=C, max_iter=2000)))

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit, logit
 
 from evaluation.metrics import evaluate, macro_map
 from evaluation.results import read_results, read_scores, write_result, write_scores
@@ -59,16 +60,17 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> d
         raise DataError(f"{results_dir}/{dataset}: the models were trained on different genre lists")
     aligned = {part: _aligned(saved, part) for part in ("val", "test")}
     (val_ids, y_val, val_scores), (test_ids, y_test, test_scores) = aligned["val"], aligned["test"]
-    scales = {m: _PerGenreScale(_logits(s)) for m, s in val_scores.items()}
-    z_val = {m: scales[m].standardise(_logits(s)) for m, s in val_scores.items()}
-    z_test = {m: scales[m].standardise(_logits(s)) for m, s in test_scores.items()}
+    val_logits, test_logits = ({m: _logits(s) for m, s in scores.items()} for scores in (val_scores, test_scores))
+    scales = {m: _PerGenreScale(logits) for m, logits in val_logits.items()}
+    z_val = {m: scales[m].standardise(logits) for m, logits in val_logits.items()}
+    z_test = {m: scales[m].standardise(logits) for m, logits in test_logits.items()}
     weights = select(y_val, z_val)
     n = sum(weights.values())
     mean_val = sum(w * z_val[m] for m, w in weights.items()) / n
     mean_test = sum(w * z_test[m] for m, w in weights.items()) / n
     own, first = _PerGenreScale(mean_val), scales[next(iter(weights))]
-    ensemble_val = _sigmoid(first.restore(own.standardise(mean_val)))
-    ensemble_test = _sigmoid(first.restore(own.standardise(mean_test)))
+    ensemble_val = expit(first.restore(own.standardise(mean_val)))
+    ensemble_test = expit(first.restore(own.standardise(mean_test)))
     result = evaluate(y_val, ensemble_val, y_test, ensemble_test, genres)
     write_scores(results_dir, dataset, name,
                  {"val": (val_ids, y_val, ensemble_val), "test": (test_ids, y_test, ensemble_test)})
@@ -91,12 +93,8 @@ class _PerGenreScale:
 
 
 def _logits(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
+    """Log-odds, with probabilities of exactly 0 or 1 (ML-kNN gives them) kept finite."""
+    return logit(np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6))
 
 
 def _aligned(saved: dict[str, dict], part: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
