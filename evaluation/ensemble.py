@@ -79,6 +79,11 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> d
     return record
 
 
+def describe(members: dict[str, int]) -> str:
+    """An ensemble's members as the report shows them: "2x model-a, 1x model-b"."""
+    return ", ".join(f"{weight}x {model}" for model, weight in members.items())
+
+
 class _PerGenreScale:
     """Each genre's mean and spread of some validation logits, to move logits onto and off a common scale."""
 

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from evaluation.ensemble import describe  # noqa: E402
 from evaluation.results import read_results  # noqa: E402
 from posters.data import read_genre_table  # noqa: E402
 from posters.files import write_text_atomic  # noqa: E402
@@ -74,7 +75,7 @@ def _setting(r: dict) -> str:
                 f"{r['freeze']}" if r["kind"] == "finetune" else "")
                 + f", {r['train_posters_per_s']:.1f} posters/s training")
     if r["kind"] == "ensemble":
-        return "mean of " + ", ".join(f"{w}x {m}" for m, w in r["members"].items())
+        return f"mean of {describe(r['members'])}"
     return json.dumps(r["params"])
 
 
