@@ -119,7 +119,7 @@ def _efficientnet_lite(variant: int, weights: str | None, multiscale: bool = Fal
     net._fc = nn.Identity()  # ImageNet classifier: unused, and DDP wants every parameter used
     sha = "random" if weights == "random" else file_sha256(weights)
     stages = _lite_stages(net)
-    # The ends of stages 5 and 6 (strides 16 and 32), chosen on validation mAP (README, "Ablations").
+    # The ends of stages 5 and 6 (strides 16 and 32), chosen on validation mAP (docs/ablations.md).
     taps = [dict(stages)[stage][-1] for stage in ("stage5", "stage6")] if multiscale else []
     dim = 1280 + sum(block._bn2.num_features for block in taps)
     return Backbone(name, _PooledLite(net, taps), dim, EfficientNet.get_image_size(f"efficientnet-lite{variant}"),
