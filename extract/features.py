@@ -5,6 +5,9 @@ under a temporary name and renamed, so a killed run loses at most the batch in f
 batch is there, the HDF5 file is written under a temporary name and renamed into place: a feature
 file is complete or absent. Batches are the same whether or not a run was resumed, so the result
 equals an uninterrupted run.
+
+A feature file knows its inputs: the data folder's resolved path and, per poster, the sha256 of its
+image. A rerun reuses the embeddings of unchanged posters and embeds only new or changed ones.
 """
 from __future__ import annotations
 
@@ -25,13 +28,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extract.backbones import Backbone
+from extract.backbones import Backbone, file_sha256
 from posters.data import DataError, Poster, PosterSet
 from posters.files import atomic_write, write_text_atomic
 from posters.images import SkippingImages, eval_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: each poster's image sha256, so changed images are re-embedded
 
 
 def code_version() -> str:
@@ -75,8 +78,27 @@ class Features:
 
     def fingerprint(self) -> dict:
         """What a model fitted on these features depends on."""
-        keys = ("backbone", "weights_sha256", "image_size", "preprocessing", "tta")
-        return {**{k: self.attrs[k] for k in keys}, "genres": self.genres}
+        return {**{k: self.attrs[k] for k in FINGERPRINT_KEYS}, "genres": self.genres}
+
+
+FINGERPRINT_KEYS = ("backbone", "weights_sha256", "image_size", "preprocessing", "tta")
+
+
+def embedding_fingerprint(backbone: Backbone, tta: bool) -> dict:
+    """What an embedding depends on, beside the image: `make features` records it, heads are checked against it."""
+    return {"backbone": backbone.name, "weights_sha256": backbone.weights_sha256, "image_size": backbone.image_size,
+            "preprocessing": f"RGB, squash to {backbone.image_size}x{backbone.image_size}, "
+                             f"normalise mean={backbone.mean} std={backbone.std}",
+            "tta": "hflip-mean" if tta else "none"}
+
+
+def fingerprint_differences(theirs: dict, ours: dict) -> str:
+    """What differs between the features a head was fitted on (`theirs`) and `ours`; "" when nothing does."""
+    differ = [k for k in ours if theirs.get(k) != ours[k]]
+    details = [f"{k}: head has {theirs.get(k)!r}, features have {ours[k]!r}" for k in differ if k != "genres"]
+    if "genres" in differ:
+        details.append("a different genre vocabulary")
+    return "; ".join(details)
 
 
 def load_features(path: Path | str) -> Features:
@@ -107,55 +129,117 @@ def embed(model: torch.nn.Module, images: torch.Tensor, tta: bool, dtype: torch.
 
 def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path | str, batch_size: int | None = None,
             tta: bool = False, precision: str = "auto", workers: int | None = None) -> Path:
-    """Write the feature file `out` (resuming a killed run) and return its path."""
+    """Write the feature file `out` and return its path.
+
+    Posters whose image is unchanged (same id, same sha256) since `out` was written with the same
+    backbone and settings are reused; the others are embedded. A killed run resumes from its parts.
+    """
     out = Path(out)
     posters = [p for part in split_posters(poster_set, split).values() for p in part]
-    ids = [p.id for p in posters]
     device = choose_device()
     dtype = autocast_dtype(device, precision)
     # Measured on a 2-core CPU: small batches stay in cache and run fastest (see `make bench`).
     batch_size = batch_size or (64 if device.type == "cuda" else 8)
     config = {
-        "format_version": FORMAT_VERSION, "dataset": split.dataset, "backbone": backbone.name,
-        "weights_sha256": backbone.weights_sha256, "weights_source": backbone.weights_source,
-        "image_size": backbone.image_size,
-        "preprocessing": f"RGB, squash to {backbone.image_size}x{backbone.image_size}, "
-                         f"normalise mean={backbone.mean} std={backbone.std}",
-        "tta": "hflip-mean" if tta else "none", "precision": str(dtype or torch.float32),
-        "batch_size": batch_size, "genres": json.dumps(split.genres),
+        "format_version": FORMAT_VERSION, "dataset": split.dataset, **embedding_fingerprint(backbone, tta),
+        "weights_source": backbone.weights_source, "precision": str(dtype or torch.float32),
+        "batch_size": batch_size, "data_resolved": str(Path(poster_set.root).resolve()),
+    }
+    layout = {
+        "genres": json.dumps(split.genres),
         "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count,
                              "sizes": {p: len(split.parts[p]) for p in PARTS}}),
-        "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
     }
-    if out.exists() and _same_config(out, config):
-        print(f"{out} is complete and up to date")
+    hashes = [_image_sha256(p.image) for p in posters]
+    keys = [f"{p.id} {h}" for p, h in zip(posters, hashes)]
+    reusable = _reusable_embeddings(out, config)
+    todo = [row for row, key in enumerate(keys) if key not in reusable]
+    if not todo and _same_attrs(out, {**layout, "ids_sha256": _sha256_lines(keys)}):
+        print(f"{out} is complete and up to date ({len(keys)} posters reused)")
         return out
 
-    parts_dir = out.with_name(out.name + ".parts")
-    manifest = parts_dir / "config.json"
-    if parts_dir.exists() and (not manifest.exists() or json.loads(manifest.read_text()) != config):
-        shutil.rmtree(parts_dir)  # leftovers of a run with other settings
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    if not manifest.exists():
-        write_text_atomic(manifest, json.dumps(config))
-
-    batches = _batches(len(posters), batch_size)
-    todo = [b for b, _ in enumerate(batches) if not (parts_dir / f"{b:06d}.npy").exists()]
     model = backbone.model.to(device, memory_format=torch.channels_last)
-    dataset = SkippingImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean,
-                                                                         backbone.std), backbone.image_size)
+    transform = eval_transform(backbone.image_size, backbone.mean, backbone.std)
+    fresh, reasons, speed = _embed_rows(model, [posters[row].image for row in todo], transform, backbone, tta,
+                                        dtype, batch_size, workers, out, {**config, "rows": [keys[r] for r in todo]},
+                                        f"{backbone.name} {split.dataset}")
+    embeddings = np.empty((len(keys), backbone.dim), np.float32)
+    embeddings[todo] = fresh
+    for row, key in enumerate(keys):
+        if key in reusable:
+            embeddings[row] = reusable[key]
+    readable = ~np.isnan(embeddings).any(axis=1)
+    if not readable.any():
+        raise DataError(f"none of the {len(posters)} posters of {split.dataset} could be read")
+    skipped = [(posters[todo[i]], reason) for i, reason in reasons.items()]
+    _list_skipped(out, skipped)
+    labels = label_matrix([p.genres for p in posters], split.genres)
+    part_names = np.array([part for part in PARTS for _ in split.parts[part]])
+    _write_h5(out, {"ids": np.array([p.id for p in posters], dtype=object)[readable],
+                    "parts": part_names[readable].astype(object),
+                    "image_sha256": np.array(hashes, dtype=object)[readable]},
+              embeddings[readable], labels[readable],
+              {**config, **layout, "ids_sha256": _sha256_lines(keys), "code_version": code_version(),
+               "data": str(poster_set.root), "skipped": len(skipped)})
+    shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
+    print(f"{out}: {len(keys) - len(todo)} posters reused, {len(todo)} embedded{speed}")
+    if skipped:
+        print(f"{len(skipped)} unreadable posters skipped, listed in {out.with_suffix('.skipped.csv')}")
+    return out
+
+
+def _image_sha256(path: Path) -> str:
+    """The image file's content hash; "" for a file that cannot be read (it is then embedded, and skipped)."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return ""
+
+
+def _sha256_lines(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _reusable_embeddings(out: Path, config: dict) -> dict[str, np.ndarray]:
+    """{"<id> <image sha256>": embedding} from `out` when it was written with `config`; {} otherwise."""
+    if not _same_attrs(out, config):
+        return {}
+    with h5py.File(out, "r") as f:
+        keys = [f"{i} {h}" for i, h in zip(f["ids"].asstr()[:], f["image_sha256"].asstr()[:])]
+        return dict(zip(keys, f["embeddings"][:]))
+
+
+def _embed_rows(model: torch.nn.Module, paths: list[Path], transform, backbone: Backbone, tta: bool,
+                dtype: torch.dtype | None, batch_size: int, workers: int | None, out: Path, manifest: dict,
+                description: str) -> tuple[np.ndarray, dict[int, str], str]:
+    """Embeddings of `paths` (NaN rows for unreadable images), {index: reason} for those, and a speed line.
+
+    Each finished batch is saved in `<out>.parts/`, so a killed run resumes where it stopped; parts
+    left by a run with another `manifest` are discarded.
+    """
+    parts_dir = out.with_name(out.name + ".parts")
+    manifest_path = parts_dir / "config.json"
+    if parts_dir.exists() and (not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest):
+        shutil.rmtree(parts_dir)  # leftovers of a run with other settings or other posters
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    if not manifest_path.exists():
+        write_text_atomic(manifest_path, json.dumps(manifest))
+
+    batches = _batches(len(paths), batch_size)
+    todo = [b for b, _ in enumerate(batches) if not (parts_dir / f"{b:06d}.npy").exists()]
+    dataset = SkippingImages(paths, transform, backbone.image_size)
     # Decoding small posters is cheap: leave most cores to the model.
     workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if workers is None else workers
+    device = next(model.parameters()).device
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[batches[b] for b in todo], num_workers=workers,
                                          pin_memory=device.type == "cuda")
     start, done_now = time.perf_counter(), 0
-    progress = tqdm(total=len(posters), initial=len(posters) - sum(len(batches[b]) for b in todo),
-                    unit="poster", desc=f"{backbone.name} {split.dataset}")
-    with progress:
+    with tqdm(total=len(paths), initial=len(paths) - sum(len(batches[b]) for b in todo), unit="poster",
+              desc=description) as progress:
         for b, (images, errors) in zip(todo, loader):
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
             embeddings = embed(model, images, tta, dtype)
-            embeddings[[bool(e) for e in errors]] = np.nan  # unreadable posters, dropped below
+            embeddings[[bool(e) for e in errors]] = np.nan  # unreadable posters, dropped by the caller
             if any(errors):  # written before the batch file, whose presence marks the batch done
                 reasons = {row: error for row, error in zip(batches[b], errors) if error}
                 write_text_atomic(parts_dir / f"{b:06d}.errors.json", json.dumps(reasons))
@@ -166,27 +250,15 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
             for error in filter(None, errors):
                 tqdm.write(f"skipped: {error}")
     seconds = time.perf_counter() - start
-
-    embeddings = np.concatenate([np.load(parts_dir / f"{b:06d}.npy") for b in range(len(batches))])
-    readable = ~np.isnan(embeddings).any(axis=1)
-    if not readable.any():
-        raise DataError(f"none of the {len(posters)} posters of {split.dataset} could be read")
+    fresh = (np.concatenate([np.load(parts_dir / f"{b:06d}.npy") for b in range(len(batches))]) if batches
+             else np.zeros((0, backbone.dim), np.float32))
     reasons = {int(row): error for path in parts_dir.glob("*.errors.json")
                for row, error in json.loads(path.read_text()).items()}
-    skipped = [(posters[row], reasons.get(row, "unreadable")) for row in np.flatnonzero(~readable)]
-    _list_skipped(out, skipped)
-    labels = label_matrix([p.genres for p in posters], split.genres)
-    part_names = [part for part in PARTS for _ in split.parts[part]]
-    _write_h5(out, [i for i, ok in zip(ids, readable) if ok], [p for p, ok in zip(part_names, readable) if ok],
-              embeddings[readable], labels[readable],
-              {**config, "code_version": code_version(), "data": str(poster_set.root), "skipped": len(skipped)})
-    shutil.rmtree(parts_dir)
-    if done_now:
-        print(f"{done_now} posters in {seconds:.1f} s: {done_now / seconds:.1f} posters/s "
-              f"({backbone.name}, {device.type}, {config['precision']}, batch {batch_size}, {workers} workers)")
-    if skipped:
-        print(f"{len(skipped)} unreadable posters skipped, listed in {out.with_suffix('.skipped.csv')}")
-    return out
+    reasons.update({int(row): "unreadable" for row in np.flatnonzero(np.isnan(fresh).any(axis=1))
+                    if int(row) not in reasons})
+    speed = (f"; {done_now / seconds:.1f} posters/s ({backbone.name}, {device.type}, {dtype or torch.float32}, "
+             f"batch {batch_size}, {workers} workers)" if done_now else "")
+    return fresh, reasons, speed
 
 
 def _list_skipped(out: Path, skipped: list[tuple[Poster, str]]) -> None:
@@ -201,24 +273,25 @@ def _list_skipped(out: Path, skipped: list[tuple[Poster, str]]) -> None:
         writer.writerows([poster.id, str(poster.image), reason] for poster, reason in skipped)
 
 
-def _same_config(path: Path, config: dict) -> bool:
+def _same_attrs(path: Path, attrs: dict) -> bool:
     with contextlib.suppress(OSError, KeyError):
         with h5py.File(path, "r") as f:
-            return all(f.attrs[k] == v for k, v in config.items())
+            return all(f.attrs[k] == v for k, v in attrs.items())
     return False
 
 
-def _write_h5(out: Path, ids: list[str], parts: list[str], embeddings: np.ndarray, labels: np.ndarray,
+def _write_h5(out: Path, columns: dict[str, np.ndarray], embeddings: np.ndarray, labels: np.ndarray,
               attrs: dict) -> None:
+    """`columns` are string datasets, one entry per poster (ids, parts, image hashes)."""
     # Built in memory, then written in one go: a failed write (a full disk) is then a plain OSError, and
     # HDF5 never holds a half-written file open.
-    string, buffer = h5py.string_dtype(), io.BytesIO()
+    buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=string)
-        f.create_dataset("parts", data=np.array(parts, dtype=object), dtype=string)
+        for name, values in columns.items():
+            f.create_dataset(name, data=values, dtype=h5py.string_dtype())
         f.create_dataset("embeddings", data=embeddings.astype(np.float32),
-                         chunks=(min(len(ids), 1024), embeddings.shape[1]))
-        f.create_dataset("labels", data=labels, chunks=(min(len(ids), 1024), labels.shape[1]))
+                         chunks=(min(len(labels), 1024), embeddings.shape[1]))
+        f.create_dataset("labels", data=labels, chunks=(min(len(labels), 1024), labels.shape[1]))
         f.attrs.update(attrs)
     with atomic_write(out) as tmp:
         tmp.write_bytes(buffer.getbuffer())

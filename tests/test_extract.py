@@ -212,3 +212,28 @@ def test_multiscale_embedding_is_the_plain_one_plus_two_pooled_stages(sample_dir
     np.testing.assert_allclose(got[:, :1280], expected_plain, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got[:, 1280:], np.concatenate(expected_stages, axis=1), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(got, got_again)
+
+
+def test_a_changed_image_is_embedded_again_alone(sample_dir, sample_split, tmp_path):
+    data = tmp_path / "first" / sample_dir.name
+    shutil.copytree(sample_dir, data)
+    out = tmp_path / "features.h5"
+    run_module(*extract_cli(data, sample_split, out))
+    before = load_features(out)
+    ids = before.ids.tolist()
+    shutil.copy(data / "images" / f"{ids[6]}.jpg", data / "images" / f"{ids[5]}.jpg")  # same id, new image
+
+    result = run_module(*extract_cli(data, sample_split, out))
+    assert f"{len(ids) - 1} posters reused, 1 embedded" in result.stdout
+    after = load_features(out)
+    assert after.ids.tolist() == ids
+    np.testing.assert_allclose(after.X[5], before.X[6], atol=1e-4)  # embedded again, as the image it now holds
+    unchanged = np.arange(len(ids)) != 5
+    np.testing.assert_array_equal(after.X[unchanged], before.X[unchanged])
+    assert f"up to date ({len(ids)} posters reused)" in run_module(*extract_cli(data, sample_split, out)).stdout
+
+    # a folder of the same name elsewhere is other data: nothing is reused
+    elsewhere = tmp_path / "second" / sample_dir.name
+    shutil.copytree(sample_dir, elsewhere)
+    assert f"0 posters reused, {len(ids)} embedded" in run_module(*extract_cli(elsewhere, sample_split, out)).stdout
+    assert load_features(out).attrs["data_resolved"] == str(elsewhere.resolve())
