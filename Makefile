@@ -15,7 +15,7 @@
 # TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m finetune --help)
 # CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
 # CONCURRENCY  make posters: requests in flight (default 4); RATE: requests/s per host (default 4)
-# MODEL        make predict / explain / serve: a saved model, models/<dataset>-<model>.joblib or .pt
+# MODEL        make predict / explain / serve: a saved model, models/<dataset>-<model>.skops (head) or .safetensors (network)
 # IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
@@ -33,10 +33,10 @@ FREEZE ?= none stage4 stage6
 EPOCHS ?=
 AUGMENT ?=
 TRAIN_ARGS ?=
-MODEL ?= models/$(NAME)-finetune-$(BACKBONE)-freeze-stage4.pt
+MODEL ?= models/$(NAME)-finetune-$(BACKBONE)-freeze-stage4.safetensors
 IMAGES ?=
 PORT ?= 8000
-SERVE_MODEL ?= runs/bench/models/anime-posters-finetune-efficientnet_lite0-freeze-stage4-160px.pt
+SERVE_MODEL ?= runs/bench/models/anime-posters-finetune-efficientnet_lite0-freeze-stage4-160px.safetensors
 PREDICTIONS ?= reports/predictions/$(notdir $(basename $(MODEL))).csv
 CSV ?= anime-dataset-2023.csv
 CONCURRENCY ?= 4

@@ -9,7 +9,8 @@ import torch
 
 from cnn.model import IMAGE_SIZE, MEAN, STD, PosterNet
 from posters.data import DataError
-from training.loop import ImageSpec, TrainConfig
+from posters.images import ImageSpec
+from training.loop import TrainConfig
 from training.run import add_arguments, train_and_evaluate
 
 DEFAULTS = TrainConfig(epochs=15, batch_size=32, lr=3e-3, warmup_epochs=1.0, augment="strong", patience=4)

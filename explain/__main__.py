@@ -1,5 +1,5 @@
-"""python -m explain poster --model M.pt --image P --genre G --out P.png   (one heatmap)
-   python -m explain genres --model M.pt --data D --split S [--features F.h5]   (the report section)
+"""python -m explain poster --model M.safetensors --image P --genre G --out P.png   (one heatmap)
+   python -m explain genres --model M.safetensors --data D --split S [--features F.h5]   (the report section)
 
 Grad-CAM heatmaps of a saved network (make finetune or make cnn): which parts of a poster raised a
 genre's score. `genres` writes reports/explain/<dataset>.md, which `make report` takes in.
@@ -22,12 +22,12 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     poster = commands.add_parser("poster", help="one poster's heatmap for one genre, overlaid, as PNG")
-    poster.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.pt")
+    poster.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.safetensors")
     poster.add_argument("--image", required=True)
     poster.add_argument("--genre", required=True)
     poster.add_argument("--out", required=True, help="PNG to write")
     genres = commands.add_parser("genres", help="the report's 'what each genre looks like' section")
-    genres.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.pt")
+    genres.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.safetensors")
     genres.add_argument("--data", required=True, help="data set folder (CSV + images)")
     genres.add_argument("--split", required=True)
     genres.add_argument("--features", default=None, help="feature file, for the nearest neighbours")

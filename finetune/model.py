@@ -15,13 +15,16 @@ class FineTuned(nn.Module):
         self.body = backbone.model
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.dim, n_genres))
         frozen_count = 0 if freeze == "none" else names.index(freeze) + 1
-        self.frozen = nn.ModuleList(m for _, modules in backbone.stages[:frozen_count] for m in modules)
-        for parameter in self.frozen.parameters():
-            parameter.requires_grad = False
+        # A plain list, not a ModuleList: these modules are already the body's, and registering them
+        # twice would save every frozen weight twice under two names.
+        self.frozen = [m for _, modules in backbone.stages[:frozen_count] for m in modules]
+        for module in self.frozen:
+            module.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "FineTuned":
         super().train(mode)
-        self.frozen.eval()  # frozen BatchNorms keep their ImageNet statistics
+        for module in self.frozen:
+            module.eval()  # frozen BatchNorms keep their ImageNet statistics
         return self
 
     def forward(self, images):

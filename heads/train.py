@@ -5,18 +5,17 @@ import time
 import warnings
 from pathlib import Path
 
-import joblib
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ParameterGrid
 
+import modelfiles
 from evaluation.metrics import evaluate, evaluate_baselines, macro_map
 from evaluation.results import write_result, write_scores
-from extract.features import Features
+from extract.features import Features, fingerprint_differences
 from heads.estimators import HEADS
 from posters.data import DataError
-from posters.files import atomic_write
 
 
 def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.ndarray, X_val: np.ndarray,
@@ -37,30 +36,19 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
 def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict,
               thresholds: list[float]) -> None:
     """The head with what `make predict` needs: the features it expects and its validation thresholds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        joblib.dump({"estimator": estimator, "genres": features.genres, "fingerprint": features.fingerprint(),
-                     "params": params, "thresholds": thresholds,
-                     "batch_size": int(features.attrs["batch_size"])}, tmp)
+    modelfiles.save_head(path, estimator, {
+        "genres": features.genres, "fingerprint": features.fingerprint(), "params": params,
+        "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"])})
 
 
 def load_head(path: Path | str, features: Features) -> BaseEstimator:
     """The head saved at `path`, refused unless it was fitted on features like these."""
-    try:
-        saved = joblib.load(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: saved head not found (run `make heads` first)") from None
-    theirs, ours = saved["fingerprint"], features.fingerprint()
-    differ = [k for k in ours if theirs.get(k) != ours[k]]
-    if differ:
-        details = "; ".join(f"{k}: head has {theirs.get(k)!r}, features have {ours[k]!r}"
-                            for k in differ if k != "genres")
-        if "genres" in differ:
-            details = "; ".join(filter(None, [details, "a different genre vocabulary"]))
+    estimator, settings = modelfiles.read_head(path)
+    differences = fingerprint_differences(settings.get("fingerprint", {}), features.fingerprint())
+    if differences:
         raise DataError(f"{path}: fitted on other features than {features.attrs.get('dataset')} "
-                        f"({details}); refit it with `make heads`")
-    return saved["estimator"]
+                        f"({differences}); refit it with `make heads`")
+    return estimator
 
 
 def run_heads(features: Features, heads: list[str], models_dir: Path | str, results_dir: Path | str,
@@ -87,7 +75,7 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         write_scores(results_dir, dataset, model_name, {
             "val": (features.ids[features.parts == "val"], Y_val, scores_val),
             "test": (features.ids[features.parts == "test"], Y_test, scores_test)})
-        save_head(Path(models_dir) / f"{dataset}-{model_name}.joblib", model, features, params,
+        save_head(Path(models_dir) / f"{dataset}-{model_name}{modelfiles.HEAD_SUFFIX}", model, features, params,
                   result["thresholds"]["values"])
         write_result(results_dir, dataset, model_name, {
             "kind": "head", **setting, "head": name, "params": params, "grid": trials,

@@ -1,6 +1,7 @@
 """Posters as tensors, one way for every model: the evaluation transform, augmentation presets, a Dataset."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -10,6 +11,14 @@ from torchvision.transforms import v2
 
 from posters.data import DataError
 from posters.decode import load_image
+
+
+@dataclass
+class ImageSpec:
+    """What a model's input looks like."""
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:

@@ -1,19 +1,18 @@
 """Saved models, one file each, that `make predict` and `make serve` load: posters in, genre probabilities out.
 
-- a head (`models/<dataset>-<backbone>-<head>.joblib`, from `make heads`): the backbone named in
+- a head (`models/<dataset>-<backbone>-<head>.skops`, from `make heads`): the backbone named in
   its fingerprint embeds the posters, then the head scores them;
-- a network (`models/<dataset>-<model>.pt`, from `make finetune` / `make cnn`): the fine-tuned
-  CNN or PosterNet, rebuilt from the settings saved beside its weights.
-Each file also holds the genre vocabulary and the thresholds chosen on validation.
+- a network (`models/<dataset>-<model>.safetensors`, from `make finetune` / `make cnn`): the
+  fine-tuned CNN or PosterNet, rebuilt from the settings saved beside its weights.
+Each file also holds the genre vocabulary and the thresholds chosen on validation. modelfiles reads
+them without running code from the file; the settings are checked before anything is built from them.
 """
 from __future__ import annotations
 
-import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
@@ -21,19 +20,19 @@ from torch import nn
 from tqdm import tqdm
 
 from cnn.model import PosterNet
-from extract.backbones import build_backbone
-from extract.features import autocast_dtype, choose_device, embed
+from extract.backbones import BACKBONES, build_backbone
+from extract.features import autocast_dtype, choose_device, embed, embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
-from posters.data import DataError
-from posters.files import atomic_write
-from posters.images import SkippingImages, eval_transform
-from training.loop import ImageSpec
+from modelfiles import HEAD_SUFFIX, ModelFileError, load_weights, read_head, read_network
+from posters.images import ImageSpec, SkippingImages, eval_transform
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
 NETWORKS: dict[str, Callable[[dict, int], nn.Module]] = {
     "finetune": lambda build, n: FineTuned(build_backbone(build["backbone"], "random"), n, build["freeze"]),
     "cnn": lambda build, n: PosterNet(n, tuple(build["widths"])),
 }
+# Bounds on what a model file may ask to be built: a hostile file must not make us allocate without limit.
+MAX_GENRES, MAX_WIDTH, MAX_BLOCKS, MAX_IMAGE_SIZE, MAX_BATCH = 1000, 1024, 8, 1024, 1024
 
 
 @dataclass
@@ -64,44 +63,62 @@ class Predictor:
         return torch.sigmoid(logits.float()).cpu().numpy()
 
 
-def save_network(path: Path | str, model: nn.Module, kind: str, build: dict, genres: list[str], spec: ImageSpec,
-                 thresholds: list[float], batch_size: int) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        torch.save({"kind": kind, "build": build, "genres": genres, "spec": asdict(spec), "thresholds": thresholds,
-                    "batch_size": batch_size, "model": model.state_dict()}, tmp)
+def _check_settings(path: Path, settings: dict) -> None:
+    """Refuse settings no model of ours was saved with, before they size anything."""
+    def require(ok: bool, what: str) -> None:
+        if not ok:
+            raise ModelFileError(f"{path}: not a model this version saved ({what})")
+
+    genres, thresholds = settings.get("genres"), settings.get("thresholds")
+    require(isinstance(genres, list) and 0 < len(genres) <= MAX_GENRES
+            and all(isinstance(g, str) and 0 < len(g) <= 100 for g in genres), "genres")
+    require(isinstance(thresholds, list) and len(thresholds) == len(genres)
+            and all(isinstance(t, (int, float)) for t in thresholds), "thresholds")
+    batch_size = settings.get("batch_size")
+    require(isinstance(batch_size, int) and 0 < batch_size <= MAX_BATCH, "batch_size")
+    if "kind" not in settings:  # a head: the rest is its fingerprint, checked against the backbone
+        return
+    spec, build = settings.get("spec") or {}, settings.get("build") or {}
+    require(isinstance(spec.get("size"), int) and 16 <= spec["size"] <= MAX_IMAGE_SIZE, "image size")
+    require(all(isinstance(spec.get(k), list) and len(spec[k]) == 3 for k in ("mean", "std")), "normalisation")
+    if settings["kind"] == "finetune":
+        require(build.get("backbone") in BACKBONES and isinstance(build.get("freeze"), str), "backbone")
+    else:
+        widths = build.get("widths")
+        require(settings["kind"] in NETWORKS and isinstance(widths, list) and 0 < len(widths) <= MAX_BLOCKS
+                and all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths), "network kind or widths")
 
 
 def load_model(path: Path | str, weights: str | None = None, precision: str = "auto") -> Predictor:
-    """The model saved at `path`; `weights` is the backbone's local state_dict file, for a resnet50 head offline."""
+    """The model saved at `path`; `weights` is the backbone's local weights file, for a resnet50 head offline."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: saved model not found (make heads, make finetune or make cnn write them "
-                        f"to models/)")
     device = choose_device()
     dtype = autocast_dtype(device, precision)
-    if path.suffix == ".joblib":
-        saved = joblib.load(path)
-        fingerprint = saved["fingerprint"]
-        backbone = build_backbone(fingerprint["backbone"], weights)
-        if backbone.weights_sha256 != fingerprint["weights_sha256"]:
-            raise DataError(f"{path}: fitted on {fingerprint['backbone']} features from other weights "
-                            f"(sha256 {fingerprint['weights_sha256'][:12]}, these are {backbone.weights_sha256[:12]})")
-        network = backbone.model
-        spec, head = ImageSpec(backbone.image_size, backbone.mean, backbone.std), saved["estimator"]
+    if path.suffix == HEAD_SUFFIX:
+        head, settings = read_head(path)
+        _check_settings(path, settings)
+        fingerprint = settings.get("fingerprint") or {}
+        if fingerprint.get("backbone") not in BACKBONES or fingerprint.get("tta") not in ("none", "hflip-mean"):
+            raise ModelFileError(f"{path}: not a model this version saved (fingerprint)")
         tta = fingerprint["tta"] != "none"
+        backbone = build_backbone(fingerprint["backbone"], weights)
+        differences = fingerprint_differences(fingerprint, embedding_fingerprint(backbone, tta))
+        if differences:
+            raise ModelFileError(f"{path}: fitted on other features than this backbone gives ({differences}); "
+                                 f"pass the backbone's weights with --weights, or refit the head")
+        network, spec = backbone.model, ImageSpec(backbone.image_size, backbone.mean, backbone.std)
     else:
+        state, settings = read_network(path)
+        _check_settings(path, settings)
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
-            network = NETWORKS[saved["kind"]](saved["build"], len(saved["genres"]))
-            network.load_state_dict(saved["model"])
-        except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as e:
-            raise DataError(f"{path}: not a saved network ({str(e).splitlines()[0]})") from None
-        spec, head, tta = ImageSpec(**saved["spec"]), None, False
+            network = NETWORKS[settings["kind"]](settings["build"], len(settings["genres"]))
+        except ValueError as e:  # a stage name the backbone does not have
+            raise ModelFileError(f"{path}: not a model this version saved ({e})") from None
+        load_weights(network, state, path)
+        spec, head, tta = ImageSpec(**settings["spec"]), None, False
     network = network.to(device, memory_format=torch.channels_last).eval()
-    return Predictor(path.stem, saved["genres"], np.asarray(saved["thresholds"]), spec, network, head, tta,
-                     saved["batch_size"], device, dtype)
+    return Predictor(path.stem, settings["genres"], np.asarray(settings["thresholds"], dtype=np.float64), spec,
+                     network, head, tta, settings["batch_size"], device, dtype)
 
 
 def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> tuple[np.ndarray, dict[int, str]]:

@@ -40,7 +40,7 @@ def sample_split(sample_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(sample_dir, sample_split, tmp_path_factory) -> Path:
-    """A tiny PosterNet trained for 2 epochs on the sample: runs/, results/ and models/ (one .pt) under it."""
+    """A tiny PosterNet trained for 2 epochs on the sample: runs/, results/ and models/ (one .safetensors) under it."""
     root = tmp_path_factory.mktemp("trained")
     run_module("cnn", "--data", str(sample_dir), "--split", str(sample_split), "--runs-dir", str(root / "runs"),
                "--results-dir", str(root / "results"), "--models-dir", str(root / "models"),

@@ -29,7 +29,7 @@ def test_split_features_heads_report(data_root, tmp_path):
     models_written = {p.stem for p in (results / "anime-slice").glob("*.json")}
     assert models_written == {"baseline-prior", "baseline-top3-frequent", "efficientnet_lite0-logistic",
                               "efficientnet_lite0-mlknn", "efficientnet_lite0-mlp"}
-    assert len(list(models.glob("anime-slice-efficientnet_lite0-*.joblib"))) == 3
+    assert len(list(models.glob("anime-slice-efficientnet_lite0-*.skops"))) == 3
 
     def test_map(model: str) -> float:
         return json.loads((results / "anime-slice" / f"{model}.json").read_text())["test"]["overall"]["mAP_macro"]
@@ -45,7 +45,7 @@ def test_split_features_heads_report(data_root, tmp_path):
     # make predict on the test part scores exactly as the evaluation module did (TTA and all)
     for head in ("logistic", "mlknn"):
         out = tmp_path / f"predictions-{head}.csv"
-        run_module("predict", "--model", str(models / f"anime-slice-efficientnet_lite0-{head}.joblib"),
+        run_module("predict", "--model", str(models / f"anime-slice-efficientnet_lite0-{head}.skops"),
                    "--data", str(data), "--split", str(split), "--out", str(out))
         predicted = json.loads(out.with_suffix(".json").read_text())
         evaluated = json.loads((results / "anime-slice" / f"efficientnet_lite0-{head}.json").read_text())

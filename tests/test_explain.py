@@ -62,7 +62,7 @@ def test_colour_summary_names_what_differs():
 
 
 def test_explain_commands(trained, sample_dir, sample_split, tmp_path):
-    model = next((trained / "models").glob("*.pt"))
+    model = next((trained / "models").glob("*.safetensors"))
     poster = sorted((sample_dir / "images").iterdir())[0]
     genre = Split.load(sample_split).genres[0]
     out = tmp_path / "heat.png"

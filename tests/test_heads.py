@@ -78,11 +78,11 @@ def features_like(backbone: str, genres: list[str]) -> Features:
 def test_saved_head_refuses_other_features(tmp_path):
     features = features_like("efficientnet_lite0", ["A", "B", "C"])
     model = clone(HEADS["logistic"][0]).fit(features.X, features.Y)
-    save_head(tmp_path / "head.joblib", model, features, {}, [0.5, 0.5, 0.5])
-    loaded = load_head(tmp_path / "head.joblib", features)
+    save_head(tmp_path / "head.skops", model, features, {}, [0.5, 0.5, 0.5])
+    loaded = load_head(tmp_path / "head.skops", features)
     np.testing.assert_array_equal(loaded.predict_proba(features.X), model.predict_proba(features.X))
 
     with pytest.raises(DataError, match="backbone: head has 'efficientnet_lite0', features have 'resnet50'"):
-        load_head(tmp_path / "head.joblib", features_like("resnet50", ["A", "B", "C"]))
+        load_head(tmp_path / "head.skops", features_like("resnet50", ["A", "B", "C"]))
     with pytest.raises(DataError, match="different genre vocabulary"):
-        load_head(tmp_path / "head.joblib", features_like("efficientnet_lite0", ["A", "B", "D"]))
+        load_head(tmp_path / "head.skops", features_like("efficientnet_lite0", ["A", "B", "D"]))

@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 @pytest.fixture
 def server(trained):
-    model = next((trained / "models").glob("*.pt"))
+    model = next((trained / "models").glob("*.safetensors"))
     process, url = start_server(model, max_mb=1)
     yield url, model
     process.terminate()

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from extract.backbones import build_backbone
@@ -24,7 +25,7 @@ def cnn_cli(sample_dir, split, tmp_path, *extra):
 
 def final_weights(tmp_path):
     run = next((tmp_path / "runs").glob("*/*"))
-    return torch.load(run / "last.pt", weights_only=False)["model"], torch.load(run / "best.pt", weights_only=True)
+    return torch.load(run / "last.pt", weights_only=True)["model"], load_file(run / "best.safetensors")
 
 
 def test_killed_run_resumes_to_the_same_weights(sample_dir, sample_split, tmp_path):
@@ -60,10 +61,11 @@ def test_checkpoint_of_another_architecture_is_refused(sample_dir, sample_split,
     result = run_module(*wider, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(
-        f"error: {ours / 'last.pt'}: a checkpoint of another architecture (0 weights missing, 0 unexpected, ")
+        f"error: {ours / 'last.pt'}: weights of another architecture (0 missing, 0 unexpected, ")
     (ours / "last.pt").write_bytes(b"not a checkpoint")
     result = run_module(*wider, check=False)
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {ours / 'last.pt'}: not a readable checkpoint")
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: {ours / 'last.pt'}: not a checkpoint this version can read safely")
 
 
 def test_two_processes_with_gloo(sample_dir, sample_split, tmp_path):
@@ -73,7 +75,7 @@ def test_two_processes_with_gloo(sample_dir, sample_split, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     run = next((tmp_path / "runs").glob("*/*"))
-    assert (run / "last.pt").exists() and (run / "best.pt").exists()
+    assert (run / "last.pt").exists() and (run / "best.safetensors").exists()
     log = np.genfromtxt(run / "log.csv", delimiter=",", names=True)
     assert log["train_loss"][-1] < log["train_loss"][0]
     assert len(list((tmp_path / "results").glob("*/*.json"))) == 1  # rank 0 alone writes results
@@ -82,10 +84,10 @@ def test_two_processes_with_gloo(sample_dir, sample_split, tmp_path):
 def test_frozen_stages_stay_fixed():
     torch.manual_seed(0)
     model = FineTuned(build_backbone("efficientnet_lite0", "random"), n_genres=3, freeze="stage4")
-    frozen = {id(p) for p in model.frozen.parameters()}
-    assert frozen and all(not p.requires_grad for p in model.frozen.parameters())
+    frozen = {id(p) for m in model.frozen for p in m.parameters()}
+    assert frozen and all(not p.requires_grad for m in model.frozen for p in m.parameters())
     model.train()
-    assert all(not m.training for m in model.frozen.modules())
+    assert all(not m.training for module in model.frozen for m in module.modules())
     assert model.head.training and model.body.net._blocks[-1].training
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.AdamW(param_groups(model.parameter_groups(1e-3, 1e-2), 0.01))

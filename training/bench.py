@@ -17,8 +17,9 @@ from cnn.model import IMAGE_SIZE, MEAN, STD, PosterNet
 from extract.backbones import build_backbone
 from finetune.model import FineTuned
 from posters.data import read_posters
+from posters.images import ImageSpec
 from posters.split import label_matrix
-from training.loop import ImageSpec, Part, TrainConfig, fit
+from training.loop import Part, TrainConfig, fit
 
 
 def main() -> None:

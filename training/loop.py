@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import pickle
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -26,9 +25,12 @@ from tqdm import tqdm
 
 from evaluation.metrics import macro_map
 from extract.features import autocast_dtype, choose_device
-from posters.data import DataError
+from modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
 from posters.files import atomic_write
-from posters.images import PosterImages, eval_transform, train_transform
+from posters.images import ImageSpec, PosterImages, eval_transform, train_transform
+
+
+LAST, BEST = "last.pt", "best.safetensors"  # in the run folder: the checkpoint to resume from, the best weights
 
 
 @dataclass
@@ -74,14 +76,6 @@ class AsymmetricLoss(nn.Module):
         loss_pos = targets * (1 - p).pow(self.gamma_pos) * torch.log(p.clamp(min=1e-8))
         loss_neg = (1 - targets) * p_neg.pow(self.gamma_neg) * torch.log((1 - p_neg).clamp(min=1e-8))
         return -(loss_pos + loss_neg).sum(dim=1).mean()
-
-
-@dataclass
-class ImageSpec:
-    """What a model's input looks like."""
-    size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
 
 
 @dataclass
@@ -160,47 +154,29 @@ def _seed_everything(seed: int) -> torch.Generator:
 
 
 def _rng_states() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    """Every generator's state as tensors and plain values, so the checkpoint loads with weights_only=True."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def _restore_rng(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
     if states["cuda"]:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _save_atomic(obj: object, path: Path) -> None:
-    with atomic_write(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def load_checkpoint(path: Path, model: nn.Module, device: torch.device | str = "cpu") -> dict:
-    """Load `path` (a state_dict, or a checkpoint dict with one under "model") into `model`; return what was saved.
-
-    A checkpoint of another architecture is refused with one line saying how it differs.
-    """
+    """Load the checkpoint at `path` into `model` and return it; another architecture's is refused in one line."""
+    saved = read_checkpoint(path, device)
     try:
-        saved = torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: checkpoint not found (train the model first)") from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        raise DataError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
-    weights = saved.get("model", saved) if isinstance(saved, dict) else None
-    if not isinstance(weights, dict):
-        raise DataError(f"{path}: not a checkpoint (no state_dict inside)")
-    ours = model.state_dict()
-    missing = [k for k in ours if k not in weights]
-    unexpected = [k for k in weights if k not in ours]
-    reshaped = [k for k in ours if k in weights and weights[k].shape != ours[k].shape]
-    if missing or unexpected or reshaped:
-        example = (reshaped + missing + unexpected)[0]
-        raise DataError(f"{path}: a checkpoint of another architecture ({len(missing)} weights missing, "
-                        f"{len(unexpected)} unexpected, {len(reshaped)} of another shape, e.g. {example!r}); "
-                        f"delete {path.parent} or train into another --runs-dir")
-    model.load_state_dict(weights)
+        load_weights(model, saved["model"], path)
+    except ModelFileError as e:
+        raise ModelFileError(f"{e}; delete {path.parent} or train into another --runs-dir") from None
     return saved
 
 
@@ -246,7 +222,7 @@ def predict(model: nn.Module, part: Part, transform, batch_size: int, device: to
 
 def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec, cfg: TrainConfig,
         run_dir: Path | str, resume: bool = False) -> dict:
-    """Train with early stopping on validation mAP; returns the run's state. Best weights: run_dir/best.pt."""
+    """Train with early stopping on validation mAP; returns the run's state. Best weights: run_dir/BEST."""
     run_dir = Path(run_dir)
     train_tf = train_transform(cfg.augment, spec.size, spec.mean, spec.std)
     eval_tf = eval_transform(spec.size, spec.mean, spec.std)
@@ -266,7 +242,7 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
     wrapped = DistributedDataParallel(model) if env.world_size > 1 else model
 
     state = {"epoch": -1, "best_map": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
-    checkpoint = run_dir / "last.pt"
+    checkpoint = run_dir / LAST
     if resume and checkpoint.exists():
         saved = load_checkpoint(checkpoint, model, device)
         optimizer.load_state_dict(saved["optimizer"])
@@ -326,10 +302,10 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
             state.update(best_map=val_map, best_epoch=epoch + 1)
         if env.main:
             if improved:
-                _save_atomic(model.state_dict(), run_dir / "best.pt")
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                save_network(run_dir / BEST, model, {"epoch": epoch + 1, "val_mAP": val_map})
+            save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                          "rng": _rng_states(), "state": state, "config": asdict(cfg)}, checkpoint)
+                          "rng": _rng_states(), "state": state, "config": asdict(cfg)})
             _write_log(state["history"], run_dir / "log.csv")
             print(f"epoch {epoch + 1}: train loss {state['history'][-1]['train_loss']:.4f}, val mAP {val_map:.4f}"
                   f"{' (best)' if improved else ''}, {state['history'][-1]['posters_per_s']} posters/s")

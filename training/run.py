@@ -15,10 +15,10 @@ from evaluation.metrics import evaluate
 from evaluation.results import write_result, write_scores
 from extract.features import autocast_dtype, choose_device
 from posters.data import read_posters
-from posters.images import eval_transform
+from modelfiles import NETWORK_SUFFIX, load_weights, read_network, save_network
+from posters.images import ImageSpec, eval_transform
 from posters.split import Split, label_matrix, split_posters
-from predict.models import save_network
-from training.loop import ImageSpec, Part, TrainConfig, fit, load_checkpoint, predict, setup_distributed
+from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict, setup_distributed
 
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
@@ -63,21 +63,22 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     run_dir = Path(args.runs_dir) / split.dataset / name
     model, groups = build(len(split.genres))
     if args.test_only:
-        state = load_checkpoint(run_dir / "last.pt", model)["state"]
+        state = load_checkpoint(run_dir / LAST, model)["state"]
     else:
         state = fit(model, groups, parts["train"], parts["val"], spec, cfg, run_dir, resume=args.resume)
     if not setup_distributed()[0].main:
         return None
 
     device = choose_device()
-    load_checkpoint(run_dir / "best.pt", model)
+    load_weights(model, read_network(run_dir / BEST)[0], run_dir / BEST)
     model = model.to(device, memory_format=torch.channels_last)
     dtype = autocast_dtype(device, cfg.precision)
     transform = eval_transform(spec.size, spec.mean, spec.std)
     scores = {part: predict(model, parts[part], transform, cfg.batch_size, device, dtype) for part in ("val", "test")}
     result = evaluate(parts["val"].labels, scores["val"], parts["test"].labels, scores["test"], split.genres)
-    save_network(Path(args.models_dir) / f"{split.dataset}-{name}.pt", model, kind, build_settings, split.genres,
-                 spec, result["thresholds"]["values"], cfg.batch_size)
+    save_network(Path(args.models_dir) / f"{split.dataset}-{name}{NETWORK_SUFFIX}", model, {
+        "kind": kind, "build": build_settings, "genres": split.genres, "spec": asdict(spec),
+        "thresholds": result["thresholds"]["values"], "batch_size": cfg.batch_size})
     write_scores(args.results_dir, split.dataset, name,
                  {part: (ids[part], parts[part].labels, scores[part]) for part in ("val", "test")})
     history = state["history"]

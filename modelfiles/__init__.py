@@ -1,0 +1,154 @@
+"""Saving and loading every kind of model file, in formats whose reading runs no code from the file.
+
+- a network (`.safetensors`): its weights, and its settings as JSON in the file's header;
+- a head (`.skops`): a scikit-learn estimator and its settings; skops rebuilds only the types it
+  trusts by default (scikit-learn's, NumPy's, plain values) and the few listed in `HEAD_TYPES`;
+- a training checkpoint (`.pt`): tensors and plain values only, read with torch.load(weights_only=True);
+- a backbone's weights (`--weights`): a `.safetensors` file or a state_dict read the same safe way.
+
+Pickle-based model files (`.joblib`, or a `.pt` network from before this format) are refused
+unread: unpickling can run any command the file's author chose. Every failure is a one-line
+ModelFileError naming the file.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import safe_open, save_file
+from skops.io import dump as skops_dump, get_untrusted_types, load as skops_load
+from torch import nn
+
+from posters.data import DataError
+from posters.files import atomic_write
+
+NETWORK_SUFFIX, HEAD_SUFFIX = ".safetensors", ".skops"
+# Types a head file may hold beyond skops' defaults: the project's ML-kNN, and the MLP's optimiser state.
+HEAD_TYPES = ["heads.estimators.MLkNNHead", "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
+MAX_HEAD_BYTES = 2**30  # a head file may unzip to at most 1 GiB (ML-kNN keeps its training features)
+SETTINGS_KEY = "postergenre"
+CONVERT_HINT = "retrain it, or convert a file you trust as docs/model-files.md shows"
+
+
+class ModelFileError(DataError):
+    """A model file that is missing, damaged, of an unsafe format or of another architecture."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _refuse_pickles(path: Path) -> None:
+    if path.suffix in (".joblib", ".pkl", ".pickle", ".pt", ".pth"):
+        raise ModelFileError(f"{path}: {path.suffix} model files are pickles, which can run code when loaded, so "
+                             f"this version does not read them (it reads {NETWORK_SUFFIX} networks and "
+                             f"{HEAD_SUFFIX} heads); {CONVERT_HINT}")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found (make heads, make finetune or make cnn write them "
+                             f"to models/)")
+
+
+def save_network(path: Path | str, model: nn.Module, settings: dict) -> None:
+    """The model's weights, with `settings` (JSON values) that say how to rebuild and use it."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={SETTINGS_KEY: json.dumps(settings)})
+
+
+def read_network(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
+    """(weights, settings) of a network file written by `save_network`."""
+    path = Path(path)
+    _refuse_pickles(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            settings = json.loads((f.metadata() or {})[SETTINGS_KEY])
+            weights = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise ModelFileError(f"{path}: not a saved network ({_first_line(e)})") from None
+    if not isinstance(settings, dict):
+        raise ModelFileError(f"{path}: not a saved network (its settings are not a JSON object)")
+    return weights, settings
+
+
+def load_weights(model: nn.Module, weights: dict, path: Path | str) -> None:
+    """Copy `weights` into `model`; weights of another architecture are refused with one line saying how."""
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in weights]
+    unexpected = [k for k in weights if k not in ours]
+    reshaped = [k for k in ours if k in weights and weights[k].shape != ours[k].shape]
+    if missing or unexpected or reshaped:
+        example = (reshaped + missing + unexpected)[0]
+        raise ModelFileError(f"{path}: weights of another architecture ({len(missing)} missing, {len(unexpected)} "
+                             f"unexpected, {len(reshaped)} of another shape, e.g. {example!r})")
+    model.load_state_dict(weights)
+
+
+def save_head(path: Path | str, estimator: object, settings: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        skops_dump({"estimator": estimator, "settings": settings}, tmp)
+
+
+def read_head(path: Path | str) -> tuple[object, dict]:
+    """(estimator, settings) of a head file; a file holding any type not trusted is refused unread."""
+    path = Path(path)
+    _refuse_pickles(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unzipped = sum(info.file_size for info in archive.infolist())
+        if unzipped > MAX_HEAD_BYTES:
+            raise ModelFileError(f"{path}: unzips to {unzipped / 2**30:.1f} GiB, over the 1 GiB a head may hold")
+        untrusted = sorted(set(get_untrusted_types(file=path)) - set(HEAD_TYPES))
+        if untrusted:
+            raise ModelFileError(f"{path}: holds types a head never has ({', '.join(untrusted[:3])}); not loaded, "
+                                 f"since loading them could run code")
+        saved = skops_load(path, trusted=HEAD_TYPES)
+        return saved["estimator"], saved["settings"]
+    except ModelFileError:
+        raise
+    except Exception as e:  # skops raises many kinds for a damaged file; none of them ran code from it
+        raise ModelFileError(f"{path}: not a saved head ({_first_line(e)})") from None
+
+
+def save_checkpoint(path: Path | str, checkpoint: dict) -> None:
+    """A training checkpoint: tensors, numbers, strings, lists and dicts only (no NumPy arrays, no objects)."""
+    with atomic_write(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def read_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict:
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: checkpoint not found (train the model first)") from None
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise ModelFileError(f"{path}: not a checkpoint this version can read safely ({_first_line(e)}); "
+                             f"delete {path.parent} and train again") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+        raise ModelFileError(f"{path}: not a checkpoint (no weights inside)")
+    return saved
+
+
+def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
+    """A backbone's weights: a .safetensors file, or a PyTorch state_dict (read with weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: weights file not found")
+    try:
+        if path.suffix == NETWORK_SUFFIX:
+            with safe_open(str(path), framework="pt") as f:
+                return {key: f.get_tensor(key) for key in f.keys()}
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise ModelFileError(f"{path}: not a weights file that can be read safely ({_first_line(e)})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: not a state_dict")
+    return state
