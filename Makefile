@@ -45,11 +45,13 @@ SHARED_DATA ?= ../shared/data
 GENRE_TABLE ?= $(SHARED_DATA)/anime-dataset-2023-genres.csv
 
 PYTHON   := .venv/bin/python
-NAME      = $(notdir $(patsubst %/,%,$(DATA)))
+# A DATA folder may have spaces in its path; the data set's name has them as underscores (as in Python).
+space    := $(subst ,, )
+NAME      = $(notdir $(patsubst %/,%,$(subst $(space),_,$(DATA))))
 SPLIT     = features/$(NAME)-split.json
 FEATURES  = features/$(NAME)-$(BACKBONE).h5
 
-TRAIN     = --data $(DATA) --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
+TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
 .PHONY: install demo posters sample split features heads finetune cnn ensemble predict explain serve report test bench clean
@@ -69,7 +71,7 @@ demo: install
 
 # Download the posters of a Kaggle CSV: make posters CSV=anime-dataset-2023.csv DATA=data/anime-2023
 posters: | install
-	$(PYTHON) -m posters download $(CSV) --out $(DATA) --concurrency $(CONCURRENCY) --rate $(RATE)
+	$(PYTHON) -m posters download "$(CSV)" --out "$(DATA)" --concurrency $(CONCURRENCY) --rate $(RATE)
 
 sample: data/sample/covers.csv
 data/sample/covers.csv: | install
@@ -77,11 +79,11 @@ data/sample/covers.csv: | install
 
 split: $(SPLIT)
 $(SPLIT): | install
-	$(PYTHON) -m posters split $(DATA) --out $@ --seed $(SEED) --min-count $(MIN_COUNT)
+	$(PYTHON) -m posters split "$(DATA)" --out $@ --seed $(SEED) --min-count $(MIN_COUNT)
 
 features: $(SPLIT) | install
-	$(PYTHON) -m extract --data $(DATA) --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \
-		--precision $(PRECISION) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+	$(PYTHON) -m extract --data "$(DATA)" --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \
+		--precision $(PRECISION) $(if $(WEIGHTS),--weights "$(WEIGHTS)") \
 		$(if $(BATCH),--batch-size $(BATCH)) $(if $(filter 1,$(TTA)),--tta)
 
 heads: | install
@@ -91,7 +93,7 @@ heads: | install
 # One fine-tuning run per frozen-stage setting, each a row of the report.
 finetune: $(SPLIT) | install
 	for stage in $(FREEZE); do \
-		$(PYTHON) -m finetune $(TRAIN) --backbone $(BACKBONE) --freeze $$stage $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+		$(PYTHON) -m finetune $(TRAIN) --backbone $(BACKBONE) --freeze $$stage $(if $(WEIGHTS),--weights "$(WEIGHTS)") \
 		|| exit 1; \
 	done
 
@@ -104,17 +106,17 @@ ensemble: | install
 
 # New posters (IMAGES), or the test part of DATA, scored by any saved model; CSV + JSON in reports/predictions/.
 predict: | install
-	$(PYTHON) -m predict --model $(MODEL) --out $(PREDICTIONS) \
-		$(if $(IMAGES),--images $(IMAGES),--data $(DATA) --split $(SPLIT))
+	$(PYTHON) -m predict --model "$(MODEL)" --out "$(PREDICTIONS)" \
+		$(if $(IMAGES),--images "$(IMAGES)",--data "$(DATA)" --split $(SPLIT))
 
 # Grad-CAM heatmaps and colour statistics per genre, for the report (MODEL must be a network: finetune or cnn).
 explain: | install
-	$(PYTHON) -m explain genres --model $(MODEL) --data $(DATA) --split $(SPLIT) \
+	$(PYTHON) -m explain genres --model "$(MODEL)" --data "$(DATA)" --split $(SPLIT) \
 		$(if $(wildcard $(FEATURES)),--features $(FEATURES))
 
 # A local page to try posters: http://127.0.0.1:$(PORT)/
 serve: | install
-	$(PYTHON) -m serve --model $(MODEL) --port $(PORT)
+	$(PYTHON) -m serve --model "$(MODEL)" --port $(PORT)
 
 report: | install
 	$(PYTHON) -m evaluation.report --genre-table $(GENRE_TABLE)

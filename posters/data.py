@@ -8,6 +8,8 @@ Three layouts are recognised from the CSV header:
 from __future__ import annotations
 
 import csv
+import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +39,19 @@ class PosterSet:
         return Counter(g for p in self.posters for g in p.genres)
 
 
+def is_plain_name(poster_id: str) -> bool:
+    """Whether an id can name a file inside the images folder: no folder part, nothing hidden, no odd characters.
+
+    Ids come from a CSV a user was given: `../../x` or `/etc/x` must never become a path.
+    """
+    return (0 < len(poster_id) <= 200 and poster_id.isprintable() and not poster_id.startswith(".")
+            and not any(c in poster_id for c in '/\\:'))
+
+
 def read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a UTF-8 CSV (a spreadsheet's byte-order mark is allowed)."""
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             rows = list(reader)
             header = reader.fieldnames or []
@@ -63,8 +75,9 @@ def find_image(folder: Path, poster_id: str) -> Path | None:
 
 
 def _split_names(text: str, sep: str) -> tuple[str, ...]:
-    names = [g.strip() for g in text.split(sep)]
-    return tuple(sorted({g for g in names if g and g.upper() not in ("UNKNOWN", "N/A")}))
+    """Genre names, spaces collapsed; a name with no letter (a score from a shifted row) is no genre."""
+    names = [" ".join(g.split()) for g in text.split(sep)]
+    return tuple(sorted({g for g in names if re.search(r"[^\W\d_]", g) and g.upper() not in ("UNKNOWN", "N/A")}))
 
 
 def _kaggle_genres(row: dict[str, str]) -> tuple[str, ...]:
@@ -94,7 +107,7 @@ def find_csv(root: Path) -> Path:
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
     for path in sorted(root.glob("*.csv")):
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
             header = next(csv.reader(f), [])
         if ({"anime_id", "Genres"} <= set(header) or {"id", "genres"} <= set(header)
                 or {"Id", "Genre"} <= set(header)):
@@ -109,13 +122,18 @@ def read_posters(root: Path | str) -> PosterSet:
     header, rows = read_rows(csv_path)
     id_column, parse_genres, image_folder = _layout(header, rows)
     posters, skipped, seen = [], Counter(), set()
+    unsafe = []
     for row in rows:
-        if None in row.values():  # fewer fields than the header: cut short or badly quoted
+        if None in row or None in row.values():  # more or fewer fields than the header: an unquoted comma
             skipped["malformed row"] += 1
             continue
         poster_id = row[id_column].strip()
         if not poster_id:
             skipped["empty id"] += 1
+            continue
+        if not is_plain_name(poster_id):
+            skipped["id not a plain file name"] += 1
+            unsafe.append(poster_id)
             continue
         if poster_id in seen:
             skipped["duplicate id"] += 1
@@ -130,10 +148,28 @@ def read_posters(root: Path | str) -> PosterSet:
             skipped["no image file"] += 1
             continue
         posters.append(Poster(poster_id, image, genres))
+    if unsafe:
+        print(f"{csv_path}: {len(unsafe)} ids are not plain file names (e.g. {unsafe[0]!r}); those rows are "
+              f"left out", file=sys.stderr)
     if not posters:
         raise DataError(f"{csv_path}: no poster with both genres and an image in {root / image_folder} "
                         f"(skipped: {dict(skipped) or 'none'})")
-    return PosterSet(root.name, root, posters, skipped)
+    name = root.name.replace(" ", "_")  # it names files and folders: no spaces, as in the Makefile
+    return PosterSet(name, root, merge_genre_spellings(posters, csv_path), skipped)
+
+
+def merge_genre_spellings(posters: list[Poster], source: Path) -> list[Poster]:
+    """Genres that differ only in case (`Sci-fi`, `Sci-Fi`) become one, spelled as most posters spell it."""
+    spellings = Counter(g for p in posters for g in p.genres)
+    canonical = {}
+    for name, _ in spellings.most_common():
+        canonical.setdefault(name.casefold(), name)
+    merged = {name: canonical[name.casefold()] for name in spellings if canonical[name.casefold()] != name}
+    if not merged:
+        return posters
+    print(f"{source}: genres merged that differ only in case: "
+          f"{', '.join(f'{a} -> {b}' for a, b in sorted(merged.items()))}", file=sys.stderr)
+    return [Poster(p.id, p.image, tuple(sorted({canonical[g.casefold()] for g in p.genres}))) for p in posters]
 
 
 def read_genre_table(csv_path: Path | str) -> tuple[Counter, int, int]:

@@ -27,14 +27,18 @@ def image_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{path}: the folder holds no files to predict")
+        return files
     raise DataError(f"{path}: no such image or folder")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a saved model: models/*.joblib (head) or models/*.pt")
+    parser.add_argument("--model", required=True,
+                        help="a saved model: models/*.skops (a head) or models/*.safetensors (a network)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="an image, or a folder of images")
     source.add_argument("--data", help="a data set folder (CSV + images): predictions are also scored")

@@ -88,3 +88,41 @@ def test_split_is_seeded_stratified_and_disjoint(data_root, tmp_path):
 
     split.save(tmp_path / "split.json")
     assert Split.load(tmp_path / "split.json") == split
+
+
+def kaggle_folder(tmp_path, lines: list[str], encoding: str = "utf-8"):
+    """A Kaggle-layout folder with the given CSV lines and an image for ids 1-4."""
+    folder = tmp_path / "anime"
+    (folder / "images").mkdir(parents=True)
+    for i in range(1, 5):
+        Image.new("RGB", (20, 30)).save(folder / "images" / f"{i}.jpg")
+    (folder / "anime.csv").write_text("\n".join(lines) + "\n", encoding=encoding)
+    return folder
+
+
+def test_spreadsheet_quirks(tmp_path, capsys):
+    """A byte-order mark, genres spelled two ways, and a row shifted by an unquoted comma."""
+    folder = kaggle_folder(tmp_path, [
+        "anime_id,Name,Score,Genres",
+        '1,Alpha,8.1,"Action, Sci-Fi"',
+        '2,Beta,7.0,"Sci-fi,  Slice  of Life"',
+        '3,Gamma, the Movie,8.75,"Action"',  # the unquoted comma moves the score into Genres
+        '4,Delta,6.5,"action, Sci-Fi"'], encoding="utf-8-sig")
+    posters = read_posters(folder)
+    assert {p.id: p.genres for p in posters.posters} == {
+        "1": ("Action", "Sci-Fi"), "2": ("Sci-Fi", "Slice of Life"), "4": ("Action", "Sci-Fi")}
+    assert posters.skipped == {"malformed row": 1}
+    assert "genres merged that differ only in case: Sci-fi -> Sci-Fi, action -> Action" in capsys.readouterr().err
+
+
+def test_ids_that_are_paths_touch_nothing_outside(tmp_path, capsys):
+    Image.new("RGB", (20, 30)).save(tmp_path / "secret.jpg")  # outside the data folder
+    folder = kaggle_folder(tmp_path, [
+        "anime_id,Name,Genres", "1,Alpha,Action", "../../secret,Evil,Action", f"{tmp_path / 'secret'},Evil,Action",
+        "..,Dots,Action", "2,Beta,Comedy"])
+    shutil.copy(tmp_path / "secret.jpg", folder / "secret.jpg")  # reachable as images/../secret too
+    posters = read_posters(folder)
+    assert [p.id for p in posters.posters] == ["1", "2"]
+    assert all(p.image.parent == folder / "images" for p in posters.posters)
+    assert posters.skipped == {"id not a plain file name": 3}
+    assert "3 ids are not plain file names (e.g. '../../secret'); those rows are left out" in capsys.readouterr().err

@@ -61,3 +61,11 @@ def test_a_folder_with_bad_files_and_unknown_genres(trained, sample_dir, sample_
     assert "genres not in the model's vocabulary, left out of the scores: Zombie (1 posters)" in result.stdout
     assert json.loads((tmp_path / "relabelled.json").read_text())["unknown_genres"] == {"Zombie": 1}
 
+
+def test_an_empty_folder_says_so(trained, tmp_path):
+    model = str(next((trained / "models").glob("*.safetensors")))
+    (tmp_path / "empty").mkdir()
+    result = run_module("predict", "--model", model, "--images", str(tmp_path / "empty"), "--out",
+                        str(tmp_path / "p.csv"), check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'empty'}: the folder holds no files to predict"

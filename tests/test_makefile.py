@@ -1,0 +1,33 @@
+"""The Makefile with a DATA folder whose path has spaces, as a user's often does."""
+import json
+import shlex
+import shutil
+import subprocess
+
+from tests.conftest import ROOT
+
+
+def make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_data_path_with_spaces(sample_dir, tmp_path):
+    data = tmp_path / "my posters" / "anime covers"
+    shutil.copytree(sample_dir, data)
+    split = tmp_path / "split.json"
+    result = make("split", f"DATA={data}", f"SPLIT={split}", "MIN_COUNT=3")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(split.read_text())["dataset"] == "anime_covers"
+
+    for target, module in [("features", "extract"), ("finetune", "finetune"), ("predict", "predict"),
+                           ("explain", "explain")]:
+        dry = make("-n", target, f"DATA={data}", f"SPLIT={split}", "BACKBONE=efficientnet_lite0")
+        command = next(line for line in dry.stdout.replace("\\\n", " ").splitlines() if f"-m {module}" in line)
+        words = shlex.split(command[command.index(f"-m {module}"):].split("||")[0])
+        assert words[words.index("--data") + 1] == str(data), command
+        if target in ("predict", "explain"):
+            assert words[words.index("--model") + 1] == \
+                "models/anime_covers-finetune-efficientnet_lite0-freeze-stage4.safetensors"
+    assert "features/anime_covers-efficientnet_lite0.h5" in make("-n", "features", f"DATA={data}",
+                                                                "BACKBONE=efficientnet_lite0").stdout
