@@ -13,12 +13,16 @@ from posters.data import DataError
 MAX_PIXELS = 40_000_000
 
 
-def load_image(path: Path | str | BinaryIO) -> Image.Image:
+class TooLarge(DataError):
+    """An image whose header announces more pixels than allowed; it is refused before decoding."""
+
+
+def load_image(path: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open a poster as RGB: EXIF orientation applied, alpha flattened on white, first frame only."""
     try:
         with Image.open(path) as img:  # reads the header only: the size is known before decoding
-            if img.width * img.height > MAX_PIXELS:
-                raise DataError(f"{path}: {img.width}x{img.height} pixels, over the {MAX_PIXELS:,} allowed")
+            if img.width * img.height > max_pixels:
+                raise TooLarge(f"{path}: {img.width}x{img.height} pixels, over the {max_pixels:,} allowed")
             return _to_rgb(img)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None

@@ -4,12 +4,20 @@ The page (serve/page.html) posts the raw bytes of the chosen poster to /predict 
 genre probabilities, the predicted set and a Grad-CAM heatmap. The model is loaded once at start.
 No web framework: one page and one endpoint fit the standard library's ThreadingHTTPServer, so
 serving adds no dependency.
+
+Limits, so that no client can hold the server: uploads over --max-mb are refused unread, a
+Content-Length that is missing (411) or not a number (400) is refused, images over
+MAX_UPLOAD_PIXELS are refused from their header before decoding, a client silent for
+--timeout seconds is disconnected, and at most --max-clients connections are served at once:
+the next ones get a 503 at once, without a thread.
 """
 import argparse
 import base64
 import html
 import io
 import json
+import re
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +33,7 @@ from predict.models import Predictor, load_model
 
 PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread
+MAX_UPLOAD_PIXELS = 16_000_000  # 4000x4000: ten times any poster seen; a 6300x6300 PNG took 1.5 s and 500 MB
 ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers send "" or octet-stream for unknown types
 
 
@@ -33,7 +42,7 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
     if content_type and not content_type.startswith(ACCEPTED_TYPES):
         return 415, {"error": f"Not an image file ({content_type}): upload a JPEG, PNG, WebP or GIF poster."}
     try:
-        image = load_image(io.BytesIO(body))
+        image = load_image(io.BytesIO(body), MAX_UPLOAD_PIXELS)
     except DataError as e:
         return 400, {"error": f"Not a readable image: {str(e).split(': ', 1)[-1]}."}
     if genre is not None and genre not in predictor.genres:
@@ -54,11 +63,45 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
     return 200, result
 
 
-def make_server(predictor: Predictor, port: int, max_bytes: int) -> ThreadingHTTPServer:
+class BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, up to `max_clients`; past that a 503 is written at once and the socket closed."""
+    daemon_threads = True
+    BUSY_BODY = json.dumps({"error": "Busy: try again in a moment."}).encode()
+    BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(BUSY_BODY), BUSY_BODY))
+
+    def __init__(self, address: tuple[str, int], handler: type, max_clients: int):
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(max_clients)
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.settimeout(1)
+                request.sendall(self.BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float = 10.0,
+                max_clients: int = 8) -> BoundedServer:
     page = PAGE.read_text().replace("MODEL_NAME", html.escape(predictor.name)).encode()
     lock = threading.Lock()  # one prediction at a time: the model and its Grad-CAM hooks are shared
 
     class Handler(BaseHTTPRequestHandler):
+        def setup(self) -> None:
+            self.timeout = timeout  # a silent client is disconnected, its thread freed
+            super().setup()
+
         def do_GET(self) -> None:
             if urlsplit(self.path).path != "/":
                 return self._send(404, b"not found", "text/plain")
@@ -68,7 +111,14 @@ def make_server(predictor: Predictor, port: int, max_bytes: int) -> ThreadingHTT
             url = urlsplit(self.path)
             if url.path != "/predict":
                 return self._json(404, {"error": "not found"})
-            size = int(self.headers.get("Content-Length") or 0)
+            length = self.headers.get("Content-Length")
+            if length is None:
+                self.close_connection = True
+                return self._json(411, {"error": "The upload has no Content-Length."})
+            if not re.fullmatch(r"[0-9]{1,15}", length.strip()):
+                self.close_connection = True
+                return self._json(400, {"error": f"Content-Length {length[:20]!r} is not a size."})
+            size = int(length)
             if size > max_bytes:  # refused unread; drained so that the browser gets to read the answer
                 self.close_connection = True
                 remaining = min(size, DRAIN_LIMIT)
@@ -95,21 +145,24 @@ def make_server(predictor: Predictor, port: int, max_bytes: int) -> ThreadingHTT
         def log_message(self, format: str, *args) -> None:
             print(f"{self.address_string()} {format % args}", file=sys.stderr)
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    return BoundedServer(("127.0.0.1", port), Handler, max_clients)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__)
-    parser.add_argument("--model", required=True, help="a saved model: models/*.pt (with heatmaps) or *.joblib")
+    parser.add_argument("--model", required=True,
+                        help="a saved model: models/*.safetensors (a network, with heatmaps) or *.skops (a head)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-mb", type=float, default=10.0, help="largest upload accepted")
     parser.add_argument("--weights", default=None, help="local state_dict of a head's backbone (resnet50 offline)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds a client may stay silent")
+    parser.add_argument("--max-clients", type=int, default=8, help="connections served at once; more get a 503")
     args = parser.parse_args()
     try:
         predictor = load_model(args.model, args.weights)
     except (DataError, BackboneError) as e:
         sys.exit(f"error: {e}")
-    server = make_server(predictor, args.port, int(args.max_mb * 1e6))
+    server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients)
     print(f"serving {predictor.name} on http://127.0.0.1:{server.server_address[1]}/", flush=True)
     try:
         server.serve_forever()

@@ -16,10 +16,10 @@ from pathlib import Path
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def start_server(model: Path | str, max_mb: float = 10.0) -> tuple[subprocess.Popen, str]:
-    """`python -m serve` on a free port; returns the process and its URL once the model is loaded."""
+def start_server(model: Path | str, max_mb: float = 10.0, *flags: str) -> tuple[subprocess.Popen, str]:
+    """`python -m serve` on a free port (more `flags` passed on); returns the process and its URL once it serves."""
     process = subprocess.Popen([sys.executable, "-m", "serve", "--model", str(model), "--port", "0",
-                                "--max-mb", str(max_mb)], cwd=Path(__file__).resolve().parents[1],
+                                "--max-mb", str(max_mb), *flags], cwd=Path(__file__).resolve().parents[1],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline()  # "serving <model> on http://127.0.0.1:<port>/"
     if not line.startswith("serving "):

@@ -1,11 +1,17 @@
 """make serve in a real browser: headless Chromium (Debian's package) driven by Playwright."""
+import io
 import json
 import os
+import socket
 import statistics
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from PIL import Image
 
 from posters.decode import load_image
 from predict.models import load_model
@@ -21,6 +27,80 @@ def server(trained):
     yield url, model
     process.terminate()
     process.wait()
+
+
+def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """Send a hand-written request (headers a browser would never send); return the status and body."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def send_unread(url: str, head: str, body_mb: int) -> None:
+    """Headers, then a body the server must not read: it answers and hangs up, so our sending may fail."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n\r\n")
+        try:
+            for _ in range(body_mb):
+                sock.sendall(b"\xff" * 1_000_000)
+        except OSError:
+            pass
+
+
+def resident_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+def good_request_seconds(url: str, poster: bytes) -> float:
+    start = time.perf_counter()
+    request = urllib.request.Request(url + "predict", data=poster, method="POST", headers={"Content-Type": "image/jpeg"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200 and json.loads(response.read())["predicted"]
+    return time.perf_counter() - start
+
+
+def test_abusive_requests_leave_the_server_answering(trained, sample_dir):
+    model = next((trained / "models").glob("*.safetensors"))
+    process, url = start_server(model, 1, "--timeout", "2", "--max-clients", "4")
+    try:
+        poster = sorted((sample_dir / "images").iterdir())[0].read_bytes()
+        usual = min(good_request_seconds(url, poster) for _ in range(3))
+        before = resident_mb(process.pid)
+
+        post = "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg"
+        assert raw_request(url, post + "\r\nContent-Length: -1")[0] == 400
+        send_unread(url, post + "\r\nContent-Length: -1", 200)
+        status, body = raw_request(url, post + "\r\nContent-Length: abc", b"\xff" * 100)
+        assert status == 400 and json.loads(body)["error"] == "Content-Length 'abc' is not a size."
+        assert raw_request(url, post)[0] == 411
+        bomb = io.BytesIO()
+        Image.new("RGB", (6300, 6300), (200, 30, 30)).save(bomb, "PNG")  # 119 MB decoded, a small file
+        status, body = raw_request(url, post + f"\r\nContent-Length: {len(bomb.getvalue())}", bomb.getvalue())
+        assert status == 400 and "6300x6300 pixels, over the 16,000,000 allowed" in json.loads(body)["error"]
+        assert resident_mb(process.pid) - before < 100  # nothing of those bodies was kept
+
+        address = urlsplit(url)
+        idle = [socket.create_connection((address.hostname, address.port), timeout=5) for _ in range(12)]
+        time.sleep(0.5)
+        refused = []
+        for sock in idle[4:]:  # past the 4 that hold the slots: a 503 at once, no thread
+            refused.append(sock.recv(200).split(b"\r\n")[0])
+        assert refused == [b"HTTP/1.0 503 Service Unavailable"] * 8
+        time.sleep(2.5)  # the silent ones are disconnected after --timeout
+        assert [sock.recv(200) for sock in idle[:4]] == [b""] * 4
+        for sock in idle:
+            sock.close()
+        assert good_request_seconds(url, poster) < 3 * usual + 0.5
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def test_upload_limits(server, tmp_path):
