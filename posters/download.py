@@ -1,33 +1,45 @@
 """Download the posters named in a CSV's `Image URL` column into <out>/images/<anime_id>.<ext>.
 
 Polite to the servers: a few requests at a time, a per-host rate limit, timeouts, and retries with
-exponential backoff on connection errors, 429 and 5xx that honour Retry-After (urllib3's Retry does
-the retrying); a 404 is final. Every body must decode as an image (with the loader every model
-uses) before it is renamed into place, so a poster on disk is whole. A rerun skips the posters
-already on disk and readable: an interrupted download resumes.
+exponential backoff on connection errors, 429 and 5xx that honour Retry-After (up to 30 s); a 404
+is final. Every body must decode as an image (with the loader every model uses) before it is
+renamed into place, so a poster on disk is whole. A rerun skips the posters already on disk: an
+interrupted download resumes.
+
+Safe with a hostile CSV or server:
+- an id that is not a plain file name is refused: nothing outside <out>/images is read or written;
+- a file already there is never deleted: a readable poster (even one over the pixel cap) is kept,
+  and a damaged one is replaced only by a whole download of the same name;
+- a body is refused past `max_mb`, counted after decompression, so a gzip bomb stops there;
+- each poster has a deadline, retries and waits included: a server trickling bytes cannot hold it;
+- redirects are followed to http(s) on the same site only (the same host, or one under the same
+  last two name labels: myanimelist.net -> cdn.myanimelist.net), at most 3 of them;
+- Ctrl-C cuts the requests in flight, and the failures CSV is still written.
 """
 from __future__ import annotations
 
 import csv
 import io
+import queue
 import shutil
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import urllib3
 from PIL import Image
 from tqdm import tqdm
 
-from posters.data import DataError, find_image, read_rows
+from posters.data import DataError, find_image, is_plain_name, read_rows
+from posters.decode import TooLarge, load_image
 from posters.files import atomic_write
-from posters.decode import load_image
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+MAX_REDIRECTS, MAX_RETRY_AFTER = 3, 30.0
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
 
 
@@ -36,6 +48,8 @@ class DownloadConfig:
     concurrency: int = 4  # requests in flight at once
     rate: float = 4.0  # requests per second to any one host
     timeout: float = 20.0  # seconds to connect, and between bytes of the answer
+    deadline: float = 120.0  # seconds for one poster, retries and waits included
+    max_mb: float = 20.0  # largest body accepted, in MB after decompression
     retries: int = 4  # further attempts after a connection error, a 429 or a 5xx
     backoff: float = 1.0  # the n-th retry waits backoff * 2**(n-1) s, or what Retry-After says
 
@@ -48,13 +62,26 @@ class Outcome:
     reason: str = ""
 
 
+class Failed(Exception):
+    """A poster that will not be fetched; the message is its reason in download-failures.csv."""
+
+
+class Retryable(Failed):
+    """A failure worth another attempt, after `wait` seconds if the server said so."""
+
+    def __init__(self, reason: str, wait: float | None = None):
+        super().__init__(reason)
+        self.wait = wait
+
+
 class HostRateLimit:
     """At most `rate` request starts per second to each host, across threads."""
 
-    def __init__(self, rate: float):
+    def __init__(self, rate: float, stop: threading.Event):
         self.interval = 1.0 / rate
         self.next_start: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.stop = stop
 
     def wait(self, url: str) -> None:
         host = urlsplit(url).netloc
@@ -62,7 +89,7 @@ class HostRateLimit:
             now = time.monotonic()
             start = max(now, self.next_start.get(host, now))
             self.next_start[host] = start + self.interval
-        time.sleep(start - now)
+        self.stop.wait(start - now)
 
 
 def read_image_urls(csv_path: Path | str) -> list[tuple[str, str]]:
@@ -73,53 +100,156 @@ def read_image_urls(csv_path: Path | str) -> list[tuple[str, str]]:
     seen, urls = set(), []
     for row in rows:
         poster_id = (row["anime_id"] or "").strip()
-        if poster_id and poster_id not in seen and None not in row.values():
+        if poster_id and poster_id not in seen and None not in row and None not in row.values():
             seen.add(poster_id)
             urls.append((poster_id, (row["Image URL"] or "").strip()))
     return urls
 
 
+def same_site(url: str, target: str) -> bool:
+    """The redirect rule: the same host, or a host under the same last two name labels (not for IP addresses)."""
+    a, b = urlsplit(url).hostname, urlsplit(target).hostname
+    if not a or not b or a == b:
+        return bool(a) and a == b
+    site = ".".join(a.split(".")[-2:])
+    return not site.replace(".", "").isdigit() and (b == site or b.endswith("." + site))
+
+
+def _connection_failure(error: urllib3.exceptions.HTTPError) -> Retryable:
+    reason = getattr(error, "reason", None) or error
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        return Retryable("host not found")
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # before TimeoutError: it subclasses it
+        return Retryable("connection refused" if "refused" in str(reason).lower() else "cannot connect")
+    if isinstance(reason, urllib3.exceptions.TimeoutError):
+        return Retryable("timeout")
+    if isinstance(reason, urllib3.exceptions.ProtocolError) and "IncompleteRead" in str(reason):
+        return Retryable("cut off mid-stream")
+    if isinstance(reason, urllib3.exceptions.LocationParseError):
+        raise Failed("bad URL")
+    return Retryable(f"connection error ({type(reason).__name__})")
+
+
+class Fetcher:
+    """GETs with retries, redirects by the rule, a size cap and a deadline; `stop` cuts them all short."""
+
+    def __init__(self, cfg: DownloadConfig):
+        self.cfg = cfg
+        self.stop = threading.Event()
+        self.limit = HostRateLimit(cfg.rate, self.stop)
+        self.http = urllib3.PoolManager(num_pools=16, maxsize=cfg.concurrency, retries=False,
+                                        headers={"User-Agent": "postergenre poster downloader"})
+        self.in_flight: set[urllib3.BaseHTTPResponse] = set()
+        self.lock = threading.Lock()
+
+    def get(self, url: str) -> bytes:
+        deadline = time.monotonic() + self.cfg.deadline
+        for attempt in range(self.cfg.retries + 1):
+            try:
+                return self._follow(url, deadline)
+            except Retryable as e:
+                failure = e
+            wait = self.cfg.backoff * 2 ** attempt if failure.wait is None else min(failure.wait, MAX_RETRY_AFTER)
+            if attempt == self.cfg.retries or time.monotonic() + wait > deadline:
+                break
+            if self.stop.wait(wait):
+                raise Failed("interrupted")
+        raise Failed(str(failure))
+
+    def cancel(self) -> None:
+        """Stop every fetch: the ones waiting return, the ones reading are cut."""
+        self.stop.set()
+        with self.lock:
+            for response in list(self.in_flight):
+                response.shutdown()
+
+    def _follow(self, url: str, deadline: float) -> bytes:
+        for _ in range(MAX_REDIRECTS + 1):
+            self.limit.wait(url)
+            if self.stop.is_set():
+                raise Failed("interrupted")
+            response = self._open(url, deadline)
+            if response.status not in REDIRECT_STATUSES:
+                return self._read(response, deadline)
+            target = urljoin(url, response.get_redirect_location() or "")
+            response.close()  # its body is not read: the connection is not reused
+            response.release_conn()
+            if urlsplit(target).scheme not in ("http", "https"):
+                raise Failed("redirect to a URL that is not http(s)")
+            if not same_site(url, target):
+                raise Failed(f"redirect to another site ({urlsplit(target).hostname})")
+            url = target
+        raise Failed("too many redirects")
+
+    def _open(self, url: str, deadline: float) -> urllib3.BaseHTTPResponse:
+        left = max(0.1, deadline - time.monotonic())
+        timeout = urllib3.Timeout(connect=min(self.cfg.timeout, left), read=min(self.cfg.timeout, left))
+        try:
+            return self.http.request("GET", url, preload_content=False, redirect=False, timeout=timeout)
+        except urllib3.exceptions.HTTPError as e:
+            raise _connection_failure(e) from None
+        except ValueError:  # urllib3 refuses some malformed URLs before connecting
+            raise Failed("bad URL") from None
+
+    def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+        limit, whole = int(self.cfg.max_mb * 1e6), False
+        with self.lock:
+            self.in_flight.add(response)
+        try:
+            if response.status in RETRY_STATUSES:
+                retry_after = urllib3.Retry().get_retry_after(response)
+                raise Retryable(f"HTTP {response.status}", retry_after)
+            if response.status != 200:
+                raise Failed(f"HTTP {response.status}")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise Failed(f"over {self.cfg.max_mb:g} MB")
+            body = bytearray()
+            while chunk := response.read1(1 << 16):  # at most 64 KiB at a time, after decompression
+                body += chunk
+                if len(body) > limit:
+                    raise Failed(f"over {self.cfg.max_mb:g} MB")
+                if time.monotonic() > deadline:
+                    raise Failed(f"over the {self.cfg.deadline:g} s deadline")
+            if self.stop.is_set():
+                raise Failed("interrupted")
+            whole = True
+            return bytes(body)
+        except urllib3.exceptions.HTTPError as e:
+            raise (Failed("interrupted") if self.stop.is_set() else _connection_failure(e)) from None
+        finally:
+            with self.lock:
+                self.in_flight.discard(response)
+            if not whole:
+                response.close()  # the rest of a refused body is never read: the connection is not reused
+            response.release_conn()
+
+
 def _on_disk(images: Path, poster_id: str) -> bool:
-    """Whether the poster is already there and decodes; a damaged file is removed, to be fetched again."""
+    """Whether a readable poster is there. A damaged file is left in place; a whole download replaces it."""
     path = find_image(images, poster_id)
     if path is None:
         return False
     try:
         load_image(path)
         return True
+    except TooLarge:  # a real poster, only too large for the models: it is the user's, and stays
+        return True
     except DataError:
-        path.unlink()
         return False
 
 
-def _failure(error: urllib3.exceptions.HTTPError) -> str:
-    reason = getattr(error, "reason", None) or error
-    if isinstance(reason, urllib3.exceptions.TimeoutError):
-        return "timeout"
-    if isinstance(reason, urllib3.exceptions.ProtocolError) and "IncompleteRead" in str(reason):
-        return "cut off mid-stream"
-    if isinstance(reason, urllib3.exceptions.NewConnectionError):
-        return "cannot connect"
-    if isinstance(reason, urllib3.exceptions.LocationParseError):
-        return "bad URL"
-    return f"connection error ({type(reason).__name__})"
-
-
-def _fetch(http: urllib3.PoolManager, limit: HostRateLimit, images: Path, poster_id: str, url: str) -> Outcome:
+def _fetch(fetcher: Fetcher, images: Path, poster_id: str, url: str) -> Outcome:
+    if not is_plain_name(poster_id):
+        return Outcome(poster_id, url, "failed", "id not a plain file name")
     if _on_disk(images, poster_id):
         return Outcome(poster_id, url, "already there")
     if not url.lower().startswith(("http://", "https://")):
         return Outcome(poster_id, url, "failed", "no URL")
-    limit.wait(url)
     try:
-        response = http.request("GET", url)
-    except urllib3.exceptions.HTTPError as e:
-        return Outcome(poster_id, url, "failed", _failure(e))
-    except ValueError:  # urllib3 refuses some malformed URLs before connecting
-        return Outcome(poster_id, url, "failed", "bad URL")
-    if response.status != 200:
-        return Outcome(poster_id, url, "failed", f"HTTP {response.status}")
-    body = response.data
+        body = fetcher.get(url)
+    except Failed as e:
+        return Outcome(poster_id, url, "failed", str(e))
     try:
         load_image(io.BytesIO(body))  # the whole body decodes, as the models will read it
         with Image.open(io.BytesIO(body)) as img:
@@ -132,31 +262,49 @@ def _fetch(http: urllib3.PoolManager, limit: HostRateLimit, images: Path, poster
 
 
 def download(csv_path: Path | str, out: Path | str, cfg: DownloadConfig = DownloadConfig()) -> list[Outcome]:
-    """Download every poster of `csv_path` into `out`/images, copy the CSV beside, list failures in a CSV."""
+    """Download every poster of `csv_path` into `out`/images, copy the CSV beside, list failures in a CSV.
+
+    On Ctrl-C the requests in flight are cut, the failures so far are listed, and KeyboardInterrupt is raised.
+    """
     csv_path, out = Path(csv_path), Path(out)
     urls = read_image_urls(csv_path)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     if not (out / csv_path.name).exists() or not (out / csv_path.name).samefile(csv_path):
         shutil.copyfile(csv_path, out / csv_path.name)  # the data set folder is then complete for make features
-    retry = urllib3.Retry(total=cfg.retries, status_forcelist=RETRY_STATUSES, backoff_factor=cfg.backoff,
-                          respect_retry_after_header=True, raise_on_status=False, allowed_methods={"GET"})
-    http = urllib3.PoolManager(num_pools=16, maxsize=cfg.concurrency, retries=retry,
-                               timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
-                               headers={"User-Agent": "postergenre poster downloader"})
-    limit = HostRateLimit(cfg.rate)
+    fetcher = Fetcher(cfg)
+    todo, done = queue.SimpleQueue(), queue.SimpleQueue()
+    for item in urls:
+        todo.put(item)
+
+    def work() -> None:
+        while not fetcher.stop.is_set():
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            done.put(_fetch(fetcher, images, *item))
+
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(cfg.concurrency)]
+    for worker in workers:
+        worker.start()
     outcomes, failed = [], 0
-    pool = ThreadPoolExecutor(cfg.concurrency)
     try:
         with tqdm(total=len(urls), unit="poster", desc="posters") as bar:
-            for outcome in pool.map(lambda item: _fetch(http, limit, images, *item), urls):
-                outcomes.append(outcome)
-                failed += outcome.status == "failed"
+            while len(outcomes) < len(urls):
+                outcomes.append(done.get())
+                failed += outcomes[-1].status == "failed"
                 bar.update()
                 bar.set_postfix(failed=failed, refresh=False)
-    finally:  # on Ctrl-C: finish the requests in flight, start no more
-        pool.shutdown(cancel_futures=True)
-    _write_failures(out / "download-failures.csv", [o for o in outcomes if o.status == "failed"])
+    except KeyboardInterrupt:
+        fetcher.cancel()
+        for worker in workers:
+            worker.join(timeout=5)
+        while not done.empty():
+            outcomes.append(done.get())
+        raise
+    finally:
+        _write_failures(out / "download-failures.csv", [o for o in outcomes if o.status == "failed"])
     return outcomes
 
 

@@ -4,9 +4,15 @@
 poster; /busy/<name> a 429 with Retry-After: 1 once, then the poster; /slow/<name> answers after
 `slow_seconds`; /cut/<name> sends half the announced bytes and hangs up, every time, /cut-once/<name>
 the first time only; /html/<name> is an HTML page with status 200.
+
+Hostile answers: /gzip-bomb/<name> is gzip that inflates to `bomb_mb` MB of zeros; /padded/<name>
+the poster followed by `bomb_mb` MB of zeros; /trickle/<name> one byte every `slow_seconds` / 10;
+/away/<name> redirects to another host (localhost), /ftp/<name> to an ftp:// URL and /hop/<name>
+to /ok/<name> on this host.
 """
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from collections import Counter
@@ -14,8 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class PosterServer:
-    def __init__(self, posters: dict[str, bytes], slow_seconds: float = 2.0):
+    def __init__(self, posters: dict[str, bytes], slow_seconds: float = 2.0, bomb_mb: int = 50):
         self.posters, self.slow_seconds = posters, slow_seconds
+        self.bomb = gzip.compress(b"\0" * bomb_mb * 1_000_000, 9)
+        self.padding = b"\0" * bomb_mb * 1_000_000
         self.requests: list[tuple[str, float]] = []  # (path, time.monotonic()) of every request
         self.lock = threading.Lock()
         server = self
@@ -35,6 +43,27 @@ class PosterServer:
                     return self._answer(429, b"slow down", {"Retry-After": "1"})
                 if kind == "slow":
                     time.sleep(server.slow_seconds)
+                if kind == "gzip-bomb":
+                    return self._answer(200, server.bomb, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
+                if kind == "padded":
+                    return self._answer(200, body + server.padding, {"Content-Type": "image/jpeg"})
+                if kind in ("away", "ftp", "hop"):
+                    port = server.httpd.server_address[1]
+                    target = {"away": f"http://localhost:{port}/ok/{name}", "ftp": f"ftp://127.0.0.1/{name}",
+                              "hop": f"/ok/{name}"}[kind]
+                    return self._answer(302, b"", {"Location": target})
+                if kind == "trickle":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    try:
+                        for i in range(len(body)):
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(server.slow_seconds / 10)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    return None
                 if kind == "html":
                     return self._answer(200, b"<html><body>Please log in</body></html>", {"Content-Type": "text/html"})
                 if kind == "cut" or (kind == "cut-once" and seen == 1):

@@ -1,6 +1,7 @@
 import csv
 import io
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -129,3 +130,74 @@ def test_interrupted_download_leaves_whole_files_and_resumes(server, tmp_path):
 
     result = run_module("posters", "download", str(csv_path), "--out", str(out), "--rate", "100")
     assert result.stdout.startswith(f"{20 - len(kept)} downloaded, {len(kept)} already there, 0 failed")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_hostile_answers_stop_at_their_limits(tmp_path):
+    with PosterServer({str(i): poster(i) for i in range(1, 8)}, slow_seconds=2.0, bomb_mb=50) as server:
+        csv_path = tmp_path / "anime.csv"
+        write_csv(csv_path, [("1", f"{server.url}/gzip-bomb/1"), ("2", f"{server.url}/padded/2"),
+                             ("3", f"{server.url}/trickle/3"), ("4", f"{server.url}/away/4"),
+                             ("5", f"{server.url}/ftp/5"), ("6", f"{server.url}/hop/6"),
+                             ("7", f"http://127.0.0.1:{closed_port()}/ok/7")])
+        cfg = DownloadConfig(concurrency=4, rate=1000, timeout=0.5, deadline=1.5, max_mb=1, retries=1, backoff=0.05)
+        start = time.monotonic()
+        outcomes = download(csv_path, tmp_path / "data", cfg)
+        assert time.monotonic() - start < 10
+        assert {o.id: o.reason for o in outcomes if o.status == "failed"} == {
+            "1": "over 1 MB",  # 50 MB once inflated: refused after about 1 MB
+            "2": "over 1 MB",  # a poster followed by 50 MB of zeros: refused from its Content-Length
+            "3": "over the 1.5 s deadline",  # a byte every 0.2 s never trips the 0.5 s read timeout
+            "4": "redirect to another site (localhost)", "5": "redirect to a URL that is not http(s)",
+            "7": "connection refused"}
+        assert sorted(p.name for p in (tmp_path / "data" / "images").iterdir()) == ["6.jpg"]  # followed on-site
+        assert server.count("/ok/4") == 0 and server.count("/ok/6") == 1  # the other host was never asked
+
+
+def test_files_already_there_are_never_deleted(server, tmp_path):
+    out = tmp_path / "data"
+    (out / "images").mkdir(parents=True)
+    Image.new("1", (7000, 7000)).save(out / "images" / "1.png")  # 49 megapixels: over the models' cap
+    (out / "images" / "6.jpg").write_bytes(server.posters["6"][:300])  # damaged, and its URL is a 404
+    outside = tmp_path / "victim.jpg"
+    outside.write_text("notes")
+    before = {p.name: p.read_bytes() for p in (out / "images").iterdir()}
+    csv_path = tmp_path / "anime.csv"
+    write_csv(csv_path, [("1", f"{server.url}/ok/1"), ("6", f"{server.url}/missing/6"),
+                         ("../victim", f"{server.url}/ok/2"), (str(tmp_path / "victim"), f"{server.url}/ok/2")])
+    outcomes = download(csv_path, out, FAST)
+    assert {o.id: (o.status, o.reason) for o in outcomes} == {
+        "1": ("already there", ""), "6": ("failed", "HTTP 404"),
+        "../victim": ("failed", "id not a plain file name"),
+        str(tmp_path / "victim"): ("failed", "id not a plain file name")}
+    assert {p.name: p.read_bytes() for p in (out / "images").iterdir()} == before
+    assert outside.read_text() == "notes" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "anime.csv", "data", "victim.jpg"]
+    assert server.count("/ok/1") == 0 and server.count("/ok/2") == 0
+
+
+def test_ctrl_c_cuts_requests_in_flight_and_lists_failures(tmp_path):
+    with PosterServer({str(i): poster(i) for i in range(1, 9)}, slow_seconds=2.0) as server:
+        csv_path = tmp_path / "anime.csv"
+        write_csv(csv_path, [(str(i), f"{server.url}/trickle/{i}") for i in range(1, 9)])
+        out = tmp_path / "data"
+        process = subprocess.Popen([sys.executable, "-m", "posters", "download", str(csv_path), "--out", str(out),
+                                    "--rate", "100", "--deadline", "600"], cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 4 and time.monotonic() < deadline:  # four trickling answers in flight
+            time.sleep(0.05)
+        time.sleep(0.5)
+        start = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - start < 5
+    assert process.returncode == 1 and stderr.strip().splitlines()[-1].startswith("interrupted: ")
+    with open(out / "download-failures.csv", newline="") as f:
+        assert [row["reason"] for row in csv.DictReader(f)] == ["interrupted"] * 4
+    assert not list((out / "images").iterdir())
