@@ -24,7 +24,7 @@ def main() -> None:
     fetch.add_argument("csv", help="a Kaggle anime CSV with anime_id and Image URL")
     fetch.add_argument("--out", required=True, help="data set folder: the CSV is copied there, posters go to images/")
     for field in fields(DownloadConfig):
-        fetch.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
+        fetch.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     sample = commands.add_parser("sample", help="generate the synthetic sample data set")
     sample.add_argument("out")
     sample.add_argument("--posters", type=int, default=360)
