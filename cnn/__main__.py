@@ -5,8 +5,6 @@ Trains PosterNet (cnn/model.py) from scratch with the shared training loop.
 import argparse
 import sys
 
-import torch
-
 from cnn.model import IMAGE_SIZE, MEAN, STD, PosterNet
 from posters.data import DataError
 from posters.images import ImageSpec
@@ -24,7 +22,6 @@ def main() -> None:
     widths = tuple(int(w) for w in args.widths.split(","))
     try:
         def build(n_genres: int):
-            torch.manual_seed(args.seed)  # the same initial weights for the same seed
             model = PosterNet(n_genres, widths)
             return model, model.parameter_groups(args.lr)
         name = "cnn-posternet" if args.widths == "32,64,128,256" else f"cnn-posternet-{args.widths.replace(',', '-')}"

@@ -142,3 +142,21 @@ def test_mixup_blends_posters_and_their_genres_alike():
     # a permutation of the batch: every poster's genres are handed out once in all
     torch.testing.assert_close(mixed_labels.sum(dim=0), labels.sum(dim=0))
     assert not torch.equal(mixed_labels, labels)
+
+
+def test_the_same_command_twice_gives_the_same_model(sample_dir, sample_split, tmp_path):
+    """Fine-tuning on the CPU is reproducible: same seed, same weights and scores, bit for bit."""
+    def train(folder):
+        run_module("finetune", "--data", str(sample_dir), "--split", str(sample_split), "--backbone",
+                   "efficientnet_lite0", "--freeze", "stage6", "--image-size", "64", "--epochs", "1",
+                   "--batch-size", "16", "--runs-dir", str(folder / "runs"), "--results-dir", str(folder / "results"),
+                   "--models-dir", str(folder / "models"))
+        scores = np.load(next((folder / "results").glob("*/*.scores.npz")))
+        return {key: scores[key] for key in scores.files}, load_file(next((folder / "models").glob("*.safetensors")))
+
+    (scores_a, weights_a), (scores_b, weights_b) = train(tmp_path / "a"), train(tmp_path / "b")
+    for key in scores_a:
+        np.testing.assert_array_equal(scores_a[key], scores_b[key])
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        torch.testing.assert_close(weights_a[key], weights_b[key], rtol=0, atol=0)

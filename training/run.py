@@ -61,6 +61,7 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     cfg = config_from(args)
     split, parts, ids = _parts(args)
     run_dir = Path(args.runs_dir) / split.dataset / name
+    torch.manual_seed(cfg.seed)  # the new layers' initial weights: the same seed gives the same model
     model, groups = build(len(split.genres))
     if args.test_only:
         state = load_checkpoint(run_dir / LAST, model)["state"]
