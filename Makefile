@@ -9,6 +9,8 @@
 # PRECISION    auto | fp32 | bf16 | fp16
 # MIN_COUNT    drop genres with fewer training posters
 # THRESHOLDS   global | per-genre, chosen on validation
+# CV           make heads: also cross-validate each head over all labelled posters, FOLDSxREPEATS (e.g. 5x2)
+# SEEDS        make finetune / make cnn: one run per seed (e.g. "0 1 2"); the report shows mean ± std
 # FREEZE       finetune: frozen-stage settings to sweep (none, stem, or the backbone's stage names)
 # EPOCHS       finetune/cnn: at most this many epochs (early stopping on validation mAP)
 # AUGMENT      finetune/cnn: none | light | strong
@@ -29,6 +31,8 @@ SEED ?= 0
 MIN_COUNT ?= 5
 HEADS ?= logistic mlknn mlp
 THRESHOLDS ?= global
+CV ?=
+SEEDS ?= 0
 FREEZE ?= none stage4 stage6
 EPOCHS ?=
 AUGMENT ?=
@@ -88,17 +92,17 @@ features: $(SPLIT) | install
 
 heads: | install
 	$(PYTHON) -m heads --features $(FEATURES) --heads $(HEADS) \
-		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds)
+		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds) $(if $(CV),--cv $(CV))
 
-# One fine-tuning run per frozen-stage setting, each a row of the report.
+# One fine-tuning run per frozen-stage setting and seed, each a row of the report.
 finetune: $(SPLIT) | install
-	for stage in $(FREEZE); do \
-		$(PYTHON) -m finetune $(TRAIN) --backbone $(BACKBONE) --freeze $$stage $(if $(WEIGHTS),--weights "$(WEIGHTS)") \
-		|| exit 1; \
-	done
+	for stage in $(FREEZE); do for seed in $(SEEDS); do \
+		$(PYTHON) -m finetune $(TRAIN) --seed $$seed --backbone $(BACKBONE) --freeze $$stage \
+			$(if $(WEIGHTS),--weights "$(WEIGHTS)") || exit 1; \
+	done; done
 
 cnn: $(SPLIT) | install
-	$(PYTHON) -m cnn $(TRAIN)
+	for seed in $(SEEDS); do $(PYTHON) -m cnn $(TRAIN) --seed $$seed || exit 1; done
 
 # The models of DATA with saved scores, averaged; members chosen greedily on validation mAP.
 ensemble: | install

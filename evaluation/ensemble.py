@@ -22,7 +22,7 @@ import numpy as np
 from scipy.special import expit, logit
 
 from evaluation.metrics import evaluate, macro_map
-from evaluation.results import read_results, read_scores, write_result, write_scores
+from evaluation.results import align_scores, read_results, read_scores, write_result, write_scores
 from posters.data import DataError
 
 MAX_ROUNDS = 20
@@ -58,7 +58,7 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> d
     genres = [g["genre"] for g in some_member["val"]["per_genre"]]
     if any([g["genre"] for g in results[m]["val"]["per_genre"]] != genres for m in saved):
         raise DataError(f"{results_dir}/{dataset}: the models were trained on different genre lists")
-    aligned = {part: _aligned(saved, part) for part in ("val", "test")}
+    aligned = {part: align_scores(saved, part) for part in ("val", "test")}
     (val_ids, y_val, val_scores), (test_ids, y_test, test_scores) = aligned["val"], aligned["test"]
     val_logits, test_logits = ({m: _logits(s) for m, s in scores.items()} for scores in (val_scores, test_scores))
     scales = {m: _PerGenreScale(logits) for m, logits in val_logits.items()}
@@ -100,16 +100,6 @@ class _PerGenreScale:
 def _logits(p: np.ndarray) -> np.ndarray:
     """Log-odds, with probabilities of exactly 0 or 1 (ML-kNN gives them) kept finite."""
     return logit(np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6))
-
-
-def _aligned(saved: dict[str, dict], part: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The posters every model scored (a model may have skipped unreadable ones), in one order."""
-    common = sorted(set.intersection(*(set(scores[part][0]) for scores in saved.values())))
-    rows = {m: {poster: i for i, poster in enumerate(scores[part][0])} for m, scores in saved.items()}
-    first = next(iter(saved))
-    labels = saved[first][part][1][[rows[first][p] for p in common]]
-    return (np.array(common), labels,
-            {m: scores[part][2][[rows[m][p] for p in common]] for m, scores in saved.items()})
 
 
 def main() -> None:

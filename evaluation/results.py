@@ -48,3 +48,14 @@ def read_scores(path: Path | str) -> dict[str, tuple[np.ndarray, np.ndarray, np.
     with np.load(path) as saved:
         parts = {key.rsplit("_", 1)[0] for key in saved.files}
         return {part: (saved[f"{part}_ids"], saved[f"{part}_labels"], saved[f"{part}_scores"]) for part in parts}
+
+
+def align_scores(saved: dict[str, dict], part: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The posters every model scored (a model may have skipped unreadable ones), in one order:
+    (ids, labels, {model: scores}), from {model: read_scores(...)}."""
+    common = sorted(set.intersection(*(set(scores[part][0]) for scores in saved.values())))
+    rows = {m: {poster: i for i, poster in enumerate(scores[part][0])} for m, scores in saved.items()}
+    first = next(iter(saved))
+    labels = saved[first][part][1][[rows[first][p] for p in common]]
+    return (np.array(common), labels,
+            {m: scores[part][2][[rows[m][p] for p in common]] for m, scores in saved.items()})

@@ -1,11 +1,20 @@
-"""python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds]"""
+"""python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds] [--cv 5x2]"""
 import argparse
+import re
 import sys
 
 from extract.features import load_features
 from heads.estimators import HEADS
 from heads.train import run_heads
 from posters.data import DataError
+
+
+def folds_by_repeats(text: str) -> tuple[int, int]:
+    """'5x2' -> (5, 2): 5 folds, repeated twice."""
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match or int(match[1]) < 2 or int(match[2]) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give FOLDSxREPEATS, e.g. 5x2 (at least 2 folds)")
+    return int(match[1]), int(match[2])
 
 
 def main() -> None:
@@ -16,10 +25,12 @@ def main() -> None:
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--per-genre-thresholds", action="store_true",
                         help="one threshold per genre chosen on validation (default: one global threshold)")
+    parser.add_argument("--cv", type=folds_by_repeats, default=None, metavar="FOLDSxREPEATS",
+                        help="also score each head by repeated cross-validation over every labelled poster, e.g. 5x2")
     args = parser.parse_args()
     try:
         run_heads(load_features(args.features), args.heads, args.models_dir, args.results_dir,
-                  args.per_genre_thresholds)
+                  args.per_genre_thresholds, args.cv)
     except DataError as e:
         sys.exit(f"error: {e}")
 

@@ -8,14 +8,18 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import f1_score
 from sklearn.model_selection import ParameterGrid
+from tqdm import tqdm
 
 import modelfiles
-from evaluation.metrics import evaluate, evaluate_baselines, macro_map
+from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets,
+                                prior_scores, top_k_accuracy)
 from evaluation.results import write_result, write_scores
 from extract.features import Features, fingerprint_differences
 from heads.estimators import HEADS
 from posters.data import DataError
+from posters.split import stratified_folds
 
 
 def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.ndarray, X_val: np.ndarray,
@@ -31,6 +35,32 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
         if val_map > best_map:
             best, best_params, best_map = model, params, val_map
     return best, best_params, trials
+
+
+def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.ndarray, folds: int = 5,
+                   repeats: int = 2, seed: int = 0, inner: tuple[float, float] = (0.8, 0.2)) -> dict:
+    """Repeated stratified k-fold over every labelled poster: mean, std and each fold's mAP, micro-F1, top-1.
+
+    Inside each training fold a stratified `inner` split chooses the parameters (validation mAP) and
+    the threshold (validation micro-F1); the held-out fold is only scored.
+    """
+    figures = {"mAP_macro": [], "f1_micro": [], "top1_accuracy": []}
+    with tqdm(total=folds * repeats, desc=f"cross-validation {folds}x{repeats}", unit="fold", leave=False) as bar:
+        for repeat in range(repeats):
+            for held in stratified_folds(Y, (1 / folds,) * folds, seed + repeat):
+                rest = np.setdiff1d(np.arange(len(Y)), held)
+                fit, val = (rest[part] for part in stratified_folds(Y[rest], inner, seed + repeat))
+                model, _, _ = tune(estimator, grid, X[fit], Y[fit], X[val], Y[val])
+                thresholds = choose_thresholds(Y[val], model.predict_proba(X[val]))
+                scores = model.predict_proba(X[held])
+                figures["mAP_macro"].append(macro_map(Y[held], scores))
+                figures["f1_micro"].append(float(f1_score(Y[held], predict_sets(scores, thresholds), average="micro",
+                                                          zero_division=0)))
+                figures["top1_accuracy"].append(top_k_accuracy(Y[held], scores, 1))
+                bar.update()
+    return {"folds": folds, "repeats": repeats, "inner": f"{inner[0]:g}/{inner[1]:g}",
+            **{k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "values": v}
+               for k, v in figures.items()}}
 
 
 def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict,
@@ -52,14 +82,19 @@ def load_head(path: Path | str, features: Features) -> BaseEstimator:
 
 
 def run_heads(features: Features, heads: list[str], models_dir: Path | str, results_dir: Path | str,
-              per_genre_thresholds: bool = False) -> dict[str, dict]:
+              per_genre_thresholds: bool = False, cv: tuple[int, int] | None = None) -> dict[str, dict]:
+    """Fit, tune and score each head on the split; with `cv` (folds, repeats), cross-validate it too."""
     dataset, backbone = features.attrs["dataset"], features.attrs["backbone"]
     (X_train, Y_train), (X_val, Y_val), (X_test, Y_test) = (features.part(p) for p in ("train", "val", "test"))
     setting = {"data": features.attrs["data"], "backbone": backbone,
                "weights_sha256": features.attrs["weights_sha256"],
                "tta": features.attrs["tta"], "split": features.attrs["split"]}
+    ids = {part: features.ids[features.parts == part] for part in ("val", "test")}
     for name, result in evaluate_baselines(Y_train, Y_val, Y_test, features.genres).items():
         write_result(results_dir, dataset, f"baseline-{name}", {"kind": "baseline", **setting, **result})
+    write_scores(results_dir, dataset, "baseline-prior", {  # what every model's margin is measured against
+        "val": (ids["val"], Y_val, prior_scores(Y_train, len(Y_val))),
+        "test": (ids["test"], Y_test, prior_scores(Y_train, len(Y_test)))})
 
     summary = {}
     for name in heads:
@@ -72,11 +107,16 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
         model_name = f"{backbone}-{name}"
-        write_scores(results_dir, dataset, model_name, {
-            "val": (features.ids[features.parts == "val"], Y_val, scores_val),
-            "test": (features.ids[features.parts == "test"], Y_test, scores_test)})
+        write_scores(results_dir, dataset, model_name, {"val": (ids["val"], Y_val, scores_val),
+                                                        "test": (ids["test"], Y_test, scores_test)})
         save_head(Path(models_dir) / f"{dataset}-{model_name}{modelfiles.HEAD_SUFFIX}", model, features, params,
                   result["thresholds"]["values"])
+        if cv:
+            start = time.perf_counter()
+            result["cv"] = cross_validate(estimator, grid, features.X, features.Y, *cv)
+            result["cv"]["seconds"] = round(time.perf_counter() - start, 1)
+            print(f"{dataset} {model_name}: cross-validated mAP {result['cv']['mAP_macro']['mean']:.3f} "
+                  f"± {result['cv']['mAP_macro']['std']:.3f} ({result['cv']['seconds']:.0f} s)")
         write_result(results_dir, dataset, model_name, {
             "kind": "head", **setting, "head": name, "params": params, "grid": trials,
             "tune_seconds": round(seconds, 2), **result})

@@ -72,7 +72,8 @@ def split_posters(posters: PosterSet, split: Split) -> dict[str, list[Poster]]:
     return {part: [by_id[pid] for pid in split.parts[part]] for part in PARTS}
 
 
-def _stratified_folds(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+def stratified_folds(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Row indices of each fold, sized by `fractions`, every genre spread across folds (iterative stratification)."""
     # scikit-multilearn breaks ties with the global NumPy generator and ignores random_state,
     # so seed that generator and restore it afterwards.
     state = np.random.get_state()
@@ -89,7 +90,7 @@ def make_split(posters: PosterSet, seed: int = 0, fractions: tuple[float, float,
                min_count: int = 5) -> Split:
     items: list[Poster] = posters.posters
     all_genres = sorted(posters.genre_counts())
-    folds = _stratified_folds(label_matrix([p.genres for p in items], all_genres), fractions, seed)
+    folds = stratified_folds(label_matrix([p.genres for p in items], all_genres), fractions, seed)
     part_items = {part: [items[i] for i in sorted(fold)] for part, fold in zip(PARTS, folds)}
 
     train_counts = Counter(g for p in part_items["train"] for g in p.genres)

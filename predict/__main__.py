@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.metrics import predict_sets, score
+from evaluation.metrics import predict_sets, score_with_intervals
 from extract.backbones import BackboneError
 from posters.data import DataError, read_posters
 from posters.files import atomic_write, write_text_atomic
@@ -86,7 +86,7 @@ def write_predictions(out: Path, predictor: Predictor, paths: list[Path], probab
             print(f"genres not in the model's vocabulary, left out of the scores: {listed}")
         labels = label_matrix([genre_sets[i] for i in kept], predictor.genres)
         report["unknown_genres"] = dict(unknown)
-        report["scores"] = score(labels, probabilities, predicted, predictor.genres)
+        report["scores"] = score_with_intervals(labels, probabilities, predicted, predictor.genres)
         overall = report["scores"]["overall"]
         print(f"{len(kept)} posters: mAP {overall['mAP_macro']:.3f}, micro-F1 {overall['f1_micro']:.3f}")
 

@@ -1,5 +1,6 @@
 """The bench report, assembled from the results a bench run leaves (here, made-up models on made-up posters)."""
 import json
+import re
 
 import numpy as np
 
@@ -41,3 +42,8 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     assert "| anime-posters | ensemble (" in text and "vs the best single model" in text
     assert "per-genre thresholds vs one global threshold (ensemble)" in text
     assert "| 0.90 |" in text and "6x faster; same predictions: yes" in text
+    # each data set opens with its headline, and the tables carry intervals
+    section = text[text.index("## anime-posters"):]
+    assert section.splitlines()[2].startswith("**Headline.** Validation mAP picks **")
+    assert "| model | test mAP (95% CI) | minus the picked model (95% CI) | verdict |" in section
+    assert re.match(r"\d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)$", rows["lite0-logistic"][2])

@@ -1,6 +1,7 @@
 """The whole two-stage pipeline on a slice of the real anime posters, through the same commands as make."""
 import csv
 import json
+import re
 
 from tests.conftest import run_module
 
@@ -23,6 +24,8 @@ def test_split_features_heads_report(data_root, tmp_path):
     run_module("extract", "--data", str(data), "--split", str(split), "--backbone", "efficientnet_lite0",
                "--out", str(features), "--tta")
     run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results))
+    run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results),
+               "--heads", "logistic", "--cv", "3x1")
     run_module("evaluation.report", "--results-dir", str(results), "--features-dir", str(tmp_path),
                "--out-dir", str(reports), "--genre-table", str(data_root / "anime-dataset-2023-genres.csv"))
 
@@ -37,7 +40,21 @@ def test_split_features_heads_report(data_root, tmp_path):
 
     report = (reports / "report.md").read_text()
     for model in models_written:
-        assert f"| {model} |" in report
+        assert re.search(f"^\\| {model}( \\(picked\\))? \\|", report, re.M)
+    # the section opens with its headline: the picked model, its interval, its margin over the prior
+    section = report[report.index("## anime-slice"):]
+    picked = max(models_written - {"baseline-prior", "baseline-top3-frequent"},
+                 key=lambda m: json.loads((results / "anime-slice" / f"{m}.json").read_text())["val"]["overall"][
+                     "mAP_macro"])
+    assert section.splitlines()[2].startswith(f"**Headline.** Validation mAP picks **{picked}**")
+    assert re.search(r"test mAP \d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\) on \d+ test posters", section)
+    assert "above the prior baseline" in section and "distinguishable from" in section
+    row = next(line for line in report.splitlines()  # the results table's row, not the headline's
+               if line.startswith("| efficientnet_lite0-mlknn |") and line.count("|") > 10)
+    assert len(re.findall(r"\d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)", row)) == 3  # mAP, F1 µ and top-1
+    cv = json.loads((results / "anime-slice" / "efficientnet_lite0-logistic.json").read_text())["cv"]
+    assert len(cv["mAP_macro"]["values"]) == 3
+    assert f"| efficientnet_lite0-logistic | {cv['mAP_macro']['mean']:.3f} ± {cv['mAP_macro']['std']:.3f} |" in report
     assert "make features heads report DATA=" in report
     for figure in ("anime-slice-classes.png", "anime-slice-per-genre-f1.png", "kaggle-anime-2023-classes.png"):
         assert (reports / "figures" / figure).stat().st_size > 1000

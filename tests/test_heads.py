@@ -4,7 +4,7 @@ from sklearn.base import clone
 
 from extract.features import Features
 from heads.estimators import HEADS, MLkNNHead, reference_mlknn
-from heads.train import load_head, save_head, tune
+from heads.train import cross_validate, load_head, save_head, tune
 from posters.data import DataError
 
 
@@ -86,3 +86,15 @@ def test_saved_head_refuses_other_features(tmp_path):
         load_head(tmp_path / "head.skops", features_like("resnet50", ["A", "B", "C"]))
     with pytest.raises(DataError, match="different genre vocabulary"):
         load_head(tmp_path / "head.skops", features_like("efficientnet_lite0", ["A", "B", "D"]))
+
+
+def test_cross_validation_scores_every_fold_with_a_head_fitted_without_it():
+    X, Y = clustered(240, seed=4)
+    estimator, grid = HEADS["logistic"]
+    cv = cross_validate(estimator, grid, X, Y, folds=4, repeats=2)
+    assert (cv["folds"], cv["repeats"]) == (4, 2) and len(cv["mAP_macro"]["values"]) == 8
+    assert cv["mAP_macro"]["mean"] > 0.9 and cv["f1_micro"]["mean"] > 0.7
+    assert cv["mAP_macro"]["std"] == pytest.approx(np.std(cv["mAP_macro"]["values"], ddof=1))
+    # labels unrelated to the features: a fold scored by a head fitted on it would still look good
+    shuffled = Y[np.random.default_rng(0).permutation(len(Y))]
+    assert cross_validate(estimator, grid, X, shuffled, folds=4, repeats=1)["mAP_macro"]["mean"] < 0.6

@@ -59,6 +59,7 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     The best epoch is saved with `build_settings` (what predict.models.NETWORKS[kind] rebuilds it from).
     """
     cfg = config_from(args)
+    name += f"-seed{cfg.seed}" if cfg.seed else ""  # seed 0 keeps the plain name
     split, parts, ids = _parts(args)
     run_dir = Path(args.runs_dir) / split.dataset / name
     torch.manual_seed(cfg.seed)  # the new layers' initial weights: the same seed gives the same model

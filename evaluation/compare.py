@@ -1,0 +1,74 @@
+"""Which models a data set's test part can tell apart: the validation-picked model against every other.
+
+The comparison is paired: both models are scored on the same resampled test posters
+(evaluation.intervals), so posters that every model finds hard cancel out of the difference.
+The report and the bench open each data set with `headline`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluation.intervals import paired_difference
+from evaluation.results import align_scores, read_scores
+
+
+def picked(results: list[dict]) -> dict | None:
+    """The model validation mAP picks (baselines are not candidates)."""
+    models = [r for r in results if r["kind"] != "baseline"]
+    return max(models, key=lambda r: r["val"]["overall"]["mAP_macro"]) if models else None
+
+
+def compare(results_dir: Path | str, dataset: str, results: list[dict]) -> dict | None:
+    """{"picked", "posters", "vs": {model: other minus picked, in test mAP}} over the models that left scores."""
+    choice = picked(results)
+    folder = Path(results_dir) / dataset
+    saved = {r["model"]: read_scores(folder / f"{r['model']}.scores.npz") for r in results
+             if (folder / f"{r['model']}.scores.npz").exists()}
+    if choice is None or choice["model"] not in saved:
+        return None
+    _, labels, scores = align_scores(saved, "test")
+    return {"picked": choice["model"], "posters": len(labels),
+            "vs": {m: paired_difference(labels, s, scores[choice["model"]]) for m, s in scores.items()
+                   if m != choice["model"]}}
+
+
+def interval(r: dict, figure: str = "mAP_macro") -> str:
+    """A test figure with its 95% interval where it has one, as `0.322 (0.281–0.360)`."""
+    value, bounds = r["test"]["overall"][figure], r["test"].get("intervals", {}).get(figure)
+    return f"{value:.3f}" + (f" ({bounds[0]:.3f}–{bounds[1]:.3f})" if bounds else "")
+
+
+def _difference(d: dict) -> str:
+    return f"{d['difference']:+.3f} ({d['interval'][0]:+.3f} to {d['interval'][1]:+.3f})"
+
+
+def headline(results: list[dict], comparison: dict | None) -> list[str]:
+    """A data set's opening lines: the picked model, its test mAP with interval, its margin over the prior
+    baseline, and the models it is or is not distinguishable from at 95%, with a table of the differences."""
+    choice = picked(results)
+    if choice is None:
+        return []
+    n = choice["test"]["overall"]["posters"]
+    text = (f"**Headline.** Validation mAP picks **{choice['model']}** (val mAP "
+            f"{choice['val']['overall']['mAP_macro']:.3f}): test mAP {interval(choice)} on {n:.0f} test posters "
+            "(95% BCa intervals from 2,000 resampled test parts)")
+    if comparison is None:
+        return [text + "; its scores file is missing, so no paired comparison.", ""]
+    vs = comparison["vs"]
+    prior = vs.get("baseline-prior")
+    if prior:
+        margin = {"worse": "above", "better": "below"}.get(prior["verdict"], "not distinguishable from")
+        text += (f", {-prior['difference']:.3f} ({-prior['interval'][1]:.3f} to {-prior['interval'][0]:.3f}) "
+                 f"{margin} the prior baseline")
+    others = {m: d for m, d in vs.items() if not m.startswith("baseline-")}
+    apart = [m for m, d in others.items() if d["verdict"] != "not distinguishable"]
+    close = [m for m, d in others.items() if d["verdict"] == "not distinguishable"]
+    text += (". At 95%, it is distinguishable from " + (", ".join(f"{m} ({others[m]['verdict']})" for m in apart)
+                                                        or "no other model")
+             + "; not from " + (", ".join(close) or "any other model") + ".")
+    lines = [text, "", "| model | test mAP (95% CI) | minus the picked model (95% CI) | verdict |", "|---|---|---|---|"]
+    by_name = {r["model"]: r for r in results}
+    lines.append(f"| {choice['model']} (picked) | {interval(choice)} | | |")
+    for model, d in sorted(vs.items(), key=lambda item: -item[1]["difference"]):
+        lines.append(f"| {model} | {interval(by_name[model])} | {_difference(d)} | {d['verdict']} |")
+    return lines + [""]
