@@ -17,7 +17,8 @@
 # TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m finetune --help)
 # CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
 # CONCURRENCY  make posters: requests in flight (default 4); RATE: requests/s per host (default 4)
-# MODEL        make predict / explain / serve: a saved model, models/<dataset>-<model>.skops (head) or .safetensors (network)
+# MODEL        make predict / explain / serve: a saved model, models/<dataset>-<model>.skops (head) or .safetensors
+#              (network); predict and serve default to DATA's best saved model by validation mAP
 # IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
@@ -37,11 +38,11 @@ FREEZE ?= none stage4 stage6
 EPOCHS ?=
 AUGMENT ?=
 TRAIN_ARGS ?=
-MODEL ?= models/$(NAME)-finetune-$(BACKBONE)-freeze-stage4.safetensors
+MODEL ?=
 IMAGES ?=
 PORT ?= 8000
 SERVE_MODEL ?= runs/bench/models/anime-posters-finetune-efficientnet_lite0-freeze-stage4-160px.safetensors
-PREDICTIONS ?= reports/predictions/$(notdir $(basename $(MODEL))).csv
+PREDICTIONS ?= reports/predictions/$(if $(MODEL),$(notdir $(basename $(MODEL))),$(NAME)).csv
 CSV ?= anime-dataset-2023.csv
 CONCURRENCY ?= 4
 RATE ?= 4
@@ -75,15 +76,15 @@ demo: install
 
 # Download the posters of a Kaggle CSV: make posters CSV=anime-dataset-2023.csv DATA=data/anime-2023
 posters: | install
-	$(PYTHON) -m posters download "$(CSV)" --out "$(DATA)" --concurrency $(CONCURRENCY) --rate $(RATE)
+	$(PYTHON) -m posters download --csv "$(CSV)" --out-dir "$(DATA)" --concurrency $(CONCURRENCY) --rate $(RATE)
 
 sample: data/sample/covers.csv
 data/sample/covers.csv: | install
-	$(PYTHON) -m posters sample data/sample
+	$(PYTHON) -m posters sample --out-dir data/sample
 
 split: $(SPLIT)
 $(SPLIT): | install
-	$(PYTHON) -m posters split "$(DATA)" --out $@ --seed $(SEED) --min-count $(MIN_COUNT)
+	$(PYTHON) -m posters split --data "$(DATA)" --out $@ --seed $(SEED) --min-count $(MIN_COUNT)
 
 features: $(SPLIT) | install
 	$(PYTHON) -m extract --data "$(DATA)" --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \
@@ -110,17 +111,18 @@ ensemble: | install
 
 # New posters (IMAGES), or the test part of DATA, scored by any saved model; CSV + JSON in reports/predictions/.
 predict: | install
-	$(PYTHON) -m predict --model "$(MODEL)" --out "$(PREDICTIONS)" \
+	$(PYTHON) -m predict $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --out "$(PREDICTIONS)" \
 		$(if $(IMAGES),--images "$(IMAGES)",--data "$(DATA)" --split $(SPLIT))
 
 # Grad-CAM heatmaps and colour statistics per genre, for the report (MODEL must be a network: finetune or cnn).
 explain: | install
+	$(if $(MODEL),,$(error make explain needs MODEL=models/<dataset>-<network>.safetensors, from make finetune or cnn))
 	$(PYTHON) -m explain genres --model "$(MODEL)" --data "$(DATA)" --split $(SPLIT) \
 		$(if $(wildcard $(FEATURES)),--features $(FEATURES))
 
 # A local page to try posters: http://127.0.0.1:$(PORT)/
 serve: | install
-	$(PYTHON) -m serve --model "$(MODEL)" --port $(PORT)
+	$(PYTHON) -m serve $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --port $(PORT)
 
 report: | install
 	$(PYTHON) -m evaluation.report --genre-table $(GENRE_TABLE)
@@ -130,12 +132,12 @@ test: install
 
 # The whole comparison on the three real data sets (reports/bench.md), then the speed figures.
 bench: install
-	$(PYTHON) -m evaluation.bench --data-root $(SHARED_DATA)
-	$(PYTHON) -m posters.bench --data $(SHARED_DATA)/anime-posters
-	if [ -f $(SERVE_MODEL) ]; then $(PYTHON) -m serve.bench --model $(SERVE_MODEL) \
-		--image $(SHARED_DATA)/anime-posters/images/1.jpg; else echo "serve.bench: no $(SERVE_MODEL); skipped"; fi
-	$(PYTHON) -m extract.bench --data $(SHARED_DATA)/anime-posters
-	$(PYTHON) -m training.bench --data $(SHARED_DATA)/anime-posters
+	$(PYTHON) -m bench.comparison --data-root $(SHARED_DATA)
+	$(PYTHON) -m bench.downloads --data $(SHARED_DATA)/anime-posters
+	if [ -f $(SERVE_MODEL) ]; then $(PYTHON) -m bench.page --model $(SERVE_MODEL) \
+		--image $(SHARED_DATA)/anime-posters/images/1.jpg; else echo "bench.page: no $(SERVE_MODEL); skipped"; fi
+	$(PYTHON) -m bench.extraction --data $(SHARED_DATA)/anime-posters
+	$(PYTHON) -m bench.training --data $(SHARED_DATA)/anime-posters
 
 clean:
 	rm -rf features/*.h5 features/*.json features/*.parts models results reports runs

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, logit
 
+from core import cli
 from evaluation.metrics import evaluate, macro_map
 from evaluation.results import align_scores, read_results, read_scores, write_result, write_scores
 from posters.data import DataError
@@ -103,14 +104,15 @@ def _logits(p: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.ensemble", description=__doc__)
+    parser = cli.parser("python -m evaluation.ensemble", __doc__)
     parser.add_argument("--dataset", required=True, help="the data set's name, e.g. anime-posters")
-    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--results-dir", default="results", help="results and scores files")
     args = parser.parse_args()
-    try:
-        result = ensemble(args.results_dir, args.dataset)
-    except DataError as e:
-        raise SystemExit(f"error: {e}") from None
+    cli.run(lambda: ensemble_command(args))
+
+
+def ensemble_command(args: argparse.Namespace) -> None:
+    result = ensemble(args.results_dir, args.dataset)
     test = result["test"]["overall"]
     print(f"{args.dataset} ensemble {result['members']}: val mAP {result['val']['overall']['mAP_macro']:.3f}, "
           f"test mAP {test['mAP_macro']:.3f}, micro-F1 {test['f1_micro']:.3f}")

@@ -5,9 +5,9 @@ Grad-CAM heatmaps of a saved network (make finetune or make cnn): which parts of
 genre's score. `genres` writes reports/explain/<dataset>.md, which `make report` takes in.
 """
 import argparse
-import sys
 from pathlib import Path
 
+from core import cli
 from explain.gradcam import grad_cam, overlay
 from explain.genres import write_genre_section
 from extract.features import load_features
@@ -18,45 +18,45 @@ from predict.models import load_model, predict_files
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m explain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("python -m explain", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     poster = commands.add_parser("poster", help="one poster's heatmap for one genre, overlaid, as PNG")
     poster.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.safetensors")
-    poster.add_argument("--image", required=True)
-    poster.add_argument("--genre", required=True)
+    poster.add_argument("--image", required=True, help="the poster")
+    poster.add_argument("--genre", required=True, help="the genre whose evidence to show")
     poster.add_argument("--out", required=True, help="PNG to write")
     genres = commands.add_parser("genres", help="the report's 'what each genre looks like' section")
     genres.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.safetensors")
     genres.add_argument("--data", required=True, help="data set folder (CSV + images)")
-    genres.add_argument("--split", required=True)
+    genres.add_argument("--split", required=True, help="split file: its test part is explained")
     genres.add_argument("--features", default=None, help="feature file, for the nearest neighbours")
-    genres.add_argument("--out-dir", default="reports")
+    genres.add_argument("--out-dir", default="reports", help="the section goes to OUT_DIR/explain/<dataset>.md")
     args = parser.parse_args()
-    try:
-        predictor = load_model(args.model)
-        if predictor.head is not None:
-            raise DataError(f"{args.model}: heatmaps need a network (make finetune or make cnn), not a head")
-        if args.command == "poster":
-            if args.genre not in predictor.genres:
-                raise DataError(f"{args.model}: no genre {args.genre!r}; it knows {', '.join(predictor.genres)}")
-            image, genre = load_image(args.image), predictor.genres.index(args.genre)
-            cam, probability = grad_cam(predictor.network, predictor.transform(image), genre)
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            overlay(image, cam).save(args.out)
-            print(f"{args.out}: {args.genre} {probability:.3f}")
-            return
-        split = Split.load(args.split)
-        posters = split_posters(read_posters(args.data), split)
-        scores, errors = predict_files(predictor, [p.image for p in posters["test"]])
-        if errors:
-            raise DataError(f"{len(errors)} test posters could not be read, e.g. {next(iter(errors.values()))}")
-        features = load_features(args.features) if args.features else None
-        command = (f"python -m explain genres --model {args.model} --data {args.data} --split {args.split}"
-                   + (f" --features {args.features}" if args.features else ""))
-        print(write_genre_section(predictor, split.dataset, posters, scores, features, args.out_dir, command))
-    except DataError as e:
-        sys.exit(f"error: {e}")
+    cli.run(lambda: explain(args))
+
+
+def explain(args: argparse.Namespace) -> None:
+    predictor = load_model(args.model)
+    if predictor.head is not None:
+        raise DataError(f"{args.model}: heatmaps need a network (make finetune or make cnn), not a head")
+    if args.command == "poster":
+        if args.genre not in predictor.genres:
+            raise DataError(f"{args.model}: no genre {args.genre!r}; it knows {', '.join(predictor.genres)}")
+        image, genre = load_image(args.image), predictor.genres.index(args.genre)
+        cam, probability = grad_cam(predictor.network, predictor.transform(image), genre)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        overlay(image, cam).save(args.out)
+        print(f"{args.out}: {args.genre} {probability:.3f}")
+        return
+    split = Split.load(args.split)
+    posters = split_posters(read_posters(args.data), split)
+    scores, errors = predict_files(predictor, [p.image for p in posters["test"]])
+    if errors:
+        raise DataError(f"{len(errors)} test posters could not be read, e.g. {next(iter(errors.values()))}")
+    features = load_features(args.features) if args.features else None
+    command = (f"python -m explain genres --model {args.model} --data {args.data} --split {args.split}"
+               + (f" --features {args.features}" if args.features else ""))
+    print(write_genre_section(predictor, split.dataset, posters, scores, features, args.out_dir, command))
 
 
 if __name__ == "__main__":

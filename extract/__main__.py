@@ -1,15 +1,14 @@
 """python -m extract --data DIR --split FILE --backbone NAME --out FILE.h5 [--tta] ..."""
-import argparse
-import sys
-
-from extract.backbones import BACKBONES, BackboneError, build_backbone
+from core import cli
+from core.device import PRECISIONS
+from extract.backbones import BACKBONES, build_backbone
 from extract.features import extract
-from posters.data import DataError, read_posters
+from posters.data import read_posters
 from posters.split import Split
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m extract", description=__doc__)
+    parser = cli.parser("python -m extract", __doc__)
     parser.add_argument("--data", required=True, help="data set folder (CSV + images)")
     parser.add_argument("--split", required=True, help="split file from `python -m posters split`")
     parser.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
@@ -17,18 +16,13 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="feature file to write (.h5)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 8 on the CPU, 64 on CUDA")
     parser.add_argument("--tta", action="store_true", help="average embeddings with the flipped poster")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
     parser.add_argument("--workers", type=int, default=None, help="image decoding processes")
     args = parser.parse_args()
-    try:
-        extract(read_posters(args.data), Split.load(args.split), build_backbone(args.backbone, args.weights),
-                args.out, batch_size=args.batch_size, tta=args.tta, precision=args.precision,
-                workers=args.workers)
-    except (DataError, BackboneError) as e:
-        # Errors raised in a DataLoader worker carry its traceback; the cause is the last line.
-        sys.exit(f"error: {str(e).strip().splitlines()[-1]}")
-    except KeyboardInterrupt:
-        sys.exit(f"interrupted: finished batches are kept in {args.out}.parts; run the same command to resume")
+    cli.run(lambda: extract(read_posters(args.data), Split.load(args.split),
+                            build_backbone(args.backbone, args.weights), args.out, batch_size=args.batch_size,
+                            tta=args.tta, precision=args.precision, workers=args.workers),
+            interrupted=f"interrupted: finished batches are kept in {args.out}.parts; run the same command to resume")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from modelfiles import ModelFileError, read_state_dict
+from posters.data import DataError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The Lite models were converted from TensorFlow, where inputs are scaled as (x - 127) / 128.
 TF_MEAN, TF_STD = (127 / 255,) * 3, (128 / 255,) * 3
 
 
-class BackboneError(Exception):
+class BackboneError(DataError):
     """A backbone that cannot be built; the message says how to fix it."""
 
 

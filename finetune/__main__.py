@@ -3,11 +3,10 @@
 Fine-tunes an ImageNet backbone end to end, everything up to --freeze kept frozen.
 """
 import argparse
-import sys
 
-from extract.backbones import BACKBONES, BackboneError, build_backbone
+from core import cli
+from extract.backbones import BACKBONES, build_backbone
 from finetune.model import FineTuned
-from posters.data import DataError
 from posters.images import ImageSpec
 from training.loop import TrainConfig
 from training.run import add_arguments, train_and_evaluate
@@ -16,28 +15,30 @@ DEFAULTS = TrainConfig(epochs=6, batch_size=32, lr=3e-3, body_lr=2e-4, augment="
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__)
+    parser = cli.parser("python -m finetune", __doc__)
     parser.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
-    parser.add_argument("--weights", default=None, help="local state_dict file for the backbone")
+    parser.add_argument("--weights", default=None, help="local weights file for the backbone (default: its ImageNet "
+                        "weights)")
     parser.add_argument("--freeze", default="none", help="freeze up to this stage: none, stem, or a stage name")
     parser.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's own)")
     add_arguments(parser, DEFAULTS)
     args = parser.parse_args()
-    try:
-        backbone = build_backbone(args.backbone, args.weights)
+    cli.run(lambda: finetune(args))
 
-        def build(n_genres: int):
-            model = FineTuned(backbone, n_genres, args.freeze)
-            return model, model.parameter_groups(args.body_lr, args.lr)
-        size = args.image_size or backbone.image_size
-        name = (f"finetune-{args.backbone}-freeze-{args.freeze}" + (f"-{size}px" if args.image_size else "")
-                + (f"-{args.loss}" if args.loss != "bce" else "") + (f"-mixup{args.mixup:g}" if args.mixup else ""))
-        train_and_evaluate(args, name, "finetune", build, {"backbone": args.backbone, "freeze": args.freeze},
-                           ImageSpec(size, backbone.mean, backbone.std),
-                           {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,
-                            "freeze": args.freeze, "image_size": size})
-    except (DataError, BackboneError, ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {str(e).strip().splitlines()[-1]}")
+
+def finetune(args: argparse.Namespace) -> None:
+    backbone = build_backbone(args.backbone, args.weights)
+
+    def build(n_genres: int):
+        model = FineTuned(backbone, n_genres, args.freeze)
+        return model, model.parameter_groups(args.body_lr, args.lr)
+    size = args.image_size or backbone.image_size
+    name = (f"finetune-{args.backbone}-freeze-{args.freeze}" + (f"-{size}px" if args.image_size else "")
+            + (f"-{args.loss}" if args.loss != "bce" else "") + (f"-mixup{args.mixup:g}" if args.mixup else ""))
+    train_and_evaluate(args, name, "finetune", build, {"backbone": args.backbone, "freeze": args.freeze},
+                       ImageSpec(size, backbone.mean, backbone.std),
+                       {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,
+                        "freeze": args.freeze, "image_size": size})
 
 
 if __name__ == "__main__":

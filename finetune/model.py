@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from extract.backbones import Backbone
+from posters.data import DataError
 
 
 class FineTuned(nn.Module):
@@ -11,7 +12,7 @@ class FineTuned(nn.Module):
         super().__init__()
         names = [name for name, _ in backbone.stages]
         if freeze != "none" and freeze not in names:
-            raise ValueError(f"{backbone.name} has no stage {freeze!r}; choose none or one of {', '.join(names)}")
+            raise DataError(f"{backbone.name} has no stage {freeze!r}; choose none or one of {', '.join(names)}")
         self.body = backbone.model
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.dim, n_genres))
         frozen_count = 0 if freeze == "none" else names.index(freeze) + 1

@@ -1,12 +1,11 @@
 """python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds] [--cv 5x2]"""
 import argparse
 import re
-import sys
 
+from core import cli
 from extract.features import load_features
 from heads.estimators import HEADS
 from heads.train import run_heads
-from posters.data import DataError
 
 
 def folds_by_repeats(text: str) -> tuple[int, int]:
@@ -18,21 +17,18 @@ def folds_by_repeats(text: str) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m heads", description=__doc__)
+    parser = cli.parser("python -m heads", __doc__)
     parser.add_argument("--features", required=True, help="feature file from `python -m extract`")
-    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
-    parser.add_argument("--models-dir", default="models")
-    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS), help="heads to fit")
+    parser.add_argument("--models-dir", default="models", help="saved heads, for make predict and make serve")
+    parser.add_argument("--results-dir", default="results", help="results and scores files")
     parser.add_argument("--per-genre-thresholds", action="store_true",
                         help="one threshold per genre chosen on validation (default: one global threshold)")
     parser.add_argument("--cv", type=folds_by_repeats, default=None, metavar="FOLDSxREPEATS",
                         help="also score each head by repeated cross-validation over every labelled poster, e.g. 5x2")
     args = parser.parse_args()
-    try:
-        run_heads(load_features(args.features), args.heads, args.models_dir, args.results_dir,
-                  args.per_genre_thresholds, args.cv)
-    except DataError as e:
-        sys.exit(f"error: {e}")
+    cli.run(lambda: run_heads(load_features(args.features), args.heads, args.models_dir, args.results_dir,
+                              args.per_genre_thresholds, args.cv))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,6 @@ Each takes X (posters, dim) and a 0/1 matrix Y (posters, genres); `predict_proba
 """
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -15,11 +13,6 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
-from skmultilearn.adapt import MLkNN, mlknn
-
-
-def _nearest_neighbors(n_neighbors: int = 5, **kwargs) -> NearestNeighbors:
-    return NearestNeighbors(n_neighbors=n_neighbors, **kwargs)
 
 
 class MLkNNHead(ClassifierMixin, BaseEstimator):
@@ -28,7 +21,7 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
     It computes what scikit-multilearn's MLkNN computes (same smoothing `s`) with array operations
     instead of a Python loop over posters and genres. As ML-kNN prescribes, each training poster is
     left out of its own neighbours; `leave_self_out=False` counts it, as scikit-multilearn does by
-    default, and then `reference_mlknn` (scikit-multilearn's own) predicts the same, which a test
+    default, and then scikit-multilearn's own (bench/reference_mlknn.py) predicts the same, which a test
     checks. predict_proba divides by the evidence, which scikit-multilearn's does not.
     """
 
@@ -71,17 +64,6 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
     def predict(self, X: np.ndarray) -> np.ndarray:
         p_true, p_false = self._joint(X)
         return (p_true >= p_false).astype(np.uint8)  # as scikit-multilearn decides
-
-
-def reference_mlknn(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray, k: int, s: float = 1.0) -> np.ndarray:
-    """scikit-multilearn's own MLkNN, with its defaults: fit, then predict X_test (0/1). For checking and timing.
-
-    scikit-multilearn 0.2.0 builds NearestNeighbors(k) positionally, which scikit-learn no longer
-    accepts; the call is fixed on the way in.
-    """
-    with mock.patch.object(mlknn, "NearestNeighbors", _nearest_neighbors):
-        model = MLkNN(k=k, s=s).fit(np.asarray(X_train), np.asarray(Y_train))
-    return model.predict(np.asarray(X_test)).toarray()
 
 
 def logistic_head(C: float = 1.0) -> Pipeline:

@@ -13,8 +13,8 @@ from sklearn.model_selection import ParameterGrid
 from tqdm import tqdm
 
 import modelfiles
-from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets,
-                                prior_scores, top_k_accuracy)
+from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets, prior_scores,
+                                top_k_accuracy)
 from evaluation.results import write_result, write_scores
 from extract.features import Features, fingerprint_differences
 from heads.estimators import HEADS

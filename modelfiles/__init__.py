@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
-from skops.io import dump as skops_dump, get_untrusted_types, load as skops_load
+from skops import io as skops_io
 from torch import nn
 
 from posters.data import DataError
@@ -92,7 +92,7 @@ def load_weights(model: nn.Module, weights: dict, path: Path | str) -> None:
 def save_head(path: Path | str, estimator: object, settings: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
-        skops_dump({"estimator": estimator, "settings": settings}, tmp)
+        skops_io.dump({"estimator": estimator, "settings": settings}, tmp)
 
 
 def read_head(path: Path | str) -> tuple[object, dict]:
@@ -104,11 +104,11 @@ def read_head(path: Path | str) -> tuple[object, dict]:
             unzipped = sum(info.file_size for info in archive.infolist())
         if unzipped > MAX_HEAD_BYTES:
             raise ModelFileError(f"{path}: unzips to {unzipped / 2**30:.1f} GiB, over the 1 GiB a head may hold")
-        untrusted = sorted(set(get_untrusted_types(file=path)) - set(HEAD_TYPES))
+        untrusted = sorted(set(skops_io.get_untrusted_types(file=path)) - set(HEAD_TYPES))
         if untrusted:
             raise ModelFileError(f"{path}: holds types a head never has ({', '.join(untrusted[:3])}); not loaded, "
                                  f"since loading them could run code")
-        saved = skops_load(path, trusted=HEAD_TYPES)
+        saved = skops_io.load(path, trusted=HEAD_TYPES)
         return saved["estimator"], saved["settings"]
     except ModelFileError:
         raise

@@ -1,56 +1,59 @@
-"""python -m posters split DATA --out FILE [--seed N --min-count N]
-   | python -m posters download CSV --out DATA [--concurrency N --rate R ...]
-   | python -m posters sample OUT"""
+"""python -m posters split --data DIR --out FILE [--seed N --min-count N]
+   | python -m posters download --csv FILE --out-dir DIR [--concurrency N --rate R ...]
+   | python -m posters sample --out-dir DIR"""
 import argparse
-import sys
 import time
-from dataclasses import fields
 
-from posters.data import DataError, read_posters
+from core import cli
+from posters.data import read_posters
 from posters.download import DownloadConfig, download, summary
 from posters.sample import write_sample
 from posters.split import make_split
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m posters", description=__doc__)
+    parser = cli.parser("python -m posters", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    split = commands.add_parser("split", help="make the train/val/test split of a data set")
-    split.add_argument("data", help="data set folder (CSV + images)")
-    split.add_argument("--out", required=True)
-    split.add_argument("--seed", type=int, default=0)
+    split = commands.add_parser("split", help="make the train/val/test split of a data set",
+                                formatter_class=parser.formatter_class)
+    split.add_argument("--data", required=True, help="data set folder (CSV + images)")
+    split.add_argument("--out", required=True, help="split file to write (.json)")
+    split.add_argument("--seed", type=int, default=0, help="seeds the stratified split")
     split.add_argument("--min-count", type=int, default=5, help="drop genres with fewer training posters")
-    fetch = commands.add_parser("download", help="download the posters of a CSV's Image URL column")
-    fetch.add_argument("csv", help="a Kaggle anime CSV with anime_id and Image URL")
-    fetch.add_argument("--out", required=True, help="data set folder: the CSV is copied there, posters go to images/")
-    for field in fields(DownloadConfig):
-        fetch.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
-    sample = commands.add_parser("sample", help="generate the synthetic sample data set")
-    sample.add_argument("out")
-    sample.add_argument("--posters", type=int, default=360)
-    sample.add_argument("--seed", type=int, default=0)
+    fetch = commands.add_parser("download", help="download the posters of a CSV's Image URL column",
+                                formatter_class=parser.formatter_class)
+    fetch.add_argument("--csv", required=True, help="a Kaggle anime CSV with anime_id and Image URL")
+    fetch.add_argument("--out-dir", required=True, help="data set folder: the CSV is copied there, posters go to "
+                       "images/")
+    cli.add_settings(fetch, DownloadConfig())
+    sample = commands.add_parser("sample", help="generate the synthetic sample data set",
+                                 formatter_class=parser.formatter_class)
+    sample.add_argument("--out-dir", required=True, help="data set folder to write")
+    sample.add_argument("--posters", type=int, default=360, help="how many synthetic posters")
+    sample.add_argument("--seed", type=int, default=0, help="seeds the drawing")
     args = parser.parse_args()
-    try:
-        if args.command == "split":
-            posters = read_posters(args.data)
-            result = make_split(posters, seed=args.seed, min_count=args.min_count)
-            result.save(args.out)
-            sizes = ", ".join(f"{part} {len(ids)}" for part, ids in result.parts.items())
-            print(f"{args.out}: {sizes}; {len(result.genres)} genres; "
-                  f"dropped {result.dropped_genres or 'none'}; left out {result.left_out or 'none'}")
-        elif args.command == "download":
-            start = time.perf_counter()
-            cfg = DownloadConfig(**{f.name: getattr(args, f.name) for f in fields(DownloadConfig)})
-            outcomes = download(args.csv, args.out, cfg)
-            print(f"{summary(outcomes, time.perf_counter() - start)}; failures listed in "
-                  f"{args.out}/download-failures.csv")
-        else:
-            write_sample(args.out, n_posters=args.posters, seed=args.seed)
-            print(f"{args.out}: {args.posters} synthetic posters")
-    except DataError as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted: files written so far are whole and kept; run the same command to resume")
+    cli.run(lambda: {"split": split_command, "download": download_command, "sample": sample_command}[args.command](
+        args), interrupted="interrupted: files written so far are whole and kept; run the same command to resume")
+
+
+def split_command(args: argparse.Namespace) -> None:
+    result = make_split(read_posters(args.data), seed=args.seed, min_count=args.min_count)
+    result.save(args.out)
+    sizes = ", ".join(f"{part} {len(ids)}" for part, ids in result.parts.items())
+    print(f"{args.out}: {sizes}; {len(result.genres)} genres; "
+          f"dropped {result.dropped_genres or 'none'}; left out {result.left_out or 'none'}")
+
+
+def download_command(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    outcomes = download(args.csv, args.out_dir, cli.settings_from(args, DownloadConfig))
+    print(f"{summary(outcomes, time.perf_counter() - start)}; failures listed in "
+          f"{args.out_dir}/download-failures.csv")
+
+
+def sample_command(args: argparse.Namespace) -> None:
+    write_sample(args.out_dir, n_posters=args.posters, seed=args.seed)
+    print(f"{args.out_dir}: {args.posters} synthetic posters")
 
 
 if __name__ == "__main__":

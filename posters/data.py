@@ -14,11 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import DataError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
-
-
-class DataError(Exception):
-    """Input that cannot be read; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -45,13 +45,15 @@ EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
 
 @dataclass
 class DownloadConfig:
-    concurrency: int = 4  # requests in flight at once
-    rate: float = 4.0  # requests per second to any one host
-    timeout: float = 20.0  # seconds to connect, and between bytes of the answer
-    deadline: float = 120.0  # seconds for one poster, retries and waits included
-    max_mb: float = 20.0  # largest body accepted, in MB after decompression
-    retries: int = 4  # further attempts after a connection error, a 429 or a 5xx
-    backoff: float = 1.0  # the n-th retry waits backoff * 2**(n-1) s, or what Retry-After says
+    """The downloader's settings; each is a flag of `python -m posters download` (core.cli.add_settings)."""
+    concurrency: int = field(default=4, metadata={"help": "requests in flight at once"})
+    rate: float = field(default=4.0, metadata={"help": "requests per second to any one host"})
+    timeout: float = field(default=20.0, metadata={"help": "seconds to connect, and between bytes of the answer"})
+    deadline: float = field(default=120.0, metadata={"help": "seconds for one poster, retries and waits included"})
+    max_mb: float = field(default=20.0, metadata={"help": "largest body accepted, in MB after decompression"})
+    retries: int = field(default=4, metadata={"help": "further attempts after a connection error, a 429 or a 5xx"})
+    backoff: float = field(default=1.0, metadata={"help": "the n-th retry waits BACKOFF * 2**(n-1) s, or what "
+                                                          "Retry-After says"})
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core import cli
+from core.device import PRECISIONS
 from evaluation.metrics import predict_sets, score_with_intervals
-from extract.backbones import BackboneError
 from posters.data import DataError, read_posters
 from posters.files import atomic_write, write_text_atomic
-from posters.split import Split, label_matrix, split_posters
-from predict.models import Predictor, load_model, predict_files
+from posters.split import PARTS, Split, label_matrix, split_posters
+from predict.models import Predictor, default_model, load_model, predict_files
 
 
 def image_files(path: Path) -> list[Path]:
@@ -35,36 +36,43 @@ def image_files(path: Path) -> list[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True,
-                        help="a saved model: models/*.skops (a head) or models/*.safetensors (a network)")
+    parser = cli.parser("python -m predict", __doc__)
+    parser.add_argument("--model", help="a saved model: models/*.skops (a head) or models/*.safetensors (a network); "
+                        "default: the best by validation mAP of --dataset")
+    parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
+    parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
+    parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="an image, or a folder of images")
     source.add_argument("--data", help="a data set folder (CSV + images): predictions are also scored")
     parser.add_argument("--split", help="with --data: only the posters of one part of this split")
-    parser.add_argument("--part", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--part", default="test", choices=PARTS, help="with --split: the part to predict")
     parser.add_argument("--out", required=True, help="CSV to write; the JSON goes beside it")
-    parser.add_argument("--weights", default=None, help="local state_dict of a head's backbone (resnet50 offline)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--weights", default=None, help="local weights of a head's backbone (resnet50 offline)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
     parser.add_argument("--workers", type=int, default=1, help="image decoding processes")
     args = parser.parse_args()
-    try:
-        predictor = load_model(args.model, args.weights, args.precision)
-        genre_sets = None
-        if args.images:
-            paths = image_files(Path(args.images))
-        else:
-            poster_set = read_posters(args.data)
-            posters = (split_posters(poster_set, Split.load(args.split))[args.part] if args.split
-                       else poster_set.posters)
-            paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]
-        probabilities, errors = predict_files(predictor, paths, args.workers)
-        if len(errors) == len(paths):
-            raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
-        write_predictions(Path(args.out), predictor, paths, probabilities, errors, genre_sets)
-    except (DataError, BackboneError) as e:
-        sys.exit(f"error: {str(e).strip().splitlines()[-1]}")
+    cli.run(lambda: predict(args))
+
+
+def predict(args: argparse.Namespace) -> None:
+    if not args.model and not args.dataset:
+        raise DataError("give --model, or --dataset to use that data set's best saved model")
+    model = args.model or default_model(args.dataset, args.models_dir, args.results_dir)
+    if not args.model:
+        print(f"model: {model} (the best saved model of {args.dataset} by validation mAP)")
+    predictor = load_model(model, args.weights, args.precision)
+    genre_sets = None
+    if args.images:
+        paths = image_files(Path(args.images))
+    else:
+        poster_set = read_posters(args.data)
+        posters = split_posters(poster_set, Split.load(args.split))[args.part] if args.split else poster_set.posters
+        paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]
+    probabilities, errors = predict_files(predictor, paths, args.workers)
+    if len(errors) == len(paths):
+        raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
+    write_predictions(Path(args.out), predictor, paths, probabilities, errors, genre_sets)
 
 
 def write_predictions(out: Path, predictor: Predictor, paths: list[Path], probabilities: np.ndarray,

@@ -20,10 +20,12 @@ from torch import nn
 from tqdm import tqdm
 
 from cnn.model import PosterNet
+from core.device import autocast_dtype, choose_device
 from extract.backbones import BACKBONES, build_backbone
-from extract.features import autocast_dtype, choose_device, embed, embedding_fingerprint, fingerprint_differences
+from extract.features import embed, embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
-from modelfiles import HEAD_SUFFIX, ModelFileError, load_weights, read_head, read_network
+from evaluation.results import read_results
+from modelfiles import HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, load_weights, read_head, read_network
 from posters.images import ImageSpec, SkippingImages, eval_transform
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
@@ -87,6 +89,20 @@ def _check_settings(path: Path, settings: dict) -> None:
         widths = build.get("widths")
         require(settings["kind"] in NETWORKS and isinstance(widths, list) and 0 < len(widths) <= MAX_BLOCKS
                 and all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths), "network kind or widths")
+
+
+def default_model(dataset: str, models_dir: Path | str = "models", results_dir: Path | str = "results") -> Path:
+    """The saved model of `dataset` with the best validation mAP; the error lists the saved models there are."""
+    models_dir = Path(models_dir)
+    ranked = sorted((r for r in read_results(results_dir).get(dataset, []) if r["kind"] in ("head", "finetune", "cnn")),
+                    key=lambda r: -r["val"]["overall"]["mAP_macro"])
+    for result in ranked:
+        for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX):
+            if (path := models_dir / f"{dataset}-{result['model']}{suffix}").is_file():
+                return path
+    saved = sorted(p.name for p in models_dir.glob("*") if p.suffix in (HEAD_SUFFIX, NETWORK_SUFFIX))
+    raise ModelFileError(f"no saved model of {dataset} in {models_dir}/ (make heads, finetune or cnn save them); "
+                         + (f"pass one of: {', '.join(saved[:8])}" if saved else "none is saved yet"))
 
 
 def load_model(path: Path | str, weights: str | None = None, precision: str = "auto") -> Predictor:

@@ -24,12 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from core import cli
 from evaluation.metrics import predict_sets
 from explain.gradcam import grad_cam, overlay
-from extract.backbones import BackboneError
 from posters.data import DataError
 from posters.decode import load_image
-from predict.models import Predictor, load_model
+from predict.models import Predictor, default_model, load_model
 
 PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread
@@ -149,25 +149,28 @@ def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__)
-    parser.add_argument("--model", required=True,
-                        help="a saved model: models/*.safetensors (a network, with heatmaps) or *.skops (a head)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser = cli.parser("python -m serve", __doc__)
+    parser.add_argument("--model", help="a saved model: models/*.safetensors (a network, with heatmaps) or *.skops "
+                        "(a head); default: the best by validation mAP of --dataset")
+    parser.add_argument("--dataset", help="without --model: serve this data set's best saved model")
+    parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
+    parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
+    parser.add_argument("--port", type=int, default=8000, help="local port (0: any free one)")
     parser.add_argument("--max-mb", type=float, default=10.0, help="largest upload accepted")
-    parser.add_argument("--weights", default=None, help="local state_dict of a head's backbone (resnet50 offline)")
+    parser.add_argument("--weights", default=None, help="local weights of a head's backbone (resnet50 offline)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a client may stay silent")
     parser.add_argument("--max-clients", type=int, default=8, help="connections served at once; more get a 503")
     args = parser.parse_args()
-    try:
-        predictor = load_model(args.model, args.weights)
-    except (DataError, BackboneError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(lambda: serve(args), interrupted="stopped")
+
+
+def serve(args: argparse.Namespace) -> None:
+    if not args.model and not args.dataset:
+        raise DataError("give --model, or --dataset to serve that data set's best saved model")
+    predictor = load_model(args.model or default_model(args.dataset, args.models_dir, args.results_dir), args.weights)
     server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients)
     print(f"serving {predictor.name} on http://127.0.0.1:{server.server_address[1]}/", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def sample_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample_split(sample_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("split") / "sample-split.json"
-    run_module("posters", "split", str(sample_dir), "--out", str(path), "--min-count", "3")
+    run_module("posters", "split", "--data", str(sample_dir), "--out", str(path), "--min-count", "3")
     return path
 
 

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from evaluation.bench import Steps, write_bench_report
+from bench.comparison import Steps, write_bench_report
 from evaluation.ensemble import ensemble
 from evaluation.metrics import evaluate
 from evaluation.results import write_result, write_scores

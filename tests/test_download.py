@@ -9,8 +9,8 @@ import time
 import pytest
 from PIL import Image
 
+from bench.local_server import PosterServer
 from posters.download import DownloadConfig, download, summary
-from posters.local_server import PosterServer
 from tests.conftest import ROOT, run_module
 
 FAST = DownloadConfig(concurrency=4, rate=1000, timeout=0.5, retries=2, backoff=0.05)
@@ -100,12 +100,14 @@ def test_rate_limit_spaces_requests_to_one_host(server, tmp_path):
 def test_command_line_summary_and_bad_csv(server, tmp_path):
     csv_path = tmp_path / "anime.csv"
     write_csv(csv_path, [("1", f"{server.url}/ok/1"), ("6", f"{server.url}/missing/6")])
-    result = run_module("posters", "download", str(csv_path), "--out", str(tmp_path / "data"), "--rate", "100")
+    result = run_module("posters", "download", "--csv", str(csv_path), "--out-dir", str(tmp_path / "data"),
+                        "--rate", "100")
     assert result.stdout.startswith("1 downloaded, 0 already there, 1 failed (HTTP 404 1); ")
     assert result.stdout.strip().endswith(f"failures listed in {tmp_path / 'data'}/download-failures.csv")
 
     (tmp_path / "covers.csv").write_text("id,title,genres\n1,A,Action\n")
-    result = run_module("posters", "download", str(tmp_path / "covers.csv"), "--out", str(tmp_path / "x"), check=False)
+    result = run_module("posters", "download", "--csv", str(tmp_path / "covers.csv"), "--out-dir", str(tmp_path / "x"),
+                        check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {tmp_path / 'covers.csv'}: needs the columns anime_id and Image URL " \
                                     "(has id, title, genres)"
@@ -117,7 +119,8 @@ def test_interrupted_download_leaves_whole_files_and_resumes(server, tmp_path):
     csv_path = tmp_path / "anime.csv"
     write_csv(csv_path, [(str(i), f"{server.url}/ok/{i}") for i in range(100, 120)])
     out = tmp_path / "data"
-    command = [sys.executable, "-m", "posters", "download", str(csv_path), "--out", str(out), "--rate", "5"]
+    command = [sys.executable, "-m", "posters", "download", "--csv", str(csv_path), "--out-dir", str(out), "--rate",
+               "5"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while len(list((out / "images").glob("*.jpg"))) < 3 and process.poll() is None:
         time.sleep(0.05)
@@ -128,7 +131,7 @@ def test_interrupted_download_leaves_whole_files_and_resumes(server, tmp_path):
     assert 3 <= len(kept) < 20
     assert all(path.read_bytes() == server.posters[path.stem] for path in kept)  # whole, no temporary files
 
-    result = run_module("posters", "download", str(csv_path), "--out", str(out), "--rate", "100")
+    result = run_module("posters", "download", "--csv", str(csv_path), "--out-dir", str(out), "--rate", "100")
     assert result.stdout.startswith(f"{20 - len(kept)} downloaded, {len(kept)} already there, 0 failed")
 
 
@@ -186,9 +189,9 @@ def test_ctrl_c_cuts_requests_in_flight_and_lists_failures(tmp_path):
         csv_path = tmp_path / "anime.csv"
         write_csv(csv_path, [(str(i), f"{server.url}/trickle/{i}") for i in range(1, 9)])
         out = tmp_path / "data"
-        process = subprocess.Popen([sys.executable, "-m", "posters", "download", str(csv_path), "--out", str(out),
-                                    "--rate", "100", "--deadline", "600"], cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen([sys.executable, "-m", "posters", "download", "--csv", str(csv_path),
+                                    "--out-dir", str(out), "--rate", "100", "--deadline", "600"], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while len(server.requests) < 4 and time.monotonic() < deadline:  # four trickling answers in flight
             time.sleep(0.05)

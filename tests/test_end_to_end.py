@@ -20,7 +20,7 @@ def test_split_features_heads_report(data_root, tmp_path):
 
     split, features = tmp_path / "anime-slice-split.json", tmp_path / "anime-slice-efficientnet_lite0.h5"
     results, models, reports = tmp_path / "results", tmp_path / "models", tmp_path / "reports"
-    run_module("posters", "split", str(data), "--out", str(split))
+    run_module("posters", "split", "--data", str(data), "--out", str(split))
     run_module("extract", "--data", str(data), "--split", str(split), "--backbone", "efficientnet_lite0",
                "--out", str(features), "--tta")
     run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results))

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from bench.reference_mlknn import reference_mlknn
 from extract.features import Features
-from heads.estimators import HEADS, MLkNNHead, reference_mlknn
+from heads.estimators import HEADS, MLkNNHead
 from heads.train import cross_validate, load_head, save_head, tune
 from posters.data import DataError
 

@@ -22,12 +22,14 @@ def test_a_data_path_with_spaces(sample_dir, tmp_path):
 
     for target, module in [("features", "extract"), ("finetune", "finetune"), ("predict", "predict"),
                            ("explain", "explain")]:
-        dry = make("-n", target, f"DATA={data}", f"SPLIT={split}", "BACKBONE=efficientnet_lite0")
+        dry = make("-n", target, f"DATA={data}", f"SPLIT={split}", "BACKBONE=efficientnet_lite0",
+                   *(["MODEL=models/my net.safetensors"] if target == "explain" else []))
         command = next(line for line in dry.stdout.replace("\\\n", " ").splitlines() if f"-m {module}" in line)
         words = shlex.split(command[command.index(f"-m {module}"):].split("||")[0])
         assert words[words.index("--data") + 1] == str(data), command
-        if target in ("predict", "explain"):
-            assert words[words.index("--model") + 1] == \
-                "models/anime_covers-finetune-efficientnet_lite0-freeze-stage4.safetensors"
+        if target == "predict":  # no MODEL: the data set's best saved model
+            assert words[words.index("--dataset") + 1] == "anime_covers"
+        if target == "explain":
+            assert words[words.index("--model") + 1] == "models/my net.safetensors"
     assert "features/anime_covers-efficientnet_lite0.h5" in make("-n", "features", f"DATA={data}",
                                                                 "BACKBONE=efficientnet_lite0").stdout

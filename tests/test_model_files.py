@@ -72,7 +72,8 @@ def test_resume_refuses_a_pickled_checkpoint(sample_dir, sample_split, tmp_path)
     torch.save({"model": {}, "state": RunsACommand(marker)}, run / "last.pt")
     result = run_module("cnn", "--data", str(sample_dir), "--split", str(sample_split), "--runs-dir",
                         str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--models-dir",
-                        str(tmp_path / "models"), "--widths", "4,8,8,8", "--workers", "0", "--epochs", "1", "--resume", check=False)
+                        str(tmp_path / "models"), "--widths", "4,8,8,8", "--workers", "0", "--epochs", "1", "--resume",
+                        check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: {run / 'last.pt'}: not a checkpoint this version can read safely")

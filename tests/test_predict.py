@@ -69,3 +69,18 @@ def test_an_empty_folder_says_so(trained, tmp_path):
                         str(tmp_path / "p.csv"), check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {tmp_path / 'empty'}: the folder holds no files to predict"
+
+
+def test_without_a_model_the_best_saved_one_is_used(trained, sample_dir, tmp_path):
+    dataset = next((trained / "results").iterdir()).name
+    folders = ["--models-dir", str(trained / "models"), "--results-dir", str(trained / "results")]
+    result = run_module("predict", "--dataset", dataset, *folders, "--images", str(sample_dir / "images"),
+                        "--out", str(tmp_path / "p.csv"))
+    assert result.stdout.startswith(f"model: {trained / 'models' / dataset}-cnn-posternet-4-8-8-8.safetensors (the "
+                                    f"best saved model of {dataset} by validation mAP)")
+    assert (tmp_path / "p.csv").exists()
+    result = run_module("predict", "--dataset", "elsewhere", *folders, "--images", str(sample_dir / "images"),
+                        "--out", str(tmp_path / "q.csv"), check=False)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"error: no saved model of elsewhere in {trained / 'models'}/ (make heads, finetune or cnn save them); "
+        f"pass one of: {dataset}-cnn-posternet-4-8-8-8.safetensors")

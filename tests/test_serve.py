@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
+from bench.page import CHROMIUM, page_latencies, start_server
 from posters.decode import load_image
 from predict.models import load_model
 from serve.__main__ import answer
-from serve.bench import CHROMIUM, page_latencies, start_server
 from tests.conftest import ROOT
 
 
@@ -60,7 +60,8 @@ def resident_mb(pid: int) -> float:
 
 def good_request_seconds(url: str, poster: bytes) -> float:
     start = time.perf_counter()
-    request = urllib.request.Request(url + "predict", data=poster, method="POST", headers={"Content-Type": "image/jpeg"})
+    request = urllib.request.Request(url + "predict", data=poster, method="POST",
+                                     headers={"Content-Type": "image/jpeg"})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200 and json.loads(response.read())["predicted"]
     return time.perf_counter() - start

@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,33 +23,38 @@ from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
+from core.device import PRECISIONS, autocast_dtype, choose_device
 from evaluation.metrics import macro_map
-from extract.features import autocast_dtype, choose_device
 from modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
 from posters.files import atomic_write
-from posters.images import ImageSpec, PosterImages, eval_transform, train_transform
+from posters.images import AUGMENTATIONS, ImageSpec, PosterImages, eval_transform, train_transform
 
-
+SCHEDULES, LOSSES = ("cosine", "onecycle"), ("bce", "asl")
 LAST, BEST = "last.pt", "best.safetensors"  # in the run folder: the checkpoint to resume from, the best weights
+
+
+def _setting(default, help: str, choices: tuple[str, ...] | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 1e-3  # the new head, or the whole model when trained from scratch
-    body_lr: float = 1e-4  # pretrained parameters
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    schedule: str = "cosine"  # cosine | onecycle
-    loss: str = "bce"  # bce | asl
-    pos_weight: bool = False  # weigh each genre's positives by its negatives/positives (capped at 10)
-    augment: str = "light"  # none | light | strong
-    mixup: float = 0.0  # alpha of the Beta(alpha, alpha) mixing weight; 0 leaves batches unmixed
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    patience: int = 3  # epochs without a better validation mAP before stopping
-    seed: int = 0
-    workers: int | None = None
+    """Every training setting; each is a flag of `python -m finetune` and `python -m cnn` (core.cli.add_settings)."""
+    epochs: int = _setting(8, "at most this many epochs (early stopping on validation mAP)")
+    batch_size: int = _setting(32, "posters per step, across all processes")
+    lr: float = _setting(1e-3, "learning rate of the new head, or of the whole model when trained from scratch")
+    body_lr: float = _setting(1e-4, "learning rate of the pretrained parameters")
+    weight_decay: float = _setting(0.05, "AdamW weight decay (none on norms and biases)")
+    warmup_epochs: float = _setting(1.0, "epochs of linear learning-rate warm-up")
+    schedule: str = _setting("cosine", "learning-rate schedule after the warm-up", SCHEDULES)
+    loss: str = _setting("bce", "bce: binary cross-entropy; asl: asymmetric loss (Ridnik et al. 2021)", LOSSES)
+    pos_weight: bool = _setting(False, "weigh each genre's positives by its negatives/positives (capped at 10)")
+    augment: str = _setting("light", "augmentation preset", AUGMENTATIONS)
+    mixup: float = _setting(0.0, "alpha of mixup's Beta(alpha, alpha) weight; 0: no mixup")
+    precision: str = _setting("auto", "auto: fp16 on CUDA, bf16 on CPUs that have it, else fp32", PRECISIONS)
+    patience: int = _setting(3, "epochs without a better validation mAP before stopping")
+    seed: int = _setting(0, "seeds the initial weights, the order of posters and the augmentation")
+    workers: int | None = _setting(None, "image decoding processes (default: half the cores, at most 4)")
 
 
 def mixup(images: torch.Tensor, labels: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:

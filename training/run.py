@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.cli import add_settings, settings_from
+from core.device import autocast_dtype, choose_device
 from evaluation.metrics import evaluate
 from evaluation.results import write_result, write_scores
-from extract.features import autocast_dtype, choose_device
-from posters.data import read_posters
 from modelfiles import NETWORK_SUFFIX, load_weights, read_network, save_network
+from posters.data import read_posters
 from posters.images import ImageSpec, eval_transform
 from posters.split import Split, label_matrix, split_posters
 from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict, setup_distributed
@@ -25,22 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     parser.add_argument("--data", required=True, help="data set folder (CSV + images)")
     parser.add_argument("--split", required=True, help="split file from `python -m posters split`")
     parser.add_argument("--runs-dir", default="runs", help="checkpoints and logs go to RUNS_DIR/<dataset>/<model>")
-    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--results-dir", default="results", help="results and scores files")
     parser.add_argument("--models-dir", default="models", help="the best model, for make predict and make serve")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--test-only", action="store_true", help="score the run's best checkpoint, no training")
-    for field in fields(TrainConfig):
-        default = getattr(defaults, field.name)
-        kind = type(default) if default is not None else int
-        if kind is bool:
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"),
-                                default=default)
-        else:
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default)
-
-
-def config_from(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    add_settings(parser, defaults)
 
 
 def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, list[str]]]:
@@ -58,7 +48,7 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
 
     The best epoch is saved with `build_settings` (what predict.models.NETWORKS[kind] rebuilds it from).
     """
-    cfg = config_from(args)
+    cfg = settings_from(args, TrainConfig)
     name += f"-seed{cfg.seed}" if cfg.seed else ""  # seed 0 keeps the plain name
     split, parts, ids = _parts(args)
     run_dir = Path(args.runs_dir) / split.dataset / name

@@ -1,4 +1,4 @@
-"""python -m training.bench: training speed, in posters/second, through the real training loop.
+"""python -m bench.training: training speed, in posters/second, through the real training loop.
 
 One epoch on a slice of real posters for each model: the backbone fine-tuned with every stage
 trainable, with only its last stage (and the new head) trainable, and PosterNet from scratch.
@@ -23,7 +23,7 @@ from training.loop import Part, TrainConfig, fit
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__)
     parser.add_argument("--data", required=True, help="a real data set folder")
     parser.add_argument("--posters", type=int, default=256)
     parser.add_argument("--backbone", default="efficientnet_lite0")

@@ -1,4 +1,4 @@
-"""python -m posters.bench: the poster downloader against a local server.
+"""python -m bench.downloads: the poster downloader against a local server.
 
 Times 2,000 small real posters served from 127.0.0.1, then a run where a tenth of the URLs fail
 in every way the server knows (404, 500 once, 429 once, too slow, cut off, HTML), and counts the
@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.local_server import PosterServer
 from posters.data import read_posters
 from posters.download import DownloadConfig, download, summary
-from posters.local_server import PosterServer
 
 FAULTS = ("missing", "flaky", "busy", "slow", "cut", "cut-once", "html")
 
@@ -35,7 +35,7 @@ def wrong_files(images: Path, server: PosterServer) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m posters.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.downloads", description=__doc__)
     parser.add_argument("--data", required=True, help="a data set folder whose posters are served")
     parser.add_argument("--posters", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)

@@ -1,4 +1,4 @@
-"""python -m extract.bench: extraction speed, whole path against the model alone.
+"""python -m bench.extraction: extraction speed, whole path against the model alone.
 
 For each backbone it times `extract` (decode, resize, forward, save) on real posters and the bare
 forward pass on random tensors of the same batch size and precision, so the data-loading overhead
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
+from core.device import autocast_dtype, choose_device
 from extract.backbones import build_backbone
-from extract.features import autocast_dtype, choose_device, extract
+from extract.features import extract
 from posters.data import PosterSet, read_posters
 from posters.split import make_split
 
@@ -52,7 +53,7 @@ def whole_path(posters: PosterSet, name: str, batch_size: int, precision: str) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m extract.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.extraction", description=__doc__)
     parser.add_argument("--data", required=True, help="a real data set folder")
     parser.add_argument("--posters", type=int, default=400)
     parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "resnet50"])

@@ -1,4 +1,4 @@
-"""python -m serve.bench --model FILE --image P: latency of one prediction through the page, in Chromium.
+"""python -m bench.page --model FILE --image P: latency of one prediction through the page, in Chromium.
 
 Starts `python -m serve`, uploads the poster again and again in headless Chromium (Debian's
 package, driven by Playwright) and reads the page's own timing: upload, prediction, heatmap, drawing.
@@ -45,13 +45,13 @@ def page_latencies(page, poster: Path | str, times: int) -> list[int]:
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    parser = argparse.ArgumentParser(prog="python -m serve.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.page", description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--image", required=True)
     parser.add_argument("--times", type=int, default=11)
     args = parser.parse_args()
     if not CHROMIUM:
-        sys.exit("serve.bench: no chromium found (apt install chromium); skipped")
+        sys.exit("bench.page: no chromium found (apt install chromium); skipped")
     process, url = start_server(args.model)
     try:
         with sync_playwright() as p:

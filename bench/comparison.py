@@ -1,4 +1,4 @@
-"""python -m evaluation.bench: every model on every real data set, then reports/bench.md.
+"""python -m bench.comparison: every model on every real data set, then reports/bench.md.
 
 For each data set, on its own saved split: the baselines, the three heads on frozen features,
 fine-tuning and PosterNet, each through the same command a user runs, into a work folder of its
@@ -15,11 +15,18 @@ import sys
 import time
 from pathlib import Path
 
+from sklearn.preprocessing import normalize
+
+from bench.extraction import model_only, whole_path
+from bench.reference_mlknn import reference_mlknn
 from evaluation.compare import compare, headline, interval
 from evaluation.ensemble import describe
 from evaluation.metrics import cross_validated_f1, evaluate
 from evaluation.report import cross_validation_table, seeds_table
 from evaluation.results import read_results, read_scores
+from extract.features import load_features
+from heads.estimators import MLkNNHead
+from posters.data import PosterSet, read_posters
 from posters.files import write_text_atomic
 
 DATASETS = ("anime-posters", "anilist-covers", "movie-posters")
@@ -67,7 +74,7 @@ def run_dataset(steps: Steps, data: Path, work: Path) -> None:
     results = work / "results" / name
     dirs = ["--runs-dir", str(work / "runs"), "--results-dir", str(work / "results"),
             "--models-dir", str(work / "models")]
-    steps.run(f"{name} split", split, "posters", "split", str(data), "--out", str(split))
+    steps.run(f"{name} split", split, "posters", "split", "--data", str(data), "--out", str(split))
     steps.run(f"{name} features", features, "extract", "--data", str(data), "--split", str(split),
               "--backbone", BACKBONE, "--out", str(features))
     heads = ["--features", str(features), "--models-dir", str(work / "models"), "--results-dir", str(work / "results")]
@@ -90,10 +97,6 @@ def run_dataset(steps: Steps, data: Path, work: Path) -> None:
 
 def mlknn_speed(features_path: Path, k: int = 20) -> dict:
     """Fit + predict seconds of MLkNNHead and of scikit-multilearn's MLkNN on the same features."""
-    from extract.features import load_features
-    from heads.estimators import MLkNNHead, reference_mlknn
-    from sklearn.preprocessing import normalize
-
     features = load_features(features_path)
     (X_train, Y_train), (X_test, _) = features.part("train"), features.part("test")
     X_train, X_test = normalize(X_train), normalize(X_test)
@@ -108,9 +111,7 @@ def mlknn_speed(features_path: Path, k: int = 20) -> dict:
 
 
 def extraction_speed(data: Path, posters: int = 400) -> dict:
-    from extract.bench import model_only, whole_path
-    from posters.data import PosterSet, read_posters
-
+    """Posters/s of the whole extraction path against the model alone, on the first `posters` of `data`."""
     full = read_posters(data)
     subset = PosterSet(full.name, full.root, full.posters[:posters])
     return {"posters": posters, "batch_size": 8, "whole_path": whole_path(subset, BACKBONE, 8, "auto"),
@@ -236,7 +237,7 @@ def write_bench_report(work: Path, out: Path, steps: Steps, speed: dict, mlknn: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.comparison", description=__doc__)
     parser.add_argument("--data-root", default="../shared/data", help="holds the three data set folders")
     parser.add_argument("--work", default="runs/bench", help="features, models, results and checkpoints of the bench")
     parser.add_argument("--out", default="reports/bench.md")

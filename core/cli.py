@@ -1,0 +1,56 @@
+"""What every command line shares: one way to end on bad input, and flags made from a settings dataclass.
+
+Settings are plain dataclasses (TrainConfig, DownloadConfig). A field's metadata may give `choices`
+and `help`; `add_settings` turns each field into a flag whose values argparse checks before the
+command loads anything, so a typo stops it at once with the allowed values.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Callable
+
+from core.errors import DataError
+
+
+def run(main: Callable[[], None], interrupted: str = "interrupted") -> None:
+    """Run a command: bad input ends it with one line (`error: ...`), Ctrl-C with `interrupted`; exit status 1."""
+    try:
+        main()
+    except DataError as e:
+        # An error raised in a DataLoader worker carries the worker's traceback; the cause is its last line.
+        sys.exit(f"error: {str(e).strip().splitlines()[-1]}")
+    except KeyboardInterrupt:
+        sys.exit(interrupted)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows each flag's default, and the command's docstring as it is laid out."""
+
+
+def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+
+
+def boolean(text: str) -> bool:
+    """A strict yes/no flag value: `maybe` is an error, not False."""
+    value = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+    if text.lower() not in value:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a yes/no value (use true or false)")
+    return value[text.lower()]
+
+
+def add_settings(parser: argparse.ArgumentParser, defaults: object) -> None:
+    """A --flag per field of the settings dataclass instance `defaults`, with its type, choices and help."""
+    for field in fields(defaults):
+        default = getattr(defaults, field.name)
+        kind = type(default) if default is not None else int  # an optional count (None: decided at run time)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", default=default,
+                            type=boolean if kind is bool else kind, choices=field.metadata.get("choices"),
+                            help=field.metadata.get("help", " "))  # " ": ArgumentDefaultsHelpFormatter shows defaults
+
+
+def settings_from(args: argparse.Namespace, kind: type) -> object:
+    """The settings dataclass `kind` filled from the flags `add_settings` made."""
+    return kind(**{f.name: getattr(args, f.name) for f in fields(kind)})
