@@ -127,11 +127,15 @@ serve: | install
 report: | install
 	$(PYTHON) -m evaluation.report --genre-table $(GENRE_TABLE)
 
-test: install
+.venv/dev-installed: requirements-dev.txt .venv/installed
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+test: install .venv/dev-installed
 	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m pytest -q tests
 
 # The whole comparison on the three real data sets (reports/bench.md), then the speed figures.
-bench: install
+bench: install .venv/dev-installed
 	$(PYTHON) -m bench.comparison --data-root $(SHARED_DATA)
 	$(PYTHON) -m bench.downloads --data $(SHARED_DATA)/anime-posters
 	if [ -f $(SERVE_MODEL) ]; then $(PYTHON) -m bench.page --model $(SERVE_MODEL) \

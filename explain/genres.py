@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import rgb_to_hsv  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from core.progress import progress  # noqa: E402
 
 from explain.gradcam import grad_cam, overlay  # noqa: E402
 from extract.features import Features  # noqa: E402
@@ -32,7 +32,7 @@ HUE_EDGES = [0, 20, 45, 70, 160, 200, 255, 290, 335, 361]
 def colour_statistics(posters: list[Poster]) -> np.ndarray:
     """(posters, 4): mean hue as a unit vector (cos, sin), mean saturation and mean brightness, in [0, 1]."""
     rows = []
-    for poster in tqdm(posters, desc="colours", unit="poster"):
+    for poster in progress(posters, desc="colours", unit="poster"):
         hsv = rgb_to_hsv(np.asarray(load_image(poster.image).resize((64, 64)), dtype=np.float32) / 255)
         angle = hsv[..., 0] * 2 * np.pi
         weight = hsv[..., 1]  # grey pixels have no meaningful hue
@@ -121,7 +121,7 @@ def write_genre_section(predictor: Predictor, dataset: str, posters: dict[str, l
              "raised the genre's score most) and the genre's probability. Colours are averaged over all "
              f"{len(everyone)} posters of the data set, each genre against the posters without it. "
              f"Reproduce: `{command}`.", ""]
-    for g, genre in enumerate(tqdm(predictor.genres, desc="heatmaps", unit="genre")):
+    for g, genre in enumerate(progress(predictor.genres, desc="heatmaps", unit="genre")):
         path = figures / f"{g:02d}-{genre.replace(' ', '-').lower()}.png"
         _tiles(predictor, posters["test"], test_labels[:, g], test_scores[:, g], g, path)
         lines += [colour_summary(genre, all_labels[:, g], stats), "",

@@ -26,9 +26,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from core.device import autocast_dtype, choose_device
+from core.progress import progress
 from extract.backbones import Backbone, file_sha256
 from posters.data import DataError, Poster, PosterSet
 from posters.files import atomic_write, write_text_atomic
@@ -219,8 +219,8 @@ def _embed_rows(model: torch.nn.Module, paths: list[Path], transform, backbone: 
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[batches[b] for b in todo], num_workers=workers,
                                          pin_memory=device.type == "cuda")
     start, done_now = time.perf_counter(), 0
-    with tqdm(total=len(paths), initial=len(paths) - sum(len(batches[b]) for b in todo), unit="poster",
-              desc=description) as progress:
+    with progress(total=len(paths), initial=len(paths) - sum(len(batches[b]) for b in todo), unit="poster",
+              desc=description) as bar:
         for b, (images, errors) in zip(todo, loader):
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
             embeddings = embed(model, images, tta, dtype)
@@ -230,10 +230,10 @@ def _embed_rows(model: torch.nn.Module, paths: list[Path], transform, backbone: 
                 write_text_atomic(parts_dir / f"{b:06d}.errors.json", json.dumps(reasons))
             with atomic_write(parts_dir / f"{b:06d}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, embeddings)
-            progress.update(len(errors))
+            bar.update(len(errors))
             done_now += len(errors)
             for error in filter(None, errors):
-                tqdm.write(f"skipped: {error}")
+                bar.write(f"skipped: {error}")
     seconds = time.perf_counter() - start
     fresh = (np.concatenate([np.load(parts_dir / f"{b:06d}.npy") for b in range(len(batches))]) if batches
              else np.zeros((0, backbone.dim), np.float32))

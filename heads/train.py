@@ -10,9 +10,9 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import f1_score
 from sklearn.model_selection import ParameterGrid
-from tqdm import tqdm
 
 import modelfiles
+from core.progress import progress
 from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets, prior_scores,
                                 top_k_accuracy)
 from evaluation.results import write_result, write_scores
@@ -26,7 +26,7 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
          Y_val: np.ndarray) -> tuple[BaseEstimator, dict, list[dict]]:
     """The estimator of `grid` with the best validation macro mAP, its parameters, and every trial."""
     best, best_params, best_map, trials = None, {}, -1.0, []
-    for params in ParameterGrid(grid):
+    for params in progress(ParameterGrid(grid), desc="parameter search", unit="setting", leave=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model = clone(estimator).set_params(**params).fit(X_train, Y_train)
@@ -45,7 +45,7 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
     the threshold (validation micro-F1); the held-out fold is only scored.
     """
     figures = {"mAP_macro": [], "f1_micro": [], "top1_accuracy": []}
-    with tqdm(total=folds * repeats, desc=f"cross-validation {folds}x{repeats}", unit="fold", leave=False) as bar:
+    with progress(total=folds * repeats, desc=f"cross-validation {folds}x{repeats}", unit="fold", leave=False) as bar:
         for repeat in range(repeats):
             for held in stratified_folds(Y, (1 / folds,) * folds, seed + repeat):
                 rest = np.setdiff1d(np.arange(len(Y)), held)

@@ -31,8 +31,8 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 from PIL import Image
-from tqdm import tqdm
 
+from core.progress import progress
 from posters.data import DataError, find_image, is_plain_name, read_rows
 from posters.decode import TooLarge, load_image
 from posters.files import atomic_write
@@ -292,7 +292,7 @@ def download(csv_path: Path | str, out: Path | str, cfg: DownloadConfig = Downlo
         worker.start()
     outcomes, failed = [], 0
     try:
-        with tqdm(total=len(urls), unit="poster", desc="posters") as bar:
+        with progress(total=len(urls), unit="poster", desc="posters") as bar:
             while len(outcomes) < len(urls):
                 outcomes.append(done.get())
                 failed += outcomes[-1].status == "failed"

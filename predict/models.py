@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from torch import nn
-from tqdm import tqdm
 
 from cnn.model import PosterNet
 from core.device import autocast_dtype, choose_device
+from core.progress import progress
+from evaluation.results import read_results
 from extract.backbones import BACKBONES, build_backbone
 from extract.features import embed, embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
-from evaluation.results import read_results
 from modelfiles import HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, load_weights, read_head, read_network
 from posters.images import ImageSpec, SkippingImages, eval_transform
 
@@ -142,12 +142,12 @@ def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> 
     dataset = SkippingImages(paths, predictor.transform, predictor.spec.size)
     loader = torch.utils.data.DataLoader(dataset, batch_size=predictor.batch_size, num_workers=workers)
     scores, errors = [], {}
-    with tqdm(total=len(paths), unit="poster", desc=predictor.name) as progress:
+    with progress(total=len(paths), unit="poster", desc=predictor.name) as bar:
         for start, (images, reasons) in zip(range(0, len(paths), predictor.batch_size), loader):
             ok = [not reason for reason in reasons]
             errors.update({start + i: reason for i, reason in enumerate(reasons) if reason})
             if any(ok):
                 scores.append(predictor.predict_proba(images[ok]))
-            progress.update(len(reasons))
+            bar.update(len(reasons))
     probabilities = np.concatenate(scores) if scores else np.zeros((0, len(predictor.genres)), np.float32)
     return probabilities, errors

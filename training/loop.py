@@ -21,9 +21,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid, save_image
-from tqdm import tqdm
 
 from core.device import PRECISIONS, autocast_dtype, choose_device
+from core.progress import progress
 from evaluation.metrics import macro_map
 from modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
 from posters.files import atomic_write
@@ -274,8 +274,8 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
                                              pin_memory=device.type == "cuda")
         wrapped.train()
         start, seen, loss_sum = time.perf_counter(), 0, 0.0
-        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not env.main)
-        for images, labels in progress:
+        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", quiet=not env.main)
+        for images, labels in bar:
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
             if cfg.mixup > 0:
@@ -290,7 +290,7 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
             scheduler.step()
             seen += len(images)
             loss_sum += loss.item() * len(images)
-            progress.set_postfix(loss=f"{loss_sum / seen:.4f}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         seconds = time.perf_counter() - start
 
         val_scores = predict(model, val, eval_tf, per_rank_batch * 2, device, dtype, env, workers)
