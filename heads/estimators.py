@@ -12,7 +12,9 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neighbors import NearestNeighbors
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.preprocessing import LabelBinarizer, Normalizer, StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 
 class MLkNNHead(ClassifierMixin, BaseEstimator):
@@ -23,6 +25,10 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
     left out of its own neighbours; `leave_self_out=False` counts it, as scikit-multilearn does by
     default, and then scikit-multilearn's own (bench/reference_mlknn.py) predicts the same, which a test
     checks. predict_proba divides by the evidence, which scikit-multilearn's does not.
+
+    Y is a 0/1 matrix (posters, genres), and then `classes_` numbers the genres. A 1-D y of class
+    labels also works, one column per class, so that scikit-learn's estimator checks pass: predict
+    then returns labels and predict_proba one row per poster that sums to 1.
     """
 
     def __init__(self, k: int = 10, s: float = 1.0, leave_self_out: bool = True):
@@ -30,28 +36,50 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
         self.s = s
         self.leave_self_out = leave_self_out
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        return tags
+
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "MLkNNHead":
+        X, Y = validate_data(self, X, Y, multi_output=True)
+        check_classification_targets(Y)
+        self.label_dtype_ = Y.dtype
+        if Y.ndim == 2 and np.isin(Y, (0, 1)).all():  # a genre matrix
+            self.binarizer_, self.classes_ = None, np.arange(Y.shape[1])
+        elif Y.ndim == 1 or Y.shape[1] == 1:  # one column of class labels
+            self.binarizer_ = LabelBinarizer().fit(Y.ravel())
+            self.classes_ = self.binarizer_.classes_
+            Y = self.binarizer_.transform(Y.ravel())
+            Y = np.hstack([1 - Y, Y]) if len(self.classes_) == 2 else Y  # binary: a column per class
+        else:
+            raise ValueError("ML-kNN takes a 0/1 genre matrix or one column of class labels, not several of labels")
         Y = np.asarray(Y, dtype=np.int64)
-        self.knn_ = NearestNeighbors(n_neighbors=self.k).fit(np.asarray(X))
         skip = int(self.leave_self_out)  # a training poster is its own nearest neighbour
-        neighbours = self.knn_.kneighbors(np.asarray(X), self.k + skip, return_distance=False)[:, skip:]
+        self.k_ = min(self.k, len(X) - skip)  # fewer posters than k: every other poster is a neighbour
+        if self.k_ < 1:
+            raise ValueError(f"ML-kNN needs at least {1 + skip} samples to find a neighbour; got {len(X)} sample")
+        self.knn_ = NearestNeighbors(n_neighbors=self.k_).fit(X)
+        neighbours = self.knn_.kneighbors(X, self.k_ + skip, return_distance=False)[:, skip:]
         counts = Y[neighbours].sum(axis=1)  # (posters, genres): how many neighbours have the genre
         n, genres = Y.shape
         self.prior_true_ = (self.s + Y.sum(axis=0)) / (2 * self.s + n)
         # with[g, c]: training posters with genre g whose neighbours hold g c times; without[g, c]: the rest
-        offsets = np.arange(genres) * (self.k + 1)
-        with_genre = np.bincount((offsets + counts)[Y == 1], minlength=genres * (self.k + 1))
-        without = np.bincount((offsets + counts)[Y == 0], minlength=genres * (self.k + 1))
+        offsets = np.arange(genres) * (self.k_ + 1)
+        with_genre = np.bincount((offsets + counts)[Y == 1], minlength=genres * (self.k_ + 1))
+        without = np.bincount((offsets + counts)[Y == 0], minlength=genres * (self.k_ + 1))
         with_genre, without = with_genre.reshape(genres, -1), without.reshape(genres, -1)
-        self.cond_true_ = (self.s + with_genre) / (self.s * (self.k + 1) + with_genre.sum(axis=1, keepdims=True))
-        self.cond_false_ = (self.s + without) / (self.s * (self.k + 1) + without.sum(axis=1, keepdims=True))
+        self.cond_true_ = (self.s + with_genre) / (self.s * (self.k_ + 1) + with_genre.sum(axis=1, keepdims=True))
+        self.cond_false_ = (self.s + without) / (self.s * (self.k_ + 1) + without.sum(axis=1, keepdims=True))
         self.train_labels_ = Y
-        self.n_features_in_ = X.shape[1]
         return self
 
     def _joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P(genre, counts) and P(not genre, counts) for each poster and genre."""
-        neighbours = self.knn_.kneighbors(np.asarray(X), self.k, return_distance=False)
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        neighbours = self.knn_.kneighbors(X, self.k_, return_distance=False)
         counts = self.train_labels_[neighbours].sum(axis=1)
         genres = np.arange(counts.shape[1])
         return (self.prior_true_ * self.cond_true_[genres, counts],
@@ -59,11 +87,14 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         p_true, p_false = self._joint(X)
-        return p_true / (p_true + p_false)
+        posterior = p_true / (p_true + p_false)
+        return posterior if self.binarizer_ is None else posterior / posterior.sum(axis=1, keepdims=True)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         p_true, p_false = self._joint(X)
-        return (p_true >= p_false).astype(np.uint8)  # as scikit-multilearn decides
+        if self.binarizer_ is not None:  # class labels: the likeliest class
+            return self.classes_[np.argmax(p_true / (p_true + p_false), axis=1)]
+        return (p_true >= p_false).astype(self.label_dtype_)  # as scikit-multilearn decides
 
 
 def logistic_head(C: float = 1.0) -> Pipeline:

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.model_selection import cross_val_score
+from sklearn.utils.estimator_checks import check_estimator
 
 from bench.reference_mlknn import reference_mlknn
 from extract.features import Features
@@ -99,3 +101,15 @@ def test_cross_validation_scores_every_fold_with_a_head_fitted_without_it():
     # labels unrelated to the features: a fold scored by a head fitted on it would still look good
     shuffled = Y[np.random.default_rng(0).permutation(len(Y))]
     assert cross_validate(estimator, grid, X, shuffled, folds=4, repeats=1)["mAP_macro"]["mean"] < 0.6
+
+
+def test_mlknn_passes_scikit_learns_estimator_checks():
+    failed = [r["check_name"] for r in check_estimator(MLkNNHead(), on_fail=None) if r["status"] == "failed"]
+    assert failed == []
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_heads_work_with_scikit_learns_model_selection(name):
+    X, Y = clustered(150, seed=5)
+    scores = cross_val_score(clone(HEADS[name][0]), X, Y, cv=3, scoring="average_precision")
+    assert np.isfinite(scores).all() and scores.mean() > 0.8
