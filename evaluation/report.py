@@ -1,55 +1,34 @@
-"""python -m evaluation.report: every model with results, side by side, in reports/report.md."""
+"""python -m evaluation.report: every model with results, side by side, in reports/report.md and report.html."""
 from __future__ import annotations
 
-import argparse
+import base64
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 
-import matplotlib
+import markdown
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from core import cli
+from evaluation import charts
+from evaluation.compare import compare, headline, interval, picked
+from evaluation.ensemble import describe
+from evaluation.metrics import predict_sets
+from evaluation.results import read_results, read_scores
+from posters.data import DataError, read_genre_table, read_posters
+from posters.files import write_text_atomic
+from posters.sample import SYNTHETIC_MARK
+from posters.split import PARTS, Split
 
-from evaluation.compare import compare, headline, interval  # noqa: E402
-from evaluation.ensemble import describe  # noqa: E402
-from evaluation.results import read_results  # noqa: E402
-from posters.data import read_genre_table  # noqa: E402
-from posters.files import write_text_atomic  # noqa: E402
-from posters.split import PARTS, Split  # noqa: E402
-
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
+       "table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .5em}"
+       "img{max-width:100%}code{background:#f3f3f3;padding:0 .2em}")
 COLUMNS = [("mAP_macro", "mAP"), ("mAP_micro", "mAP µ"), ("f1_micro", "F1 µ"), ("f1_macro", "F1 M"),
            ("f1_samples", "F1 s"), ("precision_micro", "P µ"), ("recall_micro", "R µ"),
            ("top1_accuracy", "top-1"), ("top3_accuracy", "top-3"), ("at_least_one_right", "≥1 right"),
            ("subset_accuracy", "all right"), ("hamming_loss", "hamming")]
-
-
-def _bar_chart(counts: dict[str, int], title: str, path: Path, unit: str = "posters") -> None:
-    names = sorted(counts, key=counts.get)
-    fig, ax = plt.subplots(figsize=(7, 0.25 * len(names) + 1.2))
-    ax.barh(names, [counts[n] for n in names], color="tab:blue")
-    ax.set_xlabel(unit)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _per_genre_f1_chart(results: list[dict], path: Path) -> None:
-    genres = [g["genre"] for g in results[0]["test"]["per_genre"]]
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(genres) * max(1, len(results) / 3) + 1.5))
-    height = 0.8 / len(results)
-    for i, result in enumerate(results):
-        f1 = [g["f1"] for g in result["test"]["per_genre"]]
-        ax.barh([y + i * height for y in range(len(genres))], f1, height=height, label=result["model"])
-    ax.set_yticks([y + 0.4 - height / 2 for y in range(len(genres))], genres)
-    ax.invert_yaxis()
-    ax.set_xlabel("test F1")
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _command(r: dict) -> str:
@@ -79,24 +58,6 @@ def _setting(r: dict) -> str:
     if r["kind"] == "ensemble":
         return f"mean of {describe(r['members'])}"
     return json.dumps(r["params"])
-
-
-def _curves_chart(trained: list[dict], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.2), squeeze=False)
-    for ax, r in zip(axes[0], trained):
-        epochs = [h["epoch"] for h in r["history"]]
-        ax.plot(epochs, [h["train_loss"] for h in r["history"]], label="train loss")
-        ax.plot(epochs, [h["val_loss"] for h in r["history"]], label="val loss")
-        ax.set_xlabel("epoch")
-        ax.set_title(r["model"], fontsize=8)
-        right = ax.twinx()
-        right.plot(epochs, [h["val_mAP"] for h in r["history"]], color="tab:green", label="val mAP")
-        right.set_ylabel("val mAP")
-        ax.legend(fontsize=7, loc="upper left")
-        right.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
@@ -163,105 +124,162 @@ def seeds_table(trained: list[dict]) -> list[str]:
     return lines + ["", "*Mean ± standard deviation over the seeds (`SEEDS=\"0 1 2\"`).*", ""]
 
 
-def _dataset_section(dataset: str, results: list[dict], split: Split | None, figures: Path,
-                     out_dir: Path, results_dir: Path) -> list[str]:
-    heads = [r for r in results if r["kind"] != "baseline"]
-    baselines = [r for r in results if r["kind"] == "baseline"]
-    command = "; ".join(sorted({_command(r) for r in heads or baselines}))
-    lines = [f"## {dataset}", "", *headline(results, compare(results_dir, dataset, results))]
+def _split_lines(dataset: str, split: Split, figures: Path, out_dir: Path, command: str) -> list[str]:
+    sizes = ", ".join(f"{p} {len(split.parts[p])}" for p in PARTS)
+    left = ", ".join(f"{k}: {v}" for k, v in split.left_out.items()) or "none"
+    dropped = ", ".join(f"{g} ({n})" for g, n in split.dropped_genres.items()) or "none"
+    totals: dict[str, int] = {}
+    for part in PARTS:
+        for genre, n in split.genre_counts.get(part, {}).items():
+            totals[genre] = totals.get(genre, 0) + n
+    chart = figures / f"{dataset}-classes.png"
+    charts.bar_chart(totals, f"{dataset}: posters per genre (all parts)", chart)
+    return [f"- **Split:** iterative stratification, seed {split.seed}, fractions {list(split.fractions)}, "
+            f"one poster per id; {sizes}.",
+            f"- **Vocabulary:** {len(split.genres)} genres with at least {split.min_count} training "
+            f"posters. Dropped (training posters): {dropped}.",
+            f"- **Left out:** {left}.", "",
+            f"![class distribution]({chart.relative_to(out_dir)})", "",
+            f"*Posters per genre over the whole split. Reproduce: `{command}`.*", ""]
 
-    if split is not None:
-        sizes = ", ".join(f"{p} {len(split.parts[p])}" for p in PARTS)
-        left = ", ".join(f"{k}: {v}" for k, v in split.left_out.items()) or "none"
-        dropped = ", ".join(f"{g} ({n})" for g, n in split.dropped_genres.items()) or "none"
-        lines += [f"- **Split:** iterative stratification, seed {split.seed}, fractions {list(split.fractions)}, "
-                  f"one poster per id; {sizes}.",
-                  f"- **Vocabulary:** {len(split.genres)} genres with at least {split.min_count} training "
-                  f"posters. Dropped (training posters): {dropped}.",
-                  f"- **Left out:** {left}.", ""]
-        totals: dict[str, int] = {}
-        for part in PARTS:
-            for genre, n in split.genre_counts.get(part, {}).items():
-                totals[genre] = totals.get(genre, 0) + n
-        chart = figures / f"{dataset}-classes.png"
-        _bar_chart(totals, f"{dataset}: posters per genre (all parts)", chart)
-        lines += [f"![class distribution]({chart.relative_to(out_dir)})", "",
-                  f"*Posters per genre over the whole split. Reproduce: `{command}`.*", ""]
 
-    lines += ["### Test results", "",
-              "Thresholds are chosen on the validation part; every poster gets at least its top genre. "
-              "Heads are tuned on validation mAP. µ = micro, M = macro, s = samples. In brackets: 95% BCa "
-              "intervals from 2,000 resampled test parts.", "",
-              "| model | val mAP | " + " | ".join(c[1] for c in COLUMNS) + " |",
-              "|---|" + "---|" * (len(COLUMNS) + 1)]
-    for r in baselines + sorted(heads, key=lambda r: -r["val"]["overall"]["mAP_macro"]):
+def _results_table(results: list[dict], command: str) -> list[str]:
+    models = sorted((r for r in results if r["kind"] != "baseline"), key=lambda r: -r["val"]["overall"]["mAP_macro"])
+    lines = ["### Test results", "",
+             "Thresholds are chosen on the validation part; every poster gets at least its top genre. "
+             "Heads are tuned on validation mAP. µ = micro, M = macro, s = samples. In brackets: 95% BCa "
+             "intervals from 2,000 resampled test parts.", "",
+             "| model | val mAP | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---|" + "---|" * (len(COLUMNS) + 1)]
+    for r in [r for r in results if r["kind"] == "baseline"] + models:
         lines.append(f"| {r['model']} | {_fmt(r['val']['overall']['mAP_macro'])} | "
                      + " | ".join(interval(r, k) for k, _ in COLUMNS) + " |")
-    lines += ["", f"*Reproduce: `{command}`; each row's settings are below.*", ""]
-    lines += _comparison(heads, baselines)
-    lines += cross_validation_table(heads)
-    lines += seeds_table([r for r in heads if "history" in r])
+    return lines + ["", f"*Reproduce: `{command}`; each row's settings are below.*", ""]
 
-    if heads:
-        chart = figures / f"{dataset}-per-genre-f1.png"
-        _per_genre_f1_chart(baselines[:1] + heads, chart)
-        best = max(heads, key=lambda r: r["val"]["overall"]["mAP_macro"])
-        lines += [f"![per-genre F1]({chart.relative_to(out_dir)})", "",
-                  f"*Test F1 per genre. Reproduce: `{command}`.*", "",
-                  f"### Per genre: {best['model']} (best validation mAP)", "",
-                  "| genre | test support | precision | recall | F1 | AP |", "|---|---|---|---|---|---|"]
-        for g in best["test"]["per_genre"]:
-            lines.append(f"| {g['genre']} | {g['support']} | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
-                         f"{_fmt(g['f1'])} | {_fmt(g['ap'])} |")
-        lines += ["", "### Settings", "", "| model | backbone | weights sha256 | TTA | chosen settings | "
-                  "threshold | command |", "|---|---|---|---|---|---|---|"]
-        for r in heads:
-            thresholds = r["thresholds"]
-            threshold = "per genre" if thresholds["per_genre"] else f"{thresholds['values'][0]:.2f}"
-            lines.append(f"| {r['model']} | {r.get('backbone', '–')} | `{r.get('weights_sha256', '–')[:12]}` | "
-                         f"{r.get('tta', '–')} | "
-                         f"{_setting(r)} | {threshold} | `{_command(r)}` |")
-        lines.append("")
 
-    trained = [r for r in heads if "history" in r]
-    if trained:
-        chart = figures / f"{dataset}-training-curves.png"
-        _curves_chart(trained, chart)
-        lines += ["### Training", "", f"![training curves]({chart.relative_to(out_dir)})", "",
-                  "*Loss and validation mAP per epoch; the epoch with the best validation mAP is kept. "
-                  f"Reproduce: `{'; '.join(sorted({_command(r) for r in trained}))}`.*", ""]
-        shown = set()
-        for r in trained:
-            batch = Path(r["run_dir"]) / "augmented-batch.png"
-            preset = r["config"]["augment"]
-            if preset in shown or not batch.exists():
-                continue
-            shown.add(preset)
-            copy = figures / f"{dataset}-{r['model']}-batch.png"
-            shutil.copyfile(batch, copy)
-            lines += [f"![augmented batch]({copy.relative_to(out_dir)})", "",
-                      f"*The first training posters as {r['model']} sees them (`{preset}` augmentation). "
-                      f"Reproduce: `{_command(r)}`.*", ""]
+def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, out_dir: Path) -> list[str]:
+    """The picked model up close: per-genre figures, precision-recall curves, co-occurrence, example posters."""
+    genres = [g["genre"] for g in best["test"]["per_genre"]]
+    lines = [f"### Per genre: {best['model']} (best validation mAP)", "",
+             "| genre | test support | precision | recall | F1 | AP |", "|---|---|---|---|---|---|"]
+    for g in best["test"]["per_genre"]:
+        lines.append(f"| {g['genre']} | {g['support']} | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
+                     f"{_fmt(g['f1'])} | {_fmt(g['ap'])} |")
+    lines.append("")
+    scores_path = results_dir / dataset / f"{best['model']}.scores.npz"
+    if not scores_path.exists():
+        return lines
+    saved = read_scores(scores_path)
+    ids, y, scores = saved["test"]
+    curves, pairs = figures / f"{dataset}-pr-curves.png", figures / f"{dataset}-cooccurrence.png"
+    charts.pr_curves(y, scores, genres, curves, f"{dataset}: test precision-recall per genre, {best['model']}")
+    charts.cooccurrence_chart(np.concatenate([saved["val"][1], y]), genres, pairs,
+                              f"{dataset}: genres sharing a poster (validation and test parts)")
+    lines += [f"![precision-recall curves]({curves.relative_to(out_dir)})", "",
+              "*Each genre's test precision against recall as the threshold falls; the dotted line is a random "
+              "ranking. Reproduce: `make report` after the model's run.*", "",
+              f"![genre co-occurrence]({pairs.relative_to(out_dir)})", "",
+              "*Row genre's posters that also have the column genre.*", ""]
+    images = _poster_images(best.get("data"), ids[:8])
+    if images:
+        grid = figures / f"{dataset}-examples.png"
+        predicted = predict_sets(scores[:len(images)], np.asarray(best["thresholds"]["values"]))
+        charts.example_grid(images, [[g for g, on in zip(genres, row) if on] for row in y[:len(images)]],
+                            [[g for g, on in zip(genres, row) if on] for row in predicted], grid,
+                            f"{dataset}: the first test posters, {best['model']}")
+        lines += [f"![example posters]({grid.relative_to(out_dir)})", "",
+                  "*True genres above each poster; predicted ones below, right in green and wrong in red.*", ""]
     return lines
+
+
+def _poster_images(data: str | None, ids: np.ndarray) -> list[Path]:
+    """The image files of these posters, or [] when the data folder is not here."""
+    try:
+        by_id = {p.id: p.image for p in read_posters(data).posters} if data else {}
+    except DataError:
+        return []
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _settings_table(models: list[dict]) -> list[str]:
+    lines = ["### Settings", "", "| model | backbone | weights sha256 | TTA | chosen settings | threshold | command |",
+             "|---|---|---|---|---|---|---|"]
+    for r in models:
+        thresholds = r["thresholds"]
+        threshold = "per genre" if thresholds["per_genre"] else f"{thresholds['values'][0]:.2f}"
+        lines.append(f"| {r['model']} | {r.get('backbone', '–')} | `{r.get('weights_sha256', '–')[:12]}` | "
+                     f"{r.get('tta', '–')} | {_setting(r)} | {threshold} | `{_command(r)}` |")
+    return lines + [""]
+
+
+def _training_lines(dataset: str, trained: list[dict], figures: Path, out_dir: Path) -> list[str]:
+    chart = figures / f"{dataset}-training-curves.png"
+    charts.curves_chart(trained, chart)
+    lines = ["### Training", "", f"![training curves]({chart.relative_to(out_dir)})", "",
+             "*Loss and validation mAP per epoch; the epoch with the best validation mAP is kept. "
+             f"Reproduce: `{'; '.join(sorted({_command(r) for r in trained}))}`.*", ""]
+    shown = set()
+    for r in trained:
+        batch = Path(r["run_dir"]) / "augmented-batch.png"
+        preset = r["config"]["augment"]
+        if preset in shown or not batch.exists():
+            continue
+        shown.add(preset)
+        copy = figures / f"{dataset}-{r['model']}-batch.png"
+        shutil.copyfile(batch, copy)
+        lines += [f"![augmented batch]({copy.relative_to(out_dir)})", "",
+                  f"*The first training posters as {r['model']} sees them (`{preset}` augmentation). "
+                  f"Reproduce: `{_command(r)}`.*", ""]
+    return lines
+
+
+def _dataset_section(dataset: str, results: list[dict], split: Split | None, figures: Path,
+                     out_dir: Path, results_dir: Path) -> list[str]:
+    models = [r for r in results if r["kind"] != "baseline"]
+    baselines = [r for r in results if r["kind"] == "baseline"]
+    command = "; ".join(sorted({_command(r) for r in models or baselines}))
+    lines = [f"## {dataset}", "", *headline(results, compare(results_dir, dataset, results))]
+    data = next((r["data"] for r in results if r.get("data")), None)
+    if data and (Path(data) / SYNTHETIC_MARK).exists():
+        lines += [f"**{dataset} is the built-in synthetic sample**: drawn posters whose genres set their colour, "
+                  "motif and title position. Its figures only show that the pipeline runs; real figures need "
+                  "real posters (README, \"Running on real data\").", ""]
+    if split is not None:
+        lines += _split_lines(dataset, split, figures, out_dir, command)
+    lines += _results_table(results, command)
+    lines += _comparison(models, baselines)
+    lines += cross_validation_table(models)
+    lines += seeds_table([r for r in models if "history" in r])
+    if models:
+        chart = figures / f"{dataset}-per-genre.png"
+        charts.per_genre_chart(baselines[:1] + models, chart, f"{dataset}: test AP and F1 per genre")
+        lines += [f"![per-genre AP and F1]({chart.relative_to(out_dir)})", "",
+                  f"*Test AP and F1 per genre for every model. Reproduce: `{command}`.*", ""]
+        lines += _picked_lines(dataset, picked(results), results_dir, figures, out_dir)
+        lines += _settings_table(models)
+    trained = [r for r in models if "history" in r]
+    return lines + (_training_lines(dataset, trained, figures, out_dir) if trained else [])
+
+
+def _genre_table_lines(genre_table: Path | str, figures: Path, out_dir: Path) -> list[str]:
+    counts, unknown, rows = read_genre_table(genre_table)
+    chart = figures / "kaggle-anime-2023-classes.png"
+    charts.bar_chart(dict(counts), f"Kaggle anime 2023: {rows} anime per genre ({unknown} UNKNOWN)", chart,
+                     unit="anime")
+    return ["## Appendix: the full Kaggle anime 2023 genre table", "",
+            f"![class distribution]({chart.relative_to(out_dir)})", "",
+            f"*Anime per genre in `{genre_table}` ({rows} rows, {unknown} with no genres), for comparison with "
+            f"the data sets above. Reproduce: `make report GENRE_TABLE={genre_table}`.*", ""]
 
 
 def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Path | str,
                  genre_table: Path | str | None = None) -> Path:
+    """reports/report.md, and report.html beside it: the same, self-contained, for a browser."""
     out_dir, features_dir = Path(out_dir), Path(features_dir)
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     lines = ["# postergenre report", "",
              "Every model with results, scored by `evaluation.metrics` on its data set's held-out test part. "
              "Generated by `make report`.", ""]
-    if genre_table and Path(genre_table).exists():
-        counts, unknown, rows = read_genre_table(genre_table)
-        chart = figures / "kaggle-anime-2023-classes.png"
-        _bar_chart(dict(counts), f"Kaggle anime 2023: {rows} anime per genre ({unknown} UNKNOWN)", chart,
-                   unit="anime")
-        lines += ["## Kaggle anime 2023: the full genre table", "",
-                  f"![class distribution]({chart.relative_to(out_dir)})", "",
-                  f"*Anime per genre in `{genre_table}` ({rows} rows, {unknown} with no genres). "
-                  f"Reproduce: `make report GENRE_TABLE={genre_table}`.*", ""]
     for dataset, results in read_results(results_dir).items():
         split_path = features_dir / f"{dataset}-split.json"
         split = Split.load(split_path) if split_path.exists() else None
@@ -269,19 +287,39 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
         explained = out_dir / "explain" / f"{dataset}.md"  # from make explain
         if explained.exists():
             lines += [explained.read_text(), ""]
+    if genre_table and Path(genre_table).exists():
+        lines += _genre_table_lines(genre_table, figures, out_dir)
     path = out_dir / "report.md"
     write_text_atomic(path, "\n".join(lines))
+    write_html(path)
+    return path
+
+
+def write_html(markdown_path: Path) -> Path:
+    """The Markdown report as one HTML file, its images embedded, so it can be mailed or opened anywhere."""
+    body = markdown.markdown(markdown_path.read_text(encoding="utf-8"), extensions=["tables"])
+
+    def embedded(match: re.Match) -> str:
+        image = markdown_path.parent / html.unescape(match[1])
+        if not image.is_file():
+            return match[0]
+        return f'src="data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()}"'
+    body = re.sub(r'src="([^"]+\.png)"', embedded, body)
+    page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>postergenre report</title><style>{CSS}"
+            f"</style></head><body>{body}</body></html>")
+    path = markdown_path.with_suffix(".html")
+    write_text_atomic(path, page)
     return path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__)
-    parser.add_argument("--results-dir", default="results")
-    parser.add_argument("--features-dir", default="features")
-    parser.add_argument("--out-dir", default="reports")
-    parser.add_argument("--genre-table", default=None, help="Kaggle anime genre table with no images")
+    parser = cli.parser("python -m evaluation.report", __doc__)
+    parser.add_argument("--results-dir", default="results", help="results and scores files")
+    parser.add_argument("--features-dir", default="features", help="split files")
+    parser.add_argument("--out-dir", default="reports", help="report.md, report.html and figures/ go here")
+    parser.add_argument("--genre-table", default=None, help="Kaggle anime genre table with no images (an appendix)")
     args = parser.parse_args()
-    print(write_report(args.results_dir, args.features_dir, args.out_dir, args.genre_table))
+    cli.run(lambda: print(write_report(args.results_dir, args.features_dir, args.out_dir, args.genre_table)))
 
 
 if __name__ == "__main__":

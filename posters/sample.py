@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 SIZE = (200, 280)
+SYNTHETIC_MARK = "SYNTHETIC"  # a file in the sample folder, so that the report can say so
 # genre -> (colour, motif, title at top?, relative frequency)
 GENRES = {
     "Action": ((215, 70, 30), "triangle", True, 5),
@@ -68,6 +69,8 @@ def _poster(genres: list[str], rng: np.random.Generator) -> Image.Image:
 def write_sample(out: Path | str, n_posters: int = 360, seed: int = 0) -> None:
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / SYNTHETIC_MARK).write_text("These posters are drawn by posters/sample.py: no figure from them says how "
+                                      "well a model reads real posters.\n")
     rng = np.random.default_rng(seed)
     names = list(GENRES)
     weights = np.array([GENRES[g][3] for g in names], dtype=float)

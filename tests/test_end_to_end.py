@@ -1,7 +1,12 @@
 """The whole two-stage pipeline on a slice of the real anime posters, through the same commands as make."""
 import csv
 import json
+import os
 import re
+
+import pytest
+
+from bench.page import CHROMIUM
 
 from tests.conftest import run_module
 
@@ -56,8 +61,12 @@ def test_split_features_heads_report(data_root, tmp_path):
     assert len(cv["mAP_macro"]["values"]) == 3
     assert f"| efficientnet_lite0-logistic | {cv['mAP_macro']['mean']:.3f} ± {cv['mAP_macro']['std']:.3f} |" in report
     assert "make features heads report DATA=" in report
-    for figure in ("anime-slice-classes.png", "anime-slice-per-genre-f1.png", "kaggle-anime-2023-classes.png"):
-        assert (reports / "figures" / figure).stat().st_size > 1000
+    for figure in ("classes", "per-genre", "pr-curves", "cooccurrence", "examples"):
+        assert (reports / "figures" / f"anime-slice-{figure}.png").stat().st_size > 1000, figure
+        assert f"](figures/anime-slice-{figure}.png)" in section
+    assert report.index("## anime-slice") < report.index("## Appendix: the full Kaggle anime 2023 genre table")
+    assert (reports / "figures" / "kaggle-anime-2023-classes.png").stat().st_size > 1000
+    assert_html_report_opens(reports / "report.html", picked)
 
     # make predict on the test part scores exactly as the evaluation module did (TTA and all)
     for head in ("logistic", "mlknn"):
@@ -68,3 +77,21 @@ def test_split_features_heads_report(data_root, tmp_path):
         evaluated = json.loads((results / "anime-slice" / f"efficientnet_lite0-{head}.json").read_text())
         assert predicted["scores"] == evaluated["test"]
         assert len(out.read_text().splitlines()) == 1 + len(json.loads(split.read_text())["parts"]["test"])
+
+
+def assert_html_report_opens(path, picked: str) -> None:
+    """The HTML report, self-contained, in headless Chromium: its headline shows and every chart loads."""
+    html = path.read_text()
+    assert "<img" in html and 'src="figures/' not in html  # every image embedded
+    if not CHROMIUM and not os.environ.get("CI"):
+        pytest.skip("no chromium (apt install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page()
+        page.goto(path.as_uri())
+        assert f"Validation mAP picks {picked}" in page.locator("body").inner_text()
+        widths = page.locator("img").evaluate_all("images => images.map(i => i.naturalWidth)")
+        assert len(widths) >= 6 and min(widths) > 0
+        browser.close()

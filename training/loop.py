@@ -14,6 +14,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -225,36 +226,91 @@ def predict(model: nn.Module, part: Part, transform, batch_size: int, device: to
     return out
 
 
+@dataclass
+class _Run:
+    """What a run trains with, and its checkpoint: weights, optimiser, schedule, loss scale and RNG states."""
+    model: nn.Module
+    wrapped: nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    device: torch.device
+    dtype: torch.dtype | None
+
+    def train_epoch(self, loader: torch.utils.data.DataLoader, mixup_alpha: float, bar: Callable) -> tuple[int, float]:
+        """One pass over `loader`, shown by `bar(loader)` (a progress bar): (posters seen, summed loss)."""
+        self.wrapped.train()
+        seen, loss_sum = 0, 0.0
+        batches = bar(loader)
+        for images, labels in batches:
+            images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
+            labels = labels.to(self.device, non_blocking=True)
+            if mixup_alpha > 0:
+                images, labels = mixup(images, labels, mixup_alpha)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                logits = self.wrapped(images)
+            loss = self.criterion(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            seen += len(images)
+            loss_sum += loss.item() * len(images)
+            batches.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        return seen, loss_sum
+
+    def save(self, path: Path, state: dict, cfg: TrainConfig) -> None:
+        save_checkpoint(path, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                               "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                               "rng": _rng_states(), "state": state, "config": asdict(cfg)})
+
+    def restore(self, path: Path) -> dict:
+        """Load the checkpoint at `path` into everything; returns the run's state after its last epoch."""
+        saved = load_checkpoint(path, self.model, self.device)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        _restore_rng(saved["rng"])
+        return saved["state"]
+
+
+def _epoch_loader(dataset: PosterImages, cfg: TrainConfig, epoch: int, env: Distributed, batch_size: int,
+                  workers: int, device: torch.device) -> torch.utils.data.DataLoader:
+    """This epoch's batches; every generator is seeded from (seed, epoch), so a resumed run draws the same."""
+    generator = _seed_everything(cfg.seed * 1000 + epoch)
+    if env.world_size > 1:
+        sampler = torch.utils.data.distributed.DistributedSampler(dataset, seed=cfg.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                                       generator=generator, drop_last=True, pin_memory=device.type == "cuda")
+
+
 def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec, cfg: TrainConfig,
         run_dir: Path | str, resume: bool = False) -> dict:
     """Train with early stopping on validation mAP; returns the run's state. Best weights: run_dir/BEST."""
     run_dir = Path(run_dir)
     train_tf = train_transform(cfg.augment, spec.size, spec.mean, spec.std)
-    eval_tf = eval_transform(spec.size, spec.mean, spec.std)
     env, device = setup_distributed()
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     dtype = autocast_dtype(device, cfg.precision)
     workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if cfg.workers is None else cfg.workers
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay))
     dataset = PosterImages(train.paths, train_tf, train.labels)
     per_rank_batch = max(1, cfg.batch_size // env.world_size)
-    steps_per_epoch = math.ceil(len(dataset) / env.world_size / per_rank_batch)
-    scheduler = _scheduler(optimizer, cfg, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    criterion = _loss(cfg, train.labels, device)
-    wrapped = DistributedDataParallel(model) if env.world_size > 1 else model
+    optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay))
+    run = _Run(model, DistributedDataParallel(model) if env.world_size > 1 else model, optimizer,
+               _scheduler(optimizer, cfg, math.ceil(len(dataset) / env.world_size / per_rank_batch)),
+               torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), _loss(cfg, train.labels, device),
+               device, dtype)
 
     state = {"epoch": -1, "best_map": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
-    checkpoint = run_dir / LAST
-    if resume and checkpoint.exists():
-        saved = load_checkpoint(checkpoint, model, device)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        _restore_rng(saved["rng"])
-        state = saved["state"]
+    if resume and (run_dir / LAST).exists():
+        state = run.restore(run_dir / LAST)
         if env.main:
             print(f"resumed {run_dir} after epoch {state['epoch'] + 1}")
     elif env.main:
@@ -263,37 +319,13 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
     for epoch in range(state["epoch"] + 1, cfg.epochs):
         if state["bad_epochs"] >= cfg.patience:
             break
-        generator = _seed_everything(cfg.seed * 1000 + epoch)
-        if env.world_size > 1:
-            sampler = torch.utils.data.distributed.DistributedSampler(dataset, seed=cfg.seed, drop_last=True)
-            sampler.set_epoch(epoch)
-        else:
-            sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler,
-                                             num_workers=workers, generator=generator, drop_last=True,
-                                             pin_memory=device.type == "cuda")
-        wrapped.train()
-        start, seen, loss_sum = time.perf_counter(), 0, 0.0
-        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", quiet=not env.main)
-        for images, labels in bar:
-            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-            labels = labels.to(device, non_blocking=True)
-            if cfg.mixup > 0:
-                images, labels = mixup(images, labels, cfg.mixup)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = wrapped(images)
-            loss = criterion(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            seen += len(images)
-            loss_sum += loss.item() * len(images)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        loader = _epoch_loader(dataset, cfg, epoch, env, per_rank_batch, workers, device)
+        start = time.perf_counter()
+        seen, loss_sum = run.train_epoch(loader, cfg.mixup, lambda batches: progress(
+            batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", quiet=not env.main))
         seconds = time.perf_counter() - start
-
-        val_scores = predict(model, val, eval_tf, per_rank_batch * 2, device, dtype, env, workers)
+        val_scores = predict(model, val, eval_transform(spec.size, spec.mean, spec.std), per_rank_batch * 2, device,
+                             dtype, env, workers)
         val_map = macro_map(val.labels, val_scores)
         val_loss = float(nn.functional.binary_cross_entropy(
             torch.from_numpy(val_scores).clamp(1e-6, 1 - 1e-6), torch.from_numpy(val.labels).float()))
@@ -308,13 +340,10 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
         if env.main:
             if improved:
                 save_network(run_dir / BEST, model, {"epoch": epoch + 1, "val_mAP": val_map})
-            save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                          "rng": _rng_states(), "state": state, "config": asdict(cfg)})
+            run.save(run_dir / LAST, state, cfg)
             _write_log(state["history"], run_dir / "log.csv")
             print(f"epoch {epoch + 1}: train loss {state['history'][-1]['train_loss']:.4f}, val mAP {val_map:.4f}"
                   f"{' (best)' if improved else ''}, {state['history'][-1]['posters_per_s']} posters/s")
     if env.world_size > 1:
         dist.barrier()
     return state
-

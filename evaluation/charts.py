@@ -1,0 +1,124 @@
+"""The report's charts, each a PNG: genre counts, per-genre AP and F1, training curves, precision-recall
+curves, genre co-occurrence, and example posters with their true and predicted genres."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
+
+from posters.decode import load_image  # noqa: E402
+
+
+def _save(fig, path: Path, dpi: int = 110) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def bar_chart(counts: dict[str, int], title: str, path: Path, unit: str = "posters") -> None:
+    names = sorted(counts, key=counts.get)
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(names) + 1.2))
+    ax.barh(names, [counts[n] for n in names], color="tab:blue")
+    ax.set_xlabel(unit)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def per_genre_chart(results: list[dict], path: Path, title: str) -> None:
+    """Test AP (left) and F1 (right) per genre for each model; a genre with no test poster is marked, not zero."""
+    per_genre = results[0]["test"]["per_genre"]
+    genres = [g["genre"] + ("  (no test poster)" if g["support"] == 0 else "") for g in per_genre]
+    fig, axes = plt.subplots(1, 2, sharey=True, figsize=(11, 0.32 * len(genres) * max(1, len(results) / 3) + 1.8))
+    height = 0.8 / len(results)
+    for ax, figure, label in zip(axes, ("ap", "f1"), ("test AP", "test F1")):
+        for i, result in enumerate(results):
+            values = [g[figure] if g[figure] is not None else 0.0 for g in result["test"]["per_genre"]]
+            ax.barh([y + i * height for y in range(len(genres))], values, height=height, label=result["model"])
+        ax.set_xlabel(label)
+        ax.set_xlim(0, 1)
+    axes[0].set_yticks([y + 0.4 - height / 2 for y in range(len(genres))], genres)
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize=7, loc="lower center", bbox_to_anchor=(1.0, 1.0), ncol=3)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def curves_chart(trained: list[dict], path: Path) -> None:
+    """Loss and validation mAP per epoch; markers, so that a 1-epoch run shows its point."""
+    fig, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.2), squeeze=False)
+    for ax, r in zip(axes[0], trained):
+        epochs = [h["epoch"] for h in r["history"]]
+        ax.plot(epochs, [h["train_loss"] for h in r["history"]], marker="o", label="train loss")
+        ax.plot(epochs, [h["val_loss"] for h in r["history"]], marker="o", label="val loss")
+        ax.set_xlabel("epoch")
+        ax.set_title(r["model"], fontsize=8)
+        right = ax.twinx()
+        right.plot(epochs, [h["val_mAP"] for h in r["history"]], marker="s", color="tab:green", label="val mAP")
+        right.set_ylabel("val mAP")
+        ax.legend(fontsize=7, loc="upper left")
+        right.legend(fontsize=7, loc="upper right")
+    _save(fig, path, dpi=100)
+
+
+def pr_curves(y: np.ndarray, scores: np.ndarray, genres: list[str], path: Path, title: str) -> None:
+    """One precision-recall curve per genre with test positives, AP in its legend."""
+    shown = [g for g in range(len(genres)) if y[:, g].any()]
+    columns = 4
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.4 * rows), squeeze=False, sharex=True,
+                             sharey=True)
+    for ax, g in zip(axes.flat, shown):
+        precision, recall, _ = precision_recall_curve(y[:, g], scores[:, g])
+        ax.step(recall, precision, where="post")
+        ax.axhline(y[:, g].mean(), color="grey", linestyle=":", linewidth=1)  # a random ranking's precision
+        ax.set_title(f"{genres[g]} ({int(y[:, g].sum())} posters)", fontsize=8)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("recall")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("precision")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path, dpi=90)
+
+
+def cooccurrence_chart(y: np.ndarray, genres: list[str], path: Path, title: str) -> None:
+    """How often two genres share a poster: P(column genre | row genre)."""
+    counts = y.T.astype(float) @ y
+    conditional = counts / np.maximum(np.diag(counts)[:, None], 1)
+    fig, ax = plt.subplots(figsize=(0.38 * len(genres) + 3, 0.38 * len(genres) + 2))
+    image = ax.imshow(conditional, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(genres)), genres, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(genres)), genres, fontsize=7)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the row genre's posters")
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def example_grid(images: list[Path], true: list[list[str]], predicted: list[list[str]], path: Path,
+                 title: str) -> None:
+    """Posters with their true genres and the model's predicted ones (right ones in green, wrong in red)."""
+    columns = 4
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.6 * rows), squeeze=False)
+    for ax, image, truth, guess in zip(axes.flat, images, true, predicted):
+        ax.imshow(load_image(image))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title("\n".join(textwrap.wrap("true: " + ", ".join(truth), 38)), fontsize=7)
+        right = [g for g in guess if g in truth]
+        wrong = [g for g in guess if g not in truth]
+        ax.set_xlabel("\n".join(textwrap.wrap("predicted: " + ", ".join(right), 38)), fontsize=7, color="tab:green")
+        if wrong:
+            ax.text(0.5, -0.16 - 0.05 * (len(right) > 3), ", ".join(wrong), transform=ax.transAxes, ha="center",
+                    va="top", fontsize=7, color="tab:red")
+    for ax in list(axes.flat)[len(images):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path, dpi=90)
