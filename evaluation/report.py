@@ -91,7 +91,8 @@ def cross_validation_table(models: list[dict]) -> list[str]:
     if not rows:
         return []
     cv = rows[0]["cv"]
-    lines = [f"### Heads, cross-validated ({cv['folds']} folds x {cv['repeats']} repeats)", "",
+    repeats = f"{cv['repeats']} repeat" + "s" * (cv["repeats"] > 1)
+    lines = [f"### Heads, cross-validated ({cv['folds']} folds x {repeats})", "",
              f"Every labelled poster is scored once per repeat, by a head fitted without it: iterative stratification "
              f"into {cv['folds']} folds, and inside each training fold a stratified {cv['inner']} split chooses the "
              "parameters and the threshold. Mean ± standard deviation over the folds.", "",
