@@ -45,7 +45,7 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "MLkNNHead":
         X, Y = validate_data(self, X, Y, multi_output=True)
         check_classification_targets(Y)
-        self.label_dtype_ = Y.dtype
+        self.label_dtype_ = Y.dtype.str  # a string, not a dtype object: skops files then need no extra type
         if Y.ndim == 2 and np.isin(Y, (0, 1)).all():  # a genre matrix
             self.binarizer_, self.classes_ = None, np.arange(Y.shape[1])
         elif Y.ndim == 1 or Y.shape[1] == 1:  # one column of class labels

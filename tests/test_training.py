@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from core.errors import DataError
 from extract.backbones import build_backbone
 from finetune.model import FineTuned
 from tests.conftest import ROOT, run_module
@@ -97,7 +98,7 @@ def test_frozen_stages_stay_fixed():
     for name, p in model.named_parameters():
         changed = not torch.equal(before[name], p)
         assert changed == (id(p) not in frozen and p.grad is not None), name
-    with pytest.raises(ValueError, match="no stage 'layer9'"):
+    with pytest.raises(DataError, match="no stage 'layer9'"):
         FineTuned(build_backbone("efficientnet_lite0", "random"), 3, freeze="layer9")
 
 
