@@ -10,13 +10,14 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+plt.rcParams["figure.constrained_layout.use"] = True  # labels, titles and legends never overlap the plots
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
 from posters.decode import load_image  # noqa: E402
 
 
 def _save(fig, path: Path, dpi: int = 110) -> None:
-    fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
@@ -44,7 +45,7 @@ def per_genre_chart(results: list[dict], path: Path, title: str) -> None:
         ax.set_xlim(0, 1)
     axes[0].set_yticks([y + 0.4 - height / 2 for y in range(len(genres))], genres)
     axes[0].invert_yaxis()
-    axes[0].legend(fontsize=7, loc="lower center", bbox_to_anchor=(1.0, 1.0), ncol=3)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncol=3)
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
 
@@ -103,21 +104,19 @@ def cooccurrence_chart(y: np.ndarray, genres: list[str], path: Path, title: str)
 
 def example_grid(images: list[Path], true: list[list[str]], predicted: list[list[str]], path: Path,
                  title: str) -> None:
-    """Posters with their true genres and the model's predicted ones (right ones in green, wrong in red)."""
+    """Posters with their true genres above, and the model's predicted ones below: right, then wrong."""
     columns = 4
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 6 * rows), squeeze=False)
     for ax, image, truth, guess in zip(axes.flat, images, true, predicted):
         ax.imshow(load_image(image))
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title("\n".join(textwrap.wrap("true: " + ", ".join(truth), 38)), fontsize=7)
-        right = [g for g in guess if g in truth]
-        wrong = [g for g in guess if g not in truth]
-        ax.set_xlabel("\n".join(textwrap.wrap("predicted: " + ", ".join(right), 38)), fontsize=7, color="tab:green")
-        if wrong:
-            ax.text(0.5, -0.16 - 0.05 * (len(right) > 3), ", ".join(wrong), transform=ax.transAxes, ha="center",
-                    va="top", fontsize=7, color="tab:red")
+        ax.set_title("\n".join(textwrap.wrap("true: " + ", ".join(truth), 40)), fontsize=7)
+        right = ", ".join(g for g in guess if g in truth) or "none"
+        wrong = ", ".join(g for g in guess if g not in truth) or "none"
+        ax.set_xlabel("\n".join(textwrap.wrap(f"predicted right: {right}", 40)
+                                + textwrap.wrap(f"predicted wrong: {wrong}", 40)), fontsize=7)
     for ax in list(axes.flat)[len(images):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)

@@ -188,7 +188,7 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
                             [[g for g, on in zip(genres, row) if on] for row in predicted], grid,
                             f"{dataset}: the first test posters, {best['model']}")
         lines += [f"![example posters]({grid.relative_to(out_dir)})", "",
-                  "*True genres above each poster; predicted ones below, right in green and wrong in red.*", ""]
+                  "*True genres above each poster; the genres predicted, right and wrong, below.*", ""]
     return lines
 
 
