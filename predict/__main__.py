@@ -21,7 +21,7 @@ from evaluation.metrics import predict_sets, score_with_intervals
 from posters.data import DataError, read_posters
 from posters.files import atomic_write, write_text_atomic
 from posters.split import PARTS, Split, label_matrix, split_posters
-from predict.models import Predictor, default_model, load_model, predict_files
+from predict.models import Predictor, add_model_arguments, chosen_model, load_model, predict_files
 
 
 def image_files(path: Path) -> list[Path]:
@@ -37,11 +37,7 @@ def image_files(path: Path) -> list[Path]:
 
 def main() -> None:
     parser = cli.parser("python -m predict", __doc__)
-    parser.add_argument("--model", help="a saved model: models/*.skops (a head) or models/*.safetensors (a network); "
-                        "default: the best by validation mAP of --dataset")
-    parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
-    parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
-    parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
+    add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="an image, or a folder of images")
     source.add_argument("--data", help="a data set folder (CSV + images): predictions are also scored")
@@ -56,12 +52,7 @@ def main() -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
-    if not args.model and not args.dataset:
-        raise DataError("give --model, or --dataset to use that data set's best saved model")
-    model = args.model or default_model(args.dataset, args.models_dir, args.results_dir)
-    if not args.model:
-        print(f"model: {model} (the best saved model of {args.dataset} by validation mAP)")
-    predictor = load_model(model, args.weights, args.precision)
+    predictor = load_model(chosen_model(args), args.weights, args.precision)
     genre_sets = None
     if args.images:
         paths = image_files(Path(args.images))

@@ -9,6 +9,7 @@ them without running code from the file; the settings are checked before anythin
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -89,6 +90,26 @@ def _check_settings(path: Path, settings: dict) -> None:
         widths = build.get("widths")
         require(settings["kind"] in NETWORKS and isinstance(widths, list) and 0 < len(widths) <= MAX_BLOCKS
                 and all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths), "network kind or widths")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, or --dataset for that data set's best saved model: how predict and serve are told what to load."""
+    parser.add_argument("--model", help="a saved model: models/*.skops (a head) or models/*.safetensors (a network); "
+                        "default: the best by validation mAP of --dataset")
+    parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
+    parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
+    parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
+
+
+def chosen_model(args: argparse.Namespace) -> Path:
+    """The model file the flags of `add_model_arguments` name; a --dataset's choice is announced."""
+    if args.model:
+        return Path(args.model)
+    if not args.dataset:
+        raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
+    path = default_model(args.dataset, args.models_dir, args.results_dir)
+    print(f"model: {path} (the best saved model of {args.dataset} by validation mAP)", flush=True)
+    return path
 
 
 def default_model(dataset: str, models_dir: Path | str = "models", results_dir: Path | str = "results") -> Path:

@@ -29,7 +29,7 @@ from evaluation.metrics import predict_sets
 from explain.gradcam import grad_cam, overlay
 from posters.data import DataError
 from posters.decode import load_image
-from predict.models import Predictor, default_model, load_model
+from predict.models import Predictor, add_model_arguments, chosen_model, load_model
 
 PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread
@@ -150,11 +150,7 @@ def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float 
 
 def main() -> None:
     parser = cli.parser("python -m serve", __doc__)
-    parser.add_argument("--model", help="a saved model: models/*.safetensors (a network, with heatmaps) or *.skops "
-                        "(a head); default: the best by validation mAP of --dataset")
-    parser.add_argument("--dataset", help="without --model: serve this data set's best saved model")
-    parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
-    parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
+    add_model_arguments(parser)  # a network gives heatmaps too; a head, probabilities only
     parser.add_argument("--port", type=int, default=8000, help="local port (0: any free one)")
     parser.add_argument("--max-mb", type=float, default=10.0, help="largest upload accepted")
     parser.add_argument("--weights", default=None, help="local weights of a head's backbone (resnet50 offline)")
@@ -165,9 +161,7 @@ def main() -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    if not args.model and not args.dataset:
-        raise DataError("give --model, or --dataset to serve that data set's best saved model")
-    predictor = load_model(args.model or default_model(args.dataset, args.models_dir, args.results_dir), args.weights)
+    predictor = load_model(chosen_model(args), args.weights)
     server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients)
     print(f"serving {predictor.name} on http://127.0.0.1:{server.server_address[1]}/", flush=True)
     server.serve_forever()
