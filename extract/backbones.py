@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.errors import first_line
 from modelfiles import ModelFileError, read_state_dict
 from posters.data import DataError
 
@@ -56,8 +57,7 @@ def _load_state_dict(model: nn.Module, path: Path | str, name: str) -> None:
     try:
         model.load_state_dict(read_state_dict(path))
     except (ModelFileError, RuntimeError) as e:
-        first_line = str(e).strip().splitlines()[0]
-        raise BackboneError(f"{name}: {path} is not a {name} state_dict ({first_line})") from None
+        raise BackboneError(f"{name}: {path} is not a {name} state_dict ({first_line(e)})") from None
 
 
 def _resnet50(weights: str | None) -> Backbone:

@@ -23,7 +23,7 @@ from safetensors.torch import safe_open, save_file
 from skops import io as skops_io
 from torch import nn
 
-from posters.data import DataError
+from core.errors import DataError, first_line
 from posters.files import atomic_write
 
 NETWORK_SUFFIX, HEAD_SUFFIX = ".safetensors", ".skops"
@@ -36,11 +36,6 @@ CONVERT_HINT = "retrain it, or convert a file you trust as docs/model-files.md s
 
 class ModelFileError(DataError):
     """A model file that is missing, damaged, of an unsafe format or of another architecture."""
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _refuse_pickles(path: Path) -> None:
@@ -70,7 +65,7 @@ def read_network(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
             settings = json.loads((f.metadata() or {})[SETTINGS_KEY])
             weights = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, KeyError, ValueError) as e:
-        raise ModelFileError(f"{path}: not a saved network ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: not a saved network ({first_line(e)})") from None
     if not isinstance(settings, dict):
         raise ModelFileError(f"{path}: not a saved network (its settings are not a JSON object)")
     return weights, settings
@@ -113,7 +108,7 @@ def read_head(path: Path | str) -> tuple[object, dict]:
     except ModelFileError:
         raise
     except Exception as e:  # skops raises many kinds for a damaged file; none of them ran code from it
-        raise ModelFileError(f"{path}: not a saved head ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: not a saved head ({first_line(e)})") from None
 
 
 def save_checkpoint(path: Path | str, checkpoint: dict) -> None:
@@ -129,7 +124,7 @@ def read_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dic
     except FileNotFoundError:
         raise ModelFileError(f"{path}: checkpoint not found (train the model first)") from None
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
-        raise ModelFileError(f"{path}: not a checkpoint this version can read safely ({_first_line(e)}); "
+        raise ModelFileError(f"{path}: not a checkpoint this version can read safely ({first_line(e)}); "
                              f"delete {path.parent} and train again") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
         raise ModelFileError(f"{path}: not a checkpoint (no weights inside)")
@@ -147,7 +142,7 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
                 return {key: f.get_tensor(key) for key in f.keys()}
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
-        raise ModelFileError(f"{path}: not a weights file that can be read safely ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: not a weights file that can be read safely ({first_line(e)})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise ModelFileError(f"{path}: not a state_dict")

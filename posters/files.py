@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from posters.data import DataError
+from core.errors import DataError, first_line
 
 
 @contextmanager
@@ -26,8 +26,7 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DataError(f"{path}: could not write ({reason}); the previous file is untouched") from None
+            raise DataError(f"{path}: could not write ({first_line(e)}); the previous file is untouched") from None
         raise
 
 
