@@ -7,6 +7,8 @@
 # BATCH        extraction batch size (default: 8 on the CPU, 64 on CUDA)
 # TTA          1: average each embedding with the flipped poster's
 # PRECISION    auto | fp32 | bf16 | fp16
+# ENGINE       auto | torch | onnxruntime: runs the frozen backbone (features, predict, serve with a head);
+#              auto is onnxruntime on the CPU in fp32, several times faster there, and torch on CUDA
 # MIN_COUNT    drop genres with fewer training posters
 # THRESHOLDS   global | per-genre, chosen on validation
 # CV           make heads: also cross-validate each head over all labelled posters, FOLDSxREPEATS (e.g. 5x2)
@@ -28,6 +30,7 @@ WEIGHTS ?=
 BATCH ?=
 TTA ?= 0
 PRECISION ?= auto
+ENGINE ?= auto
 SEED ?= 0
 MIN_COUNT ?= 5
 HEADS ?= logistic mlknn mlp
@@ -88,7 +91,7 @@ $(SPLIT): | install
 
 features: $(SPLIT) | install
 	$(PYTHON) -m extract --data "$(DATA)" --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \
-		--precision $(PRECISION) $(if $(WEIGHTS),--weights "$(WEIGHTS)") \
+		--precision $(PRECISION) --engine $(ENGINE) $(if $(WEIGHTS),--weights "$(WEIGHTS)") \
 		$(if $(BATCH),--batch-size $(BATCH)) $(if $(filter 1,$(TTA)),--tta)
 
 heads: | install
@@ -111,7 +114,7 @@ ensemble: | install
 
 # New posters (IMAGES), or the test part of DATA, scored by any saved model; CSV + JSON in reports/predictions/.
 predict: | install
-	$(PYTHON) -m predict $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --out "$(PREDICTIONS)" \
+	$(PYTHON) -m predict $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --out "$(PREDICTIONS)" --engine $(ENGINE) \
 		$(if $(IMAGES),--images "$(IMAGES)",--data "$(DATA)" --split $(SPLIT))
 
 # Grad-CAM heatmaps and colour statistics per genre, for the report (MODEL must be a network: finetune or cnn).
@@ -122,7 +125,7 @@ explain: | install
 
 # A local page to try posters: http://127.0.0.1:$(PORT)/
 serve: | install
-	$(PYTHON) -m serve $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --port $(PORT)
+	$(PYTHON) -m serve $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --port $(PORT) --engine $(ENGINE)
 
 report: | install
 	$(PYTHON) -m evaluation.report --genre-table $(GENRE_TABLE)

@@ -1,54 +1,59 @@
-"""python -m bench.extraction: extraction speed, whole path against the model alone.
+"""python -m bench.extraction: extraction speed per backbone and engine, whole path against the model alone.
 
-For each backbone it times `extract` (decode, resize, forward, save) on real posters and the bare
-forward pass on random tensors of the same batch size and precision, so the data-loading overhead
-shows as their ratio. Weights are random: speed does not depend on them.
+For each backbone and engine (PyTorch eager, ONNX Runtime) it times `extract` (decode, resize,
+forward, save) on real posters and the bare forward pass on random tensors of the same batch size,
+so the data-loading overhead shows as their ratio and the engines' speed-up as theirs. Weights are
+random: speed does not depend on them.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from core.device import autocast_dtype, choose_device
-from extract.backbones import build_backbone
+from core.device import PRECISIONS, choose_device
+from extract.backbones import Backbone, build_backbone
+from extract.engines import ENGINES, make_embedder
 from extract.features import extract
 from posters.data import PosterSet, read_posters
 from posters.split import make_split
 
 
-def model_only(name: str, batch_size: int, precision: str, seconds: float = 10.0) -> float:
-    """Posters/second of the forward pass alone on random input."""
+def random_backbone(name: str) -> Backbone:
+    """`name` with random weights, named so that its ONNX graph is exported once in this run's cache."""
     backbone = build_backbone(name, "random")
-    device = choose_device()
-    dtype = autocast_dtype(device, precision)
-    model = backbone.model.to(device, memory_format=torch.channels_last)
-    x = torch.randn(batch_size, 3, backbone.image_size, backbone.image_size, device=device)
-    x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        model(x)  # warm-up
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            model(x)
-            done += batch_size
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    backbone.weights_sha256 = f"random-{os.getpid()}"
+    return backbone
+
+
+def model_only(backbone: Backbone, engine: str, batch_size: int, precision: str, seconds: float = 10.0) -> float:
+    """Posters/second of the forward pass alone on random input (from CPU memory, as extraction gives it)."""
+    embedder = make_embedder(backbone, engine=engine, precision=precision)
+    x = torch.randn(batch_size, 3, backbone.image_size, backbone.image_size)
+    embedder(x)  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        embedder(x)  # returns NumPy, so CUDA work is finished when it returns
+        done += batch_size
     return done / (time.perf_counter() - start)
 
 
-def whole_path(posters: PosterSet, name: str, batch_size: int, precision: str) -> float:
-    """Posters/second through `extract`, from image files to the finished feature file."""
+def whole_path(posters: PosterSet, backbone: Backbone, engine: str, batch_size: int, precision: str) -> float:
+    """Posters/second through `extract`, from image files to the finished feature file (the export excluded)."""
     split = make_split(posters, min_count=1)
-    backbone = build_backbone(name, "random")
-    with tempfile.TemporaryDirectory() as tmp:
+    few = PosterSet(posters.name, posters.root, posters.posters[:batch_size])
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):  # no progress bar
+        extract(few, make_split(few, min_count=1), backbone, Path(tmp) / "warm-up.h5", batch_size=batch_size,
+                precision=precision, engine=engine)  # for onnxruntime: the export, which is then cached
         start = time.perf_counter()
-        with contextlib.redirect_stderr(io.StringIO()):  # no progress bar in the figures
-            extract(posters, split, backbone, Path(tmp) / "bench.h5", batch_size=batch_size, precision=precision)
+        extract(posters, split, backbone, Path(tmp) / "bench.h5", batch_size=batch_size, precision=precision,
+                engine=engine)
         return len(posters.posters) / (time.perf_counter() - start)
 
 
@@ -58,19 +63,28 @@ def main() -> None:
     parser.add_argument("--posters", type=int, default=400)
     parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "resnet50"])
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--engines", nargs="+", default=["torch", "onnxruntime"], choices=ENGINES[1:])
     args = parser.parse_args()
     full = read_posters(args.data)
     posters = PosterSet(full.name, full.root, full.posters[:args.posters])
     device = choose_device()
     print(f"{len(posters.posters)} posters of {posters.name}, batch {args.batch_size}, {device.type}, "
           f"{torch.get_num_threads()} threads, precision {args.precision}")
-    print("| backbone | whole path (posters/s) | model only (posters/s) | ratio |")
-    print("|---|---|---|---|")
-    for name in args.backbones:
-        path_rate = whole_path(posters, name, args.batch_size, args.precision)
-        model_rate = model_only(name, args.batch_size, args.precision)
-        print(f"| {name} | {path_rate:.1f} | {model_rate:.1f} | {path_rate / model_rate:.2f} |", flush=True)
+    print("| backbone | engine | whole path (posters/s) | model only (posters/s) | whole / model only "
+          "| whole path vs torch |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["POSTERGENRE_CACHE"] = cache  # this run's graphs of random weights: not worth keeping
+        for name in args.backbones:
+            backbone, torch_rate = random_backbone(name), None
+            for engine in args.engines:
+                path_rate = whole_path(posters, backbone, engine, args.batch_size, args.precision)
+                model_rate = model_only(backbone, engine, args.batch_size, args.precision)
+                torch_rate = path_rate if engine == "torch" else torch_rate
+                versus = f"{path_rate / torch_rate:.2f}x" if torch_rate else "-"
+                print(f"| {name} | {engine} | {path_rate:.1f} | {model_rate:.1f} | {path_rate / model_rate:.2f} "
+                      f"| {versus} |", flush=True)
 
 
 if __name__ == "__main__":

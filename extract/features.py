@@ -30,6 +30,7 @@ import torch
 from core.device import autocast_dtype, choose_device
 from core.progress import progress
 from extract.backbones import Backbone, file_sha256
+from extract.engines import Embedder, make_embedder, resolve_engine
 from posters.data import DataError, Poster, PosterSet
 from posters.files import atomic_write, write_text_atomic
 from posters.images import SkippingImages, eval_transform
@@ -104,16 +105,8 @@ def _batches(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
 
 
-def embed(model: torch.nn.Module, images: torch.Tensor, tta: bool, dtype: torch.dtype | None) -> np.ndarray:
-    with torch.inference_mode(), torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
-        out = model(images).float()
-        if tta:
-            out = (out + model(images.flip(3)).float()) / 2
-    return out.cpu().numpy()
-
-
 def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path | str, batch_size: int | None = None,
-            tta: bool = False, precision: str = "auto", workers: int | None = None) -> Path:
+            tta: bool = False, precision: str = "auto", workers: int | None = None, engine: str = "auto") -> Path:
     """Write the feature file `out` and return its path.
 
     Posters whose image is unchanged (same id, same sha256) since `out` was written with the same
@@ -122,13 +115,15 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     out = Path(out)
     posters = [p for part in split_posters(poster_set, split).values() for p in part]
     device = choose_device()
-    dtype = autocast_dtype(device, precision)
+    engine = resolve_engine(engine, device, precision)
+    dtype = autocast_dtype(device, precision) if engine == "torch" else None
     # Measured on a 2-core CPU: small batches stay in cache and run fastest (see `make bench`).
     batch_size = batch_size or (64 if device.type == "cuda" else 8)
     config = {
         "format_version": FORMAT_VERSION, "dataset": split.dataset, **embedding_fingerprint(backbone, tta),
-        "weights_source": backbone.weights_source, "precision": str(dtype or torch.float32),
-        "batch_size": batch_size, "data_resolved": str(Path(poster_set.root).resolve()),
+        "weights_source": backbone.weights_source, "engine": engine, "precision": str(dtype or torch.float32),
+        "batch_size": batch_size,
+        "data_resolved": str(Path(poster_set.root).resolve()),
     }
     layout = {
         "genres": json.dumps(split.genres),
@@ -143,10 +138,10 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
         print(f"{out} is complete and up to date ({len(keys)} posters reused)")
         return out
 
-    model = backbone.model.to(device, memory_format=torch.channels_last)
+    embedder = make_embedder(backbone, tta, engine, precision)
     transform = eval_transform(backbone.image_size, backbone.mean, backbone.std)
-    fresh, reasons, speed = _embed_rows(model, [posters[row].image for row in todo], transform, backbone, tta,
-                                        dtype, batch_size, workers, out, {**config, "rows": [keys[r] for r in todo]},
+    fresh, reasons, speed = _embed_rows(embedder, [posters[row].image for row in todo], transform, backbone,
+                                        batch_size, workers, out, {**config, "rows": [keys[r] for r in todo]},
                                         f"{backbone.name} {split.dataset}")
     embeddings = np.empty((len(keys), backbone.dim), np.float32)
     embeddings[todo] = fresh
@@ -194,9 +189,8 @@ def _reusable_embeddings(out: Path, config: dict) -> dict[str, np.ndarray]:
         return dict(zip(keys, f["embeddings"][:]))
 
 
-def _embed_rows(model: torch.nn.Module, paths: list[Path], transform, backbone: Backbone, tta: bool,
-                dtype: torch.dtype | None, batch_size: int, workers: int | None, out: Path, manifest: dict,
-                description: str) -> tuple[np.ndarray, dict[int, str], str]:
+def _embed_rows(embedder: Embedder, paths: list[Path], transform, backbone: Backbone, batch_size: int,
+                workers: int | None, out: Path, manifest: dict, description: str) -> tuple[np.ndarray, dict[int, str], str]:
     """Embeddings of `paths` (NaN rows for unreadable images), {index: reason} for those, and a speed line.
 
     Each finished batch is saved in `<out>.parts/`, so a killed run resumes where it stopped; parts
@@ -215,15 +209,13 @@ def _embed_rows(model: torch.nn.Module, paths: list[Path], transform, backbone: 
     dataset = SkippingImages(paths, transform, backbone.image_size)
     # Decoding small posters is cheap: leave most cores to the model.
     workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if workers is None else workers
-    device = next(model.parameters()).device
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[batches[b] for b in todo], num_workers=workers,
-                                         pin_memory=device.type == "cuda")
+                                         pin_memory=embedder.device.type == "cuda")
     start, done_now = time.perf_counter(), 0
     with progress(total=len(paths), initial=len(paths) - sum(len(batches[b]) for b in todo), unit="poster",
               desc=description) as bar:
         for b, (images, errors) in zip(todo, loader):
-            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-            embeddings = embed(model, images, tta, dtype)
+            embeddings = embedder(images)
             embeddings[[bool(e) for e in errors]] = np.nan  # unreadable posters, dropped by the caller
             if any(errors):  # written before the batch file, whose presence marks the batch done
                 reasons = {row: error for row, error in zip(batches[b], errors) if error}
@@ -241,7 +233,7 @@ def _embed_rows(model: torch.nn.Module, paths: list[Path], transform, backbone: 
                for row, error in json.loads(path.read_text()).items()}
     reasons.update({int(row): "unreadable" for row in np.flatnonzero(np.isnan(fresh).any(axis=1))
                     if int(row) not in reasons})
-    speed = (f"; {done_now / seconds:.1f} posters/s ({backbone.name}, {device.type}, {dtype or torch.float32}, "
+    speed = (f"; {done_now / seconds:.1f} posters/s ({backbone.name}, {embedder.describe()}, "
              f"batch {batch_size}, {workers} workers)" if done_now else "")
     return fresh, reasons, speed
 

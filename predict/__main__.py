@@ -52,7 +52,7 @@ def main() -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
-    predictor = load_model(chosen_model(args), args.weights, args.precision)
+    predictor = load_model(chosen_model(args), args.weights, args.precision, args.engine)
     genre_sets = None
     if args.images:
         paths = image_files(Path(args.images))

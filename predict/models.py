@@ -24,7 +24,8 @@ from core.device import autocast_dtype, choose_device
 from core.progress import progress
 from evaluation.results import read_results
 from extract.backbones import BACKBONES, build_backbone
-from extract.features import embed, embedding_fingerprint, fingerprint_differences
+from extract.engines import ENGINES, Embedder, make_embedder
+from extract.features import embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
 from modelfiles import HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, load_weights, read_head, read_network
 from posters.images import ImageSpec, SkippingImages, eval_transform
@@ -45,9 +46,9 @@ class Predictor:
     genres: list[str]
     thresholds: np.ndarray
     spec: ImageSpec
-    network: nn.Module  # images -> logits, or -> embeddings when a head follows
-    head: BaseEstimator | None = None
-    tta: bool = False
+    network: nn.Module | None = None  # images -> logits
+    head: BaseEstimator | None = None  # or a head after
+    embedder: Embedder | None = None  # its backbone
     batch_size: int = 8
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype | None = None
@@ -58,9 +59,9 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_proba(self, images: torch.Tensor) -> np.ndarray:
-        images = images.to(self.device, memory_format=torch.channels_last)
         if self.head is not None:
-            return self.head.predict_proba(embed(self.network, images, self.tta, self.dtype))
+            return self.head.predict_proba(self.embedder(images))
+        images = images.to(self.device, memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             logits = self.network(images)
         return torch.sigmoid(logits.float()).cpu().numpy()
@@ -99,6 +100,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
     parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
     parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="a head's backbone: auto is onnxruntime on the CPU in fp32, torch otherwise")
 
 
 def chosen_model(args: argparse.Namespace) -> Path:
@@ -126,8 +129,12 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
                          + (f"pass one of: {', '.join(saved[:8])}" if saved else "none is saved yet"))
 
 
-def load_model(path: Path | str, weights: str | None = None, precision: str = "auto") -> Predictor:
-    """The model saved at `path`; `weights` is the backbone's local weights file, for a resnet50 head offline."""
+def load_model(path: Path | str, weights: str | None = None, precision: str = "auto",
+               engine: str = "auto") -> Predictor:
+    """The model saved at `path`; `weights` is the backbone's local weights file, for a resnet50 head offline.
+
+    A head's backbone runs on `engine` (see extract.engines); a network always runs in PyTorch.
+    """
     path = Path(path)
     device = choose_device()
     dtype = autocast_dtype(device, precision)
@@ -143,19 +150,20 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = "a
         if differences:
             raise ModelFileError(f"{path}: fitted on other features than this backbone gives ({differences}); "
                                  f"pass the backbone's weights with --weights, or refit the head")
-        network, spec = backbone.model, ImageSpec(backbone.image_size, backbone.mean, backbone.std)
-    else:
-        state, settings = read_network(path)
-        _check_settings(path, settings)
-        try:
-            network = NETWORKS[settings["kind"]](settings["build"], len(settings["genres"]))
-        except ValueError as e:  # a stage name the backbone does not have
-            raise ModelFileError(f"{path}: not a model this version saved ({e})") from None
-        load_weights(network, state, path)
-        spec, head, tta = ImageSpec(**settings["spec"]), None, False
+        return Predictor(path.stem, settings["genres"], np.asarray(settings["thresholds"], dtype=np.float64),
+                         ImageSpec(backbone.image_size, backbone.mean, backbone.std), head=head,
+                         embedder=make_embedder(backbone, tta, engine, precision), batch_size=settings["batch_size"])
+    state, settings = read_network(path)
+    _check_settings(path, settings)
+    try:
+        network = NETWORKS[settings["kind"]](settings["build"], len(settings["genres"]))
+    except ValueError as e:  # a stage name the backbone does not have
+        raise ModelFileError(f"{path}: not a model this version saved ({e})") from None
+    load_weights(network, state, path)
     network = network.to(device, memory_format=torch.channels_last).eval()
-    return Predictor(path.stem, settings["genres"], np.asarray(settings["thresholds"], dtype=np.float64), spec,
-                     network, head, tta, settings["batch_size"], device, dtype)
+    return Predictor(path.stem, settings["genres"], np.asarray(settings["thresholds"], dtype=np.float64),
+                     ImageSpec(**settings["spec"]), network, batch_size=settings["batch_size"], device=device,
+                     dtype=dtype)
 
 
 def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> tuple[np.ndarray, dict[int, str]]:

@@ -15,6 +15,14 @@ def shared_data() -> Path:
     return Path(os.environ.get("POSTERGENRE_DATA", ROOT.parent / "shared" / "data")).resolve()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """Exported ONNX graphs go to a folder of the test session (commands run by the tests inherit it)."""
+    path = tmp_path_factory.mktemp("onnx-cache")
+    os.environ["POSTERGENRE_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = shared_data()

@@ -128,7 +128,7 @@ def test_a_head_is_checked_against_the_features_its_backbone_gives(tmp_path):
         return tmp_path / name
 
     predictor = load_model(saved("good.skops"))
-    assert predictor.genres == ["A", "B"] and predictor.spec.size == 224 and not predictor.tta
+    assert predictor.genres == ["A", "B"] and predictor.spec.size == 224 and not predictor.embedder.tta
     with pytest.raises(ModelFileError, match="image_size: head has 260, features have 224"):
         load_model(saved("resized.skops", image_size=260))
     with pytest.raises(ModelFileError, match="weights_sha256: head has 'other'"):

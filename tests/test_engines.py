@@ -1,0 +1,55 @@
+"""ONNX Runtime and PyTorch give the same embeddings, and the exported graph is cached by weights."""
+import numpy as np
+import pytest
+import torch
+
+from core.errors import DataError
+from extract.backbones import build_backbone
+from extract.engines import EMBEDDING_TOLERANCE, cache_dir, make_embedder, resolve_engine
+from posters.data import read_posters
+from posters.images import PosterImages, eval_transform
+
+
+def poster_batch(sample_dir, backbone, n: int = 5) -> torch.Tensor:
+    posters = read_posters(sample_dir).posters[:n]
+    dataset = PosterImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean, backbone.std))
+    return torch.stack([dataset[i][0] for i in range(len(dataset))])
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_onnxruntime_embeddings_match_torch(sample_dir, tta):
+    """The multi-scale backbone (inner stages tapped by hooks) exports too; an odd batch size works."""
+    backbone = build_backbone("efficientnet_lite0_multiscale")
+    images = poster_batch(sample_dir, backbone)
+    expected = make_embedder(backbone, tta, engine="torch", precision="fp32")(images)
+    got = make_embedder(backbone, tta, engine="onnxruntime")(images)
+    assert got.shape == expected.shape == (5, backbone.dim) and got.dtype == np.float32
+    assert np.abs(got - expected).max() < EMBEDDING_TOLERANCE
+    assert np.abs(expected).max() > 100 * EMBEDDING_TOLERANCE  # the tolerance is small beside the values
+
+
+def test_the_onnx_graph_is_exported_once_per_weights(sample_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("POSTERGENRE_CACHE", str(tmp_path / "cache"))
+    backbone = build_backbone("efficientnet_lite0")
+    make_embedder(backbone, engine="onnxruntime")
+    graphs = list(cache_dir().glob("*.onnx"))
+    assert [g.name for g in graphs] == [f"efficientnet_lite0-224px-{backbone.weights_sha256}.onnx"]
+    assert "exporting efficientnet_lite0" in capsys.readouterr().out
+    exported_at = graphs[0].stat().st_mtime_ns
+
+    images = poster_batch(sample_dir, backbone, 2)
+    make_embedder(build_backbone("efficientnet_lite0"), engine="onnxruntime")(images)
+    assert "exporting" not in capsys.readouterr().out and graphs[0].stat().st_mtime_ns == exported_at
+
+    graphs[0].write_bytes(b"not a graph")
+    with pytest.raises(DataError, match="not a readable ONNX graph.*delete it"):
+        make_embedder(backbone, engine="onnxruntime")
+
+
+def test_engine_choice():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_engine("auto", cpu, "auto") == resolve_engine("auto", cpu, "fp32") == "onnxruntime"
+    assert resolve_engine("auto", cpu, "bf16") == resolve_engine("auto", cuda, "auto") == "torch"
+    assert resolve_engine("torch", cpu, "fp32") == "torch"
+    with pytest.raises(DataError, match="onnxruntime runs in fp32; use --engine torch"):
+        resolve_engine("onnxruntime", cpu, "bf16")
