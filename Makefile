@@ -19,7 +19,7 @@
 # TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m finetune --help)
 # CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
 # CONCURRENCY  make posters: requests in flight (default 4); RATE: requests/s per host (default 4)
-# MODEL        make predict / explain / serve: a saved model, models/<dataset>-<model>.skops (head) or .safetensors
+# MODEL        make predict / explain / serve / export: a saved model, models/<dataset>-<model>.skops (head) or .safetensors
 #              (network); predict and serve default to DATA's best saved model by validation mAP
 # IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
 # PORT         make serve: the local port (default 8000)
@@ -62,7 +62,8 @@ FEATURES  = features/$(NAME)-$(BACKBONE).h5
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: install demo posters sample split features heads finetune cnn ensemble predict explain serve report test bench clean
+.PHONY: install demo posters sample split features heads finetune cnn ensemble predict export explain serve report test \
+	bench clean
 .DELETE_ON_ERROR:
 
 install: .venv/installed
@@ -116,6 +117,11 @@ ensemble: | install
 predict: | install
 	$(PYTHON) -m predict $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --out "$(PREDICTIONS)" --engine $(ENGINE) \
 		$(if $(IMAGES),--images "$(IMAGES)",--data "$(DATA)" --split $(SPLIT))
+
+# A saved network as an ONNX graph (+ .json: genres, thresholds, input size, mean, std), beside MODEL.
+export: | install
+	$(if $(MODEL),,$(error make export needs MODEL=models/<dataset>-<network>.safetensors, from make finetune or cnn))
+	$(PYTHON) -m predict.export --model "$(MODEL)" --out "$(basename $(MODEL)).onnx"
 
 # Grad-CAM heatmaps and colour statistics per genre, for the report (MODEL must be a network: finetune or cnn).
 explain: | install

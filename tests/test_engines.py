@@ -1,4 +1,7 @@
-"""ONNX Runtime and PyTorch give the same embeddings, and the exported graph is cached by weights."""
+"""ONNX Runtime and PyTorch give the same embeddings, the exported graph is cached by weights, and
+a saved network exports to ONNX."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,12 +10,14 @@ from core.errors import DataError
 from extract.backbones import build_backbone
 from extract.engines import EMBEDDING_TOLERANCE, cache_dir, make_embedder, resolve_engine
 from posters.data import read_posters
-from posters.images import PosterImages, eval_transform
+from posters.images import ImageSpec, PosterImages, eval_transform
+from predict.models import load_model
+from tests.conftest import run_module
 
 
-def poster_batch(sample_dir, backbone, n: int = 5) -> torch.Tensor:
+def poster_batch(sample_dir, spec: ImageSpec, n: int = 5) -> torch.Tensor:
     posters = read_posters(sample_dir).posters[:n]
-    dataset = PosterImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean, backbone.std))
+    dataset = PosterImages([p.image for p in posters], eval_transform(spec.size, spec.mean, spec.std))
     return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
 
@@ -20,7 +25,7 @@ def poster_batch(sample_dir, backbone, n: int = 5) -> torch.Tensor:
 def test_onnxruntime_embeddings_match_torch(sample_dir, tta):
     """The multi-scale backbone (inner stages tapped by hooks) exports too; an odd batch size works."""
     backbone = build_backbone("efficientnet_lite0_multiscale")
-    images = poster_batch(sample_dir, backbone)
+    images = poster_batch(sample_dir, ImageSpec(backbone.image_size, backbone.mean, backbone.std))
     expected = make_embedder(backbone, tta, engine="torch", precision="fp32")(images)
     got = make_embedder(backbone, tta, engine="onnxruntime")(images)
     assert got.shape == expected.shape == (5, backbone.dim) and got.dtype == np.float32
@@ -37,7 +42,7 @@ def test_the_onnx_graph_is_exported_once_per_weights(sample_dir, tmp_path, monke
     assert "exporting efficientnet_lite0" in capsys.readouterr().out
     exported_at = graphs[0].stat().st_mtime_ns
 
-    images = poster_batch(sample_dir, backbone, 2)
+    images = poster_batch(sample_dir, ImageSpec(backbone.image_size, backbone.mean, backbone.std), 2)
     make_embedder(build_backbone("efficientnet_lite0"), engine="onnxruntime")(images)
     assert "exporting" not in capsys.readouterr().out and graphs[0].stat().st_mtime_ns == exported_at
 
@@ -53,3 +58,24 @@ def test_engine_choice():
     assert resolve_engine("torch", cpu, "fp32") == "torch"
     with pytest.raises(DataError, match="onnxruntime runs in fp32; use --engine torch"):
         resolve_engine("onnxruntime", cpu, "bf16")
+
+
+def test_a_saved_network_exports_to_onnx(trained, sample_dir, tmp_path):
+    import onnxruntime
+
+    model = next((trained / "models").glob("*.safetensors"))
+    out = tmp_path / "deploy" / "network.onnx"
+    run_module("predict.export", "--model", str(model), "--out", str(out))
+    card = json.loads(out.with_suffix(".json").read_text())
+    predictor = load_model(model)
+    assert card["genres"] == predictor.genres and card["image_size"] == predictor.spec.size
+
+    images = poster_batch(sample_dir, predictor.spec, 3)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {card["input"]: images.numpy()})[0]
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), predictor.predict_proba(images), atol=1e-5)
+
+    head = tmp_path / "head.skops"
+    head.write_bytes(b"")
+    refused = run_module("predict.export", "--model", str(head), "--out", str(tmp_path / "h.onnx"), check=False)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1

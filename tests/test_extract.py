@@ -15,8 +15,8 @@ import torch
 import torchvision
 
 from extract.backbones import BackboneError, build_backbone, file_sha256
-from extract.features import load_features
 from extract.engines import embed
+from extract.features import load_features
 from posters.data import DataError, read_posters
 from posters.images import PosterImages, eval_transform
 from posters.split import Split, label_matrix
