@@ -6,6 +6,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from bench.reference_mlknn import reference_mlknn
 from extract.features import Features
+from heads import estimators
 from heads.estimators import HEADS, MLkNNHead
 from heads.train import cross_validate, load_head, save_head, tune
 from posters.data import DataError
@@ -113,3 +114,18 @@ def test_heads_work_with_scikit_learns_model_selection(name):
     X, Y = clustered(150, seed=5)
     scores = cross_val_score(clone(HEADS[name][0]), X, Y, cv=3, scoring="average_precision")
     assert np.isfinite(scores).all() and scores.mean() > 0.8
+
+
+def test_mlknn_neighbours_do_not_depend_on_the_block_size(monkeypatch):
+    """Distances are computed a block of rows at a time; each training poster still leaves out only itself."""
+    rng = np.random.default_rng(5)
+    Y = (rng.random((60, 4)) < 0.3).astype(np.uint8)
+    X = rng.normal(0, 1, (60, 8)).astype(np.float32) + Y @ rng.normal(0, 1, (4, 8)).astype(np.float32)
+    X[1] = X[0]  # an exact duplicate: its twin, not itself, is its nearest neighbour
+    whole = MLkNNHead(k=5).fit(X, Y)
+    monkeypatch.setattr(estimators, "NEIGHBOUR_BLOCK", 7)
+    blocked = MLkNNHead(k=5).fit(X, Y)
+    np.testing.assert_array_equal(whole.cond_true_, blocked.cond_true_)
+    np.testing.assert_array_equal(whole.predict_proba(X[:13]), blocked.predict_proba(X[:13]))
+    neighbours = blocked._neighbours(X, leave_self_out=True)
+    assert not (neighbours == np.arange(60)[:, None]).any() and 1 in neighbours[0] and 0 in neighbours[1]
