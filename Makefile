@@ -20,7 +20,8 @@
 # CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
 # CONCURRENCY  make posters: requests in flight (default 4); RATE: requests/s per host (default 4)
 # MODEL        make predict / explain / serve / export: a saved model, models/<dataset>-<model>.skops (head) or .safetensors
-#              (network); predict and serve default to DATA's best saved model by validation mAP
+#              (network); predict and serve default to DATA's final model (make final) if there is one, else to
+#              its best saved model by validation mAP
 # IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
@@ -62,7 +63,7 @@ FEATURES  = features/$(NAME)-$(BACKBONE).h5
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: install demo posters sample split features heads finetune cnn ensemble predict export explain serve report test \
+.PHONY: install demo posters sample split features heads finetune cnn final ensemble predict export explain serve report test \
 	bench clean
 .DELETE_ON_ERROR:
 
@@ -98,6 +99,10 @@ features: $(SPLIT) | install
 heads: | install
 	$(PYTHON) -m heads --features $(FEATURES) --heads $(HEADS) \
 		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds) $(if $(CV),--cv $(CV))
+
+# The head the evaluation chose, refit on every labelled poster: models/<dataset>-final.skops and its model card (.md).
+final: | install
+	$(PYTHON) -m heads.final --features $(FEATURES)
 
 # One fine-tuning run per frozen-stage setting and seed, each a row of the report.
 finetune: $(SPLIT) | install

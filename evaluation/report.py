@@ -17,6 +17,7 @@ from evaluation.compare import compare, headline, interval, picked
 from evaluation.ensemble import describe
 from evaluation.metrics import predict_sets
 from evaluation.results import read_results, read_scores
+from modelfiles import final_model_path
 from posters.data import DataError, read_genre_table, read_posters
 from posters.files import write_text_atomic
 from posters.sample import SYNTHETIC_MARK
@@ -233,12 +234,23 @@ def _training_lines(dataset: str, trained: list[dict], figures: Path, out_dir: P
     return lines
 
 
+def _final_lines(dataset: str, models_dir: Path) -> list[str]:
+    final = final_model_path(models_dir, dataset)
+    if not final.is_file():
+        return []
+    return [f"**Final model.** `{final}` is the chosen head refit on every labelled poster by `make final`; "
+            f"its model card `{final.with_suffix('.md')}` says what was chosen and how. It has seen this test part, "
+            "so it is not scored here: the figures below are of models fitted without the test and validation "
+            "posters. Fitted on more posters, the final model is expected to do at least as well.", ""]
+
+
 def _dataset_section(dataset: str, results: list[dict], split: Split | None, figures: Path,
-                     out_dir: Path, results_dir: Path) -> list[str]:
+                     out_dir: Path, results_dir: Path, models_dir: Path) -> list[str]:
     models = [r for r in results if r["kind"] != "baseline"]
     baselines = [r for r in results if r["kind"] == "baseline"]
     command = "; ".join(sorted({_command(r) for r in models or baselines}))
-    lines = [f"## {dataset}", "", *headline(results, compare(results_dir, dataset, results))]
+    lines = [f"## {dataset}", "", *headline(results, compare(results_dir, dataset, results)),
+             *_final_lines(dataset, models_dir)]
     data = next((r["data"] for r in results if r.get("data")), None)
     if data and (Path(data) / SYNTHETIC_MARK).exists():
         lines += [f"**{dataset} is the built-in synthetic sample**: drawn posters whose genres set their colour, "
@@ -273,7 +285,7 @@ def _genre_table_lines(genre_table: Path | str, figures: Path, out_dir: Path) ->
 
 
 def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Path | str,
-                 genre_table: Path | str | None = None) -> Path:
+                 genre_table: Path | str | None = None, models_dir: Path | str = "models") -> Path:
     """reports/report.md, and report.html beside it: the same, self-contained, for a browser."""
     out_dir, features_dir = Path(out_dir), Path(features_dir)
     figures = out_dir / "figures"
@@ -284,7 +296,7 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
     for dataset, results in read_results(results_dir).items():
         split_path = features_dir / f"{dataset}-split.json"
         split = Split.load(split_path) if split_path.exists() else None
-        lines += _dataset_section(dataset, results, split, figures, out_dir, Path(results_dir))
+        lines += _dataset_section(dataset, results, split, figures, out_dir, Path(results_dir), Path(models_dir))
         explained = out_dir / "explain" / f"{dataset}.md"  # from make explain
         if explained.exists():
             lines += [explained.read_text(), ""]
@@ -319,8 +331,10 @@ def main() -> None:
     parser.add_argument("--features-dir", default="features", help="split files")
     parser.add_argument("--out-dir", default="reports", help="report.md, report.html and figures/ go here")
     parser.add_argument("--genre-table", default=None, help="Kaggle anime genre table with no images (an appendix)")
+    parser.add_argument("--models-dir", default="models", help="where final models (make final) are looked for")
     args = parser.parse_args()
-    cli.run(lambda: print(write_report(args.results_dir, args.features_dir, args.out_dir, args.genre_table)))
+    cli.run(lambda: print(write_report(args.results_dir, args.features_dir, args.out_dir, args.genre_table,
+                                       args.models_dir)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from sklearn.preprocessing import LabelBinarizer, Normalizer, StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-
 NEIGHBOUR_BLOCK = 2048  # rows of distances at a time: 2,048 x 25,000 training posters is 200 MB in float32
 
 

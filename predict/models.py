@@ -27,7 +27,8 @@ from extract.backbones import BACKBONES, build_backbone
 from extract.engines import ENGINES, Embedder, make_embedder
 from extract.features import embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
-from modelfiles import HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, load_weights, read_head, read_network
+from modelfiles import (HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, final_model_path, load_weights, read_head,
+                        read_network)
 from posters.images import ImageSpec, SkippingImages, eval_transform
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
@@ -96,7 +97,7 @@ def _check_settings(path: Path, settings: dict) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, or --dataset for that data set's best saved model: how predict and serve are told what to load."""
     parser.add_argument("--model", help="a saved model: models/*.skops (a head) or models/*.safetensors (a network); "
-                        "default: the best by validation mAP of --dataset")
+                        "default: --dataset's final model, else its best by validation mAP")
     parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
     parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
     parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
@@ -111,13 +112,18 @@ def chosen_model(args: argparse.Namespace) -> Path:
     if not args.dataset:
         raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
     path = default_model(args.dataset, args.models_dir, args.results_dir)
-    print(f"model: {path} (the best saved model of {args.dataset} by validation mAP)", flush=True)
+    why = ("final model, refit on all its labelled posters by make final"
+           if path == final_model_path(args.models_dir, args.dataset) else "best saved model by validation mAP")
+    print(f"model: {path} ({args.dataset}'s {why})", flush=True)
     return path
 
 
 def default_model(dataset: str, models_dir: Path | str = "models", results_dir: Path | str = "results") -> Path:
-    """The saved model of `dataset` with the best validation mAP; the error lists the saved models there are."""
+    """The final model of `dataset` (make final) if there is one, else its saved model with the best
+    validation mAP; the error lists the saved models there are."""
     models_dir = Path(models_dir)
+    if final_model_path(models_dir, dataset).is_file():
+        return final_model_path(models_dir, dataset)
     ranked = sorted((r for r in read_results(results_dir).get(dataset, []) if r["kind"] in ("head", "finetune", "cnn")),
                     key=lambda r: -r["val"]["overall"]["mAP_macro"])
     for result in ranked:

@@ -1,4 +1,5 @@
-"""The whole two-stage pipeline on a slice of the real anime posters, through the same commands as make."""
+"""The whole two-stage pipeline on a slice of the real anime posters, through the same commands as make:
+split, features, heads, final, report, predict."""
 import csv
 import json
 import os
@@ -7,7 +8,6 @@ import re
 import pytest
 
 from bench.page import CHROMIUM
-
 from tests.conftest import run_module
 
 POSTERS = 300
@@ -31,13 +31,16 @@ def test_split_features_heads_report(data_root, tmp_path):
     run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results))
     run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results),
                "--heads", "logistic", "--cv", "3x1")
+    run_module("heads.final", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results))
     run_module("evaluation.report", "--results-dir", str(results), "--features-dir", str(tmp_path),
-               "--out-dir", str(reports), "--genre-table", str(data_root / "anime-dataset-2023-genres.csv"))
+               "--out-dir", str(reports), "--genre-table", str(data_root / "anime-dataset-2023-genres.csv"),
+               "--models-dir", str(models))
 
     models_written = {p.stem for p in (results / "anime-slice").glob("*.json")}
     assert models_written == {"baseline-prior", "baseline-top3-frequent", "efficientnet_lite0-logistic",
                               "efficientnet_lite0-mlknn", "efficientnet_lite0-mlp"}
     assert len(list(models.glob("anime-slice-efficientnet_lite0-*.skops"))) == 3
+    assert (models / "anime-slice-final.skops").is_file() and (models / "anime-slice-final.md").is_file()
 
     def test_map(model: str) -> float:
         return json.loads((results / "anime-slice" / f"{model}.json").read_text())["test"]["overall"]["mAP_macro"]
@@ -54,6 +57,7 @@ def test_split_features_heads_report(data_root, tmp_path):
     assert section.splitlines()[2].startswith(f"**Headline.** Validation mAP picks **{picked}**")
     assert re.search(r"test mAP \d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\) on \d+ test posters", section)
     assert "above the prior baseline" in section and "distinguishable from" in section
+    assert f"**Final model.** `{models / 'anime-slice-final.skops'}`" in section
     row = next(line for line in report.splitlines()  # the results table's row, not the headline's
                if line.startswith("| efficientnet_lite0-mlknn |") and line.count("|") > 10)
     assert len(re.findall(r"\d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)", row)) == 3  # mAP, F1 µ and top-1
@@ -78,6 +82,13 @@ def test_split_features_heads_report(data_root, tmp_path):
         assert predicted["scores"] == evaluated["test"]
         assert len(out.read_text().splitlines()) == 1 + len(json.loads(split.read_text())["parts"]["test"])
 
+    # without --model, predict uses the final model and says so
+    out = tmp_path / "predictions-final.csv"
+    result = run_module("predict", "--dataset", "anime-slice", "--models-dir", str(models), "--results-dir",
+                        str(results), "--images", str(source / "images" / "1.jpg"), "--out", str(out))
+    assert result.stdout.startswith(f"model: {models / 'anime-slice-final.skops'} (anime-slice's final model")
+    assert len(out.read_text().splitlines()) == 2
+
 
 def assert_html_report_opens(path, picked: str) -> None:
     """The HTML report, self-contained, in headless Chromium: its headline shows and every chart loads."""
@@ -95,3 +106,4 @@ def assert_html_report_opens(path, picked: str) -> None:
         widths = page.locator("img").evaluate_all("images => images.map(i => i.naturalWidth)")
         assert len(widths) >= 6 and min(widths) > 0
         browser.close()
+

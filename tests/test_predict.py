@@ -76,8 +76,8 @@ def test_without_a_model_the_best_saved_one_is_used(trained, sample_dir, tmp_pat
     folders = ["--models-dir", str(trained / "models"), "--results-dir", str(trained / "results")]
     result = run_module("predict", "--dataset", dataset, *folders, "--images", str(sample_dir / "images"),
                         "--out", str(tmp_path / "p.csv"))
-    assert result.stdout.startswith(f"model: {trained / 'models' / dataset}-cnn-posternet-4-8-8-8.safetensors (the "
-                                    f"best saved model of {dataset} by validation mAP)")
+    assert result.stdout.startswith(f"model: {trained / 'models' / dataset}-cnn-posternet-4-8-8-8.safetensors "
+                                    f"({dataset}'s best saved model by validation mAP)")
     assert (tmp_path / "p.csv").exists()
     result = run_module("predict", "--dataset", "elsewhere", *folders, "--images", str(sample_dir / "images"),
                         "--out", str(tmp_path / "q.csv"), check=False)

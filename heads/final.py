@@ -1,0 +1,165 @@
+"""python -m heads.final --features FILE.h5: the data set's final model, refit on every labelled poster.
+
+`make heads` fits each head on the training part (70% of the posters) so that the validation part
+can choose and the test part can score. The model users run should learn from all of them: this
+takes the head and parameters the evaluation chose (cross-validated mAP when `make heads CV=...`
+ran for every head, else validation mAP), refits it on every labelled poster, and saves it as
+models/<dataset>-final.skops with a model card (models/<dataset>-final.md) beside it.
+
+Its threshold comes from out-of-fold predictions (the same parameters fitted on 4/5 of the posters,
+predicting the other 1/5, five times), never from posters the model was fitted on. The final model
+has seen the test part, so it has no test figures of its own; the card gives the evaluated model's.
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import f1_score
+
+from core import cli
+from core.errors import DataError
+from core.progress import progress
+from evaluation.compare import interval, picked
+from evaluation.metrics import choose_thresholds, macro_map, predict_sets
+from evaluation.results import read_results
+from extract.features import Features, load_features
+from heads.estimators import HEADS
+from heads.train import save_head
+from modelfiles import final_model_path
+from posters.files import write_text_atomic
+from posters.split import stratified_folds
+
+RARE = 20  # genres with fewer labelled posters than this are named in the card's limits
+
+
+def choose(heads: list[dict]) -> tuple[dict, str]:
+    """The head result the evaluation picks, and by what."""
+    if all("cv" in r for r in heads):
+        return max(heads, key=lambda r: r["cv"]["mAP_macro"]["mean"]), "cross-validated mAP"
+    return max(heads, key=lambda r: r["val"]["overall"]["mAP_macro"]), "validation mAP"
+
+
+def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each poster's scores from a model fitted on the other folds."""
+    scores = np.zeros(Y.shape, np.float64)
+    for held in progress(stratified_folds(Y, (1 / folds,) * folds, seed), desc="out-of-fold", unit="fold"):
+        rest = np.setdiff1d(np.arange(len(Y)), held)
+        scores[held] = _fit(estimator, X[rest], Y[rest]).predict_proba(X[held])
+    return scores
+
+
+def _fit(estimator, X: np.ndarray, Y: np.ndarray):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # as in tuning: the grid's weak settings may not converge
+        return clone(estimator).fit(X, Y)
+
+
+def fit_final(features: Features, results_dir: Path | str, models_dir: Path | str, folds: int = 5,
+              seed: int = 0) -> Path:
+    """Refit the chosen head on every labelled poster of `features`; returns the saved model's path."""
+    dataset = features.attrs["dataset"]
+    results = read_results(results_dir).get(dataset, [])
+    heads = [r for r in results if r["kind"] == "head" and r["backbone"] == features.attrs["backbone"]]
+    if not heads:
+        raise DataError(f"{results_dir}/{dataset}: no head results on {features.attrs['backbone']} features; "
+                        f"run `make heads` first")
+    source, rule = choose(heads)
+    estimator = clone(HEADS[source["head"]][0]).set_params(**source["params"])
+    per_genre = source["thresholds"]["per_genre"]
+    oof = out_of_fold_scores(estimator, features.X, features.Y, folds, seed)
+    thresholds = choose_thresholds(features.Y, oof, per_genre)
+    oof_figures = {"mAP_macro": macro_map(features.Y, oof),
+                   "f1_micro": float(f1_score(features.Y, predict_sets(oof, thresholds), average="micro",
+                                              zero_division=0))}
+    model = _fit(estimator, features.X, features.Y)
+    path = final_model_path(models_dir, dataset)
+    save_head(path, model, features, source["params"], thresholds.tolist())
+    card = model_card(features, heads, source, rule, picked(results), thresholds, folds, oof_figures)
+    write_text_atomic(path.with_suffix(".md"), card)
+    print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
+          f"threshold {_thresholds_text(thresholds)} from {folds}-fold out-of-fold predictions; "
+          f"model card {path.with_suffix('.md')}")
+    return path
+
+
+def _thresholds_text(thresholds: np.ndarray) -> str:
+    if np.ptp(thresholds) == 0:
+        return f"{thresholds[0]:.2f}"
+    return f"per genre, {thresholds.min():.2f} to {thresholds.max():.2f}"
+
+
+def model_card(features: Features, heads: list[dict], source: dict, rule: str, overall_pick: dict,
+               thresholds: np.ndarray, folds: int, oof: dict) -> str:
+    """What a user of the final model should know: data, choice, figures with intervals, thresholds, limits."""
+    dataset, n, n_train = features.attrs["dataset"], len(features.Y), int((features.parts == "train").sum())
+    counts = features.Y.sum(axis=0)
+    test = source["test"]["overall"]
+    lines = [f"# {dataset}: final model", "",
+             f"`{final_model_path('models', dataset).name}`: the **{source['head']}** head with `{source['params']}` on "
+             f"`{features.attrs['backbone']}` features, refit on all {n} labelled posters of `{features.attrs['data']}`. "
+             f"Reproduce: `make heads final DATA={features.attrs['data']} BACKBONE={features.attrs['backbone']}`.", "",
+             "## How it was chosen", "",
+             f"Among the heads fitted on these features, by {rule} (never by test figures):", "",
+             "| head | val mAP | cross-validated mAP |", "|---|---|---|"]
+    for r in sorted(heads, key=lambda r: r["model"]):
+        cv = r.get("cv", {}).get("mAP_macro")
+        lines.append(f"| {r['model']} | {r['val']['overall']['mAP_macro']:.3f} | "
+                     + (f"{cv['mean']:.3f} ± {cv['std']:.3f}" if cv else "-") + " |")
+    if overall_pick and overall_pick["model"] != source["model"]:
+        lines += ["", f"Over all models, validation mAP picks `{overall_pick['model']}` "
+                      f"({overall_pick['val']['overall']['mAP_macro']:.3f}); `make final` refits heads only."]
+    lines += ["", "## Figures", "",
+              f"The final model has seen every labelled poster, test part included, so it has no test figures of its "
+              f"own. The same head fitted on the training part alone scored, on {test['posters']:.0f} test posters "
+              f"(95% BCa intervals): mAP {interval(source)}, micro-F1 {interval(source, 'f1_micro')}, "
+              f"top-1 {interval(source, 'top1_accuracy')}. Fitted on about {n / n_train:.1f}x "
+              "as many posters, the final model is expected to do at least as well.", ""]
+    if "cv" in source:
+        cv = source["cv"]
+        lines += [f"Cross-validated ({cv['folds']} folds x {cv['repeats']}): mAP {cv['mAP_macro']['mean']:.3f} ± "
+                  f"{cv['mAP_macro']['std']:.3f}, micro-F1 {cv['f1_micro']['mean']:.3f} ± {cv['f1_micro']['std']:.3f}.",
+                  ""]
+    lines += ["## Thresholds", "",
+              f"A genre is predicted when its probability reaches {_thresholds_text(thresholds)} (the top genre "
+              f"always is). Chosen for micro-F1 on {folds}-fold out-of-fold predictions of all {n} posters, made by "
+              f"the same head and parameters: out-of-fold mAP {oof['mAP_macro']:.3f}, micro-F1 {oof['f1_micro']:.3f} "
+              "(the parameters were chosen on the validation part, which is among these posters, so these two "
+              "are a little optimistic).", ""]
+    if np.ptp(thresholds) > 0:
+        lines += ["| genre | threshold |", "|---|---|",
+                  *(f"| {g} | {t:.2f} |" for g, t in zip(features.genres, thresholds)), ""]
+    rare = [f"{g} ({c})" for g, c in zip(features.genres, counts) if c < RARE]
+    lines += ["## Genres and limits", "",
+              f"{len(features.genres)} genres, with labelled posters: "
+              + ", ".join(f"{g} {c}" for g, c in zip(features.genres, counts)) + ".", "",
+              (f"Genres with fewer than {RARE} posters, whose predictions are least reliable: {', '.join(rare)}."
+               if rare else f"Every genre has at least {RARE} posters."), "",
+              "Genres outside this list are never predicted. The model knows only what a poster looks like; "
+              "posters unlike these (another style, era or source) may score worse than the figures above.", ""]
+    return "\n".join(lines)
+
+
+def _folds(text: str) -> int:
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: out-of-fold predictions need 2 folds or more")
+    return int(text)
+
+
+def main() -> None:
+    parser = cli.parser("python -m heads.final", __doc__)
+    parser.add_argument("--features", required=True, help="the feature file `make heads` used")
+    parser.add_argument("--results-dir", default="results", help="where `make heads` wrote its results")
+    parser.add_argument("--models-dir", default="models", help="the final model and its card go here")
+    parser.add_argument("--folds", type=_folds, default=5, help="folds of the out-of-fold predictions for the threshold")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    cli.run(lambda: fit_final(load_features(args.features), args.results_dir, args.models_dir, args.folds, args.seed))
+
+
+if __name__ == "__main__":
+    main()
