@@ -57,6 +57,24 @@ def whole_path(posters: PosterSet, backbone: Backbone, engine: str, batch_size: 
         return len(posters.posters) / (time.perf_counter() - start)
 
 
+def engine_speeds(posters: PosterSet, name: str, engines: list[str], batch_size: int = 8,
+                  precision: str = "fp32") -> dict[str, dict[str, float]]:
+    """engine -> {"whole_path", "model_only"} posters/s of backbone `name`; graphs go to a scratch cache."""
+    speeds, cache = {}, os.environ.get("POSTERGENRE_CACHE")
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["POSTERGENRE_CACHE"] = scratch  # graphs of random weights: not worth keeping
+        try:
+            backbone = random_backbone(name)
+            for engine in engines:
+                speeds[engine] = {"whole_path": whole_path(posters, backbone, engine, batch_size, precision),
+                                  "model_only": model_only(backbone, engine, batch_size, precision)}
+        finally:
+            del os.environ["POSTERGENRE_CACHE"]
+            if cache is not None:
+                os.environ["POSTERGENRE_CACHE"] = cache
+    return speeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.extraction", description=__doc__)
     parser.add_argument("--data", required=True, help="a real data set folder")
@@ -68,23 +86,17 @@ def main() -> None:
     args = parser.parse_args()
     full = read_posters(args.data)
     posters = PosterSet(full.name, full.root, full.posters[:args.posters])
-    device = choose_device()
-    print(f"{len(posters.posters)} posters of {posters.name}, batch {args.batch_size}, {device.type}, "
+    print(f"{len(posters.posters)} posters of {posters.name}, batch {args.batch_size}, {choose_device().type}, "
           f"{torch.get_num_threads()} threads, precision {args.precision}")
     print("| backbone | engine | whole path (posters/s) | model only (posters/s) | whole / model only "
           "| whole path vs torch |")
     print("|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["POSTERGENRE_CACHE"] = cache  # this run's graphs of random weights: not worth keeping
-        for name in args.backbones:
-            backbone, torch_rate = random_backbone(name), None
-            for engine in args.engines:
-                path_rate = whole_path(posters, backbone, engine, args.batch_size, args.precision)
-                model_rate = model_only(backbone, engine, args.batch_size, args.precision)
-                torch_rate = path_rate if engine == "torch" else torch_rate
-                versus = f"{path_rate / torch_rate:.2f}x" if torch_rate else "-"
-                print(f"| {name} | {engine} | {path_rate:.1f} | {model_rate:.1f} | {path_rate / model_rate:.2f} "
-                      f"| {versus} |", flush=True)
+    for name in args.backbones:
+        speeds = engine_speeds(posters, name, args.engines, args.batch_size, args.precision)
+        for engine, speed in speeds.items():
+            versus = f"{speed['whole_path'] / speeds['torch']['whole_path']:.2f}x" if "torch" in speeds else "-"
+            print(f"| {name} | {engine} | {speed['whole_path']:.1f} | {speed['model_only']:.1f} "
+                  f"| {speed['whole_path'] / speed['model_only']:.2f} | {versus} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     steps = Steps(tmp_path)
     steps.seconds = {"anime-posters features": 100.0, "anime-posters finetune": 300.0,
                      "anime-posters ensemble": 2.0}
-    speed = {"posters": 400, "batch_size": 8, "whole_path": 18.0, "model_only": 20.0}
+    speed = {"posters": 400, "batch_size": 8, "torch": {"whole_path": 20.0, "model_only": 25.0},
+             "onnxruntime": {"whole_path": 60.0, "model_only": 100.0}}
     mlknn = {"dataset": "movie-posters", "posters": 10, "k": 20, "ours_s": 1.0, "theirs_s": 6.0,
              "same_predictions": True}
 
@@ -41,7 +42,8 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     assert rows["ensemble"][-1] == f"{600 / 407:.1f} |"
     assert "| anime-posters | ensemble (" in text and "vs the best single model" in text
     assert "per-genre thresholds vs one global threshold (ensemble)" in text
-    assert "| 0.90 |" in text and "6x faster; same predictions: yes" in text
+    assert "| 60.0 | 20.0 | 3.00x |" in text and "| 60.0 | 100.0 | 0.60 |" in text
+    assert "6x faster; same predictions: yes" in text
     # each data set opens with its headline, and the tables carry intervals
     section = text[text.index("## anime-posters"):]
     assert section.splitlines()[2].startswith("**Headline.** Validation mAP picks **")
