@@ -96,9 +96,10 @@ def resolve_engine(engine: str, device: torch.device, precision: str) -> str:
     return engine
 
 
-def make_embedder(backbone: Backbone, tta: bool = False, engine: str = "auto", precision: str = "auto") -> Embedder:
-    """An Embedder running `backbone` on the engine chosen by `resolve_engine`."""
-    device = choose_device()
+def make_embedder(backbone: Backbone, tta: bool = False, engine: str = "auto", precision: str = "auto",
+                  device: torch.device | None = None) -> Embedder:
+    """An Embedder running `backbone` on the engine chosen by `resolve_engine` (on `device`, default the best)."""
+    device = device or choose_device()
     engine = resolve_engine(engine, device, precision)
     if engine == "torch":
         model = backbone.model.to(device, memory_format=torch.channels_last).eval()

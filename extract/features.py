@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import torch
 
-from core.device import autocast_dtype, choose_device
+from core.device import Distributed, autocast_dtype, setup_distributed
 from core.progress import progress
 from extract.backbones import Backbone, file_sha256
 from extract.engines import Embedder, make_embedder, resolve_engine
@@ -114,7 +114,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     """
     out = Path(out)
     posters = [p for part in split_posters(poster_set, split).values() for p in part]
-    device = choose_device()
+    env, device = setup_distributed()  # under torchrun, each process embeds its share of the batches
     engine = resolve_engine(engine, device, precision)
     dtype = autocast_dtype(device, precision) if engine == "torch" else None
     # Measured on a 2-core CPU: small batches stay in cache and run fastest (see `make bench`).
@@ -135,14 +135,21 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     reusable = _reusable_embeddings(out, config)
     todo = [row for row, key in enumerate(keys) if key not in reusable]
     if not todo and _same_attrs(out, {**layout, "ids_sha256": _sha256_lines(keys)}):
-        print(f"{out} is complete and up to date ({len(keys)} posters reused)")
+        if env.main:
+            print(f"{out} is complete and up to date ({len(keys)} posters reused)")
         return out
 
-    embedder = make_embedder(backbone, tta, engine, precision)
+    if not env.main:
+        env.barrier()  # the main process exports the ONNX graph first, so that no two write it at once
+    embedder = make_embedder(backbone, tta, engine, precision, device)
+    if env.main:
+        env.barrier()
     transform = eval_transform(backbone.image_size, backbone.mean, backbone.std)
     fresh, reasons, speed = _embed_rows(embedder, [posters[row].image for row in todo], transform, backbone,
                                         batch_size, workers, out, {**config, "rows": [keys[r] for r in todo]},
-                                        f"{backbone.name} {split.dataset}")
+                                        f"{backbone.name} {split.dataset}", env)
+    if not env.main:
+        return out  # the main process writes the file
     embeddings = np.empty((len(keys), backbone.dim), np.float32)
     embeddings[todo] = fresh
     for row, key in enumerate(keys):
@@ -190,30 +197,35 @@ def _reusable_embeddings(out: Path, config: dict) -> dict[str, np.ndarray]:
 
 
 def _embed_rows(embedder: Embedder, paths: list[Path], transform, backbone: Backbone, batch_size: int,
-                workers: int | None, out: Path, manifest: dict, description: str) -> tuple[np.ndarray, dict[int, str], str]:
+                workers: int | None, out: Path, manifest: dict, description: str,
+                env: Distributed) -> tuple[np.ndarray, dict[int, str], str]:
     """Embeddings of `paths` (NaN rows for unreadable images), {index: reason} for those, and a speed line.
 
     Each finished batch is saved in `<out>.parts/`, so a killed run resumes where it stopped; parts
-    left by a run with another `manifest` are discarded.
+    left by a run with another `manifest` are discarded. Under torchrun, process r embeds batches
+    r, r + world size, ...; the main one then gathers every part (the others get nothing back).
     """
     parts_dir = out.with_name(out.name + ".parts")
     manifest_path = parts_dir / "config.json"
-    if parts_dir.exists() and (not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest):
-        shutil.rmtree(parts_dir)  # leftovers of a run with other settings or other posters
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    if not manifest_path.exists():
-        write_text_atomic(manifest_path, json.dumps(manifest))
+    if env.main:
+        if parts_dir.exists() and (not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest):
+            shutil.rmtree(parts_dir)  # leftovers of a run with other settings or other posters
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        if not manifest_path.exists():
+            write_text_atomic(manifest_path, json.dumps(manifest))
+    env.barrier()
 
     batches = _batches(len(paths), batch_size)
-    todo = [b for b, _ in enumerate(batches) if not (parts_dir / f"{b:06d}.npy").exists()]
+    todo = [b for b in range(env.rank, len(batches), env.world_size) if not (parts_dir / f"{b:06d}.npy").exists()]
     dataset = SkippingImages(paths, transform, backbone.image_size)
     # Decoding small posters is cheap: leave most cores to the model.
     workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if workers is None else workers
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[batches[b] for b in todo], num_workers=workers,
                                          pin_memory=embedder.device.type == "cuda")
     start, done_now = time.perf_counter(), 0
-    with progress(total=len(paths), initial=len(paths) - sum(len(batches[b]) for b in todo), unit="poster",
-              desc=description) as bar:
+    share = sum(len(batch) for batch in batches[env.rank::env.world_size])
+    with progress(total=share, initial=share - sum(len(batches[b]) for b in todo), unit="poster",
+                  desc=description, quiet=not env.main) as bar:
         for b, (images, errors) in zip(todo, loader):
             embeddings = embedder(images)
             embeddings[[bool(e) for e in errors]] = np.nan  # unreadable posters, dropped by the caller
@@ -227,13 +239,17 @@ def _embed_rows(embedder: Embedder, paths: list[Path], transform, backbone: Back
             for error in filter(None, errors):
                 bar.write(f"skipped: {error}")
     seconds = time.perf_counter() - start
+    env.barrier()  # every process's parts are written
+    if not env.main:
+        return np.zeros((0, backbone.dim), np.float32), {}, ""
     fresh = (np.concatenate([np.load(parts_dir / f"{b:06d}.npy") for b in range(len(batches))]) if batches
              else np.zeros((0, backbone.dim), np.float32))
     reasons = {int(row): error for path in parts_dir.glob("*.errors.json")
                for row, error in json.loads(path.read_text()).items()}
     reasons.update({int(row): "unreadable" for row in np.flatnonzero(np.isnan(fresh).any(axis=1))
                     if int(row) not in reasons})
-    speed = (f"; {done_now / seconds:.1f} posters/s ({backbone.name}, {embedder.describe()}, "
+    each = f" in each of {env.world_size} processes" if env.world_size > 1 else ""
+    speed = (f"; {done_now / seconds:.1f} posters/s{each} ({backbone.name}, {embedder.describe()}, "
              f"batch {batch_size}, {workers} workers)" if done_now else "")
     return fresh, reasons, speed
 

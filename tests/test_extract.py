@@ -238,3 +238,20 @@ def test_a_changed_image_is_embedded_again_alone(sample_dir, sample_split, tmp_p
     shutil.copytree(sample_dir, elsewhere)
     assert f"0 posters reused, {len(ids)} embedded" in run_module(*extract_cli(elsewhere, sample_split, out)).stdout
     assert load_features(out).attrs["data_resolved"] == str(elsewhere.resolve())
+
+
+def test_two_processes_under_torchrun_write_the_same_file(sample_dir, sample_split, tmp_path):
+    """Each process embeds every other batch; the main one writes the file one process would."""
+    alone, shared = tmp_path / "alone.h5", tmp_path / "shared.h5"
+    args = ["extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", "efficientnet_lite0",
+            "--out"]
+    run_module(*args, str(alone))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29518", "-m", *args, str(shared), "--workers", "0"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "in each of 2 processes" in result.stdout
+    one, two = load_features(alone), load_features(shared)
+    np.testing.assert_array_equal(one.ids, two.ids)
+    np.testing.assert_allclose(one.X, two.X, atol=1e-6)
+    assert not (tmp_path / "shared.h5.parts").exists()

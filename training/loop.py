@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid, save_image
 
-from core.device import PRECISIONS, autocast_dtype, choose_device
+from core.device import PRECISIONS, Distributed, autocast_dtype, setup_distributed
 from core.progress import progress
 from evaluation.metrics import macro_map
 from modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
@@ -89,29 +89,6 @@ class Part:
     """One part of the split, ready for a DataLoader."""
     paths: list[Path]
     labels: np.ndarray
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed() -> tuple[Distributed, torch.device]:
-    """Join the torchrun process group when launched by torchrun; a single process otherwise."""
-    device = choose_device()
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return Distributed(), device
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    return Distributed(dist.get_rank(), dist.get_world_size()), device
 
 
 def param_groups(groups: dict[str, tuple[list[tuple[str, nn.Parameter]], float]], weight_decay: float) -> list[dict]:

@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from core.cli import add_settings, settings_from
-from core.device import autocast_dtype, choose_device
+from core.device import autocast_dtype, choose_device, setup_distributed
 from evaluation.metrics import evaluate
 from evaluation.results import write_result, write_scores
 from modelfiles import NETWORK_SUFFIX, load_weights, read_network, save_network
 from posters.data import read_posters
 from posters.images import ImageSpec, eval_transform
 from posters.split import Split, label_matrix, split_posters
-from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict, setup_distributed
+from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
 
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
