@@ -77,7 +77,7 @@ install: .venv/installed
 # The whole pipeline on the synthetic sample, with the backbone that works offline.
 demo: install
 	$(MAKE) sample
-	$(MAKE) features heads report DATA=data/sample BACKBONE=efficientnet_lite0
+	$(MAKE) features heads final report DATA=data/sample BACKBONE=efficientnet_lite0
 
 # Download the posters of a Kaggle CSV: make posters CSV=anime-dataset-2023.csv DATA=data/anime-2023
 posters: | install
