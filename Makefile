@@ -3,6 +3,7 @@
 
 # DATA         a data set folder (CSV + images); the default is the synthetic sample
 # BACKBONE     resnet50 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 (| _multiscale for lite0, lite2)
+#              | timm:<any timm model name>, e.g. timm:convnext_base.fb_in22k (timm downloads its weights when online)
 # WEIGHTS      optional local state_dict file for the backbone
 # BATCH        extraction batch size (default: 8 on the CPU, 64 on CUDA)
 # TTA          1: average each embedding with the flipped poster's
@@ -58,7 +59,7 @@ PYTHON   := .venv/bin/python
 space    := $(subst ,, )
 NAME      = $(notdir $(patsubst %/,%,$(subst $(space),_,$(DATA))))
 SPLIT     = features/$(NAME)-split.json
-FEATURES  = features/$(NAME)-$(BACKBONE).h5
+FEATURES  = features/$(NAME)-$(subst :,-,$(BACKBONE)).h5
 
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)

@@ -1,7 +1,7 @@
 """python -m extract --data DIR --split FILE --backbone NAME --out FILE.h5 [--tta] ..."""
 from core import cli
 from core.device import PRECISIONS
-from extract.backbones import BACKBONES, build_backbone
+from extract.backbones import backbone_argument, build_backbone
 from extract.engines import ENGINES
 from extract.features import extract
 from posters.data import read_posters
@@ -12,7 +12,8 @@ def main() -> None:
     parser = cli.parser("python -m extract", __doc__)
     parser.add_argument("--data", required=True, help="data set folder (CSV + images)")
     parser.add_argument("--split", required=True, help="split file from `python -m posters split`")
-    parser.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
+    parser.add_argument("--backbone", default="resnet50", type=backbone_argument,
+                        help="resnet50, efficientnet_lite0/1/2(_multiscale), or timm:<any timm model name>")
     parser.add_argument("--weights", default=None, help="local state_dict file, or 'random' (timing only)")
     parser.add_argument("--out", required=True, help="feature file to write (.h5)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 8 on the CPU, 64 on CUDA")

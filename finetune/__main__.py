@@ -5,7 +5,7 @@ Fine-tunes an ImageNet backbone end to end, everything up to --freeze kept froze
 import argparse
 
 from core import cli
-from extract.backbones import BACKBONES, build_backbone
+from extract.backbones import backbone_argument, build_backbone, file_name
 from finetune.model import FineTuned
 from posters.images import ImageSpec
 from training.loop import TrainConfig
@@ -16,7 +16,8 @@ DEFAULTS = TrainConfig(epochs=6, batch_size=32, lr=3e-3, body_lr=2e-4, augment="
 
 def main() -> None:
     parser = cli.parser("python -m finetune", __doc__)
-    parser.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
+    parser.add_argument("--backbone", default="resnet50", type=backbone_argument,
+                        help="resnet50, efficientnet_lite0/1/2, or timm:<any timm model name>")
     parser.add_argument("--weights", default=None, help="local weights file for the backbone (default: its ImageNet "
                         "weights)")
     parser.add_argument("--freeze", default="none", help="freeze up to this stage: none, stem, or a stage name")
@@ -33,7 +34,7 @@ def finetune(args: argparse.Namespace) -> None:
         model = FineTuned(backbone, n_genres, args.freeze)
         return model, model.parameter_groups(args.body_lr, args.lr)
     size = args.image_size or backbone.image_size
-    name = (f"finetune-{args.backbone}-freeze-{args.freeze}" + (f"-{size}px" if args.image_size else "")
+    name = (f"finetune-{file_name(args.backbone)}-freeze-{args.freeze}" + (f"-{size}px" if args.image_size else "")
             + (f"-{args.loss}" if args.loss != "bce" else "") + (f"-mixup{args.mixup:g}" if args.mixup else ""))
     train_and_evaluate(args, name, "finetune", build, {"backbone": args.backbone, "freeze": args.freeze},
                        ImageSpec(size, backbone.mean, backbone.std),

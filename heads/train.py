@@ -16,6 +16,7 @@ from core.progress import progress
 from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets, prior_scores,
                                 top_k_accuracy)
 from evaluation.results import write_result, write_scores
+from extract.backbones import file_name
 from extract.features import Features, fingerprint_differences
 from heads.estimators import HEADS
 from posters.data import DataError
@@ -106,7 +107,7 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         seconds = time.perf_counter() - start
         scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
-        model_name = f"{backbone}-{name}"
+        model_name = f"{file_name(backbone)}-{name}"
         write_scores(results_dir, dataset, model_name, {"val": (ids["val"], Y_val, scores_val),
                                                         "test": (ids["test"], Y_test, scores_test)})
         save_head(Path(models_dir) / f"{dataset}-{model_name}{modelfiles.HEAD_SUFFIX}", model, features, params,

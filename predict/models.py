@@ -23,7 +23,7 @@ from cnn.model import PosterNet
 from core.device import autocast_dtype, choose_device
 from core.progress import progress
 from evaluation.results import read_results
-from extract.backbones import BACKBONES, build_backbone
+from extract.backbones import build_backbone, is_backbone_name
 from extract.engines import ENGINES, Embedder, make_embedder
 from extract.features import embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
@@ -87,7 +87,7 @@ def _check_settings(path: Path, settings: dict) -> None:
     require(isinstance(spec.get("size"), int) and 16 <= spec["size"] <= MAX_IMAGE_SIZE, "image size")
     require(all(isinstance(spec.get(k), list) and len(spec[k]) == 3 for k in ("mean", "std")), "normalisation")
     if settings["kind"] == "finetune":
-        require(build.get("backbone") in BACKBONES and isinstance(build.get("freeze"), str), "backbone")
+        require(is_backbone_name(build.get("backbone")) and isinstance(build.get("freeze"), str), "backbone")
     else:
         widths = build.get("widths")
         require(settings["kind"] in NETWORKS and isinstance(widths, list) and 0 < len(widths) <= MAX_BLOCKS
@@ -148,7 +148,7 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = "a
         head, settings = read_head(path)
         _check_settings(path, settings)
         fingerprint = settings.get("fingerprint") or {}
-        if fingerprint.get("backbone") not in BACKBONES or fingerprint.get("tta") not in ("none", "hflip-mean"):
+        if not is_backbone_name(fingerprint.get("backbone")) or fingerprint.get("tta") not in ("none", "hflip-mean"):
             raise ModelFileError(f"{path}: not a model this version saved (fingerprint)")
         tta = fingerprint["tta"] != "none"
         backbone = build_backbone(fingerprint["backbone"], weights)

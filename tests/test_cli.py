@@ -10,7 +10,7 @@ BAD_FLAGS = [  # command, then the words argparse must say
     (["cnn", "--data", "d", "--split", "s", "--schedule", "linear"], "(choose from 'cosine', 'onecycle')"),
     (["cnn", "--data", "d", "--split", "s", "--augment", "heavy"], "(choose from 'none', 'light', 'strong')"),
     (["cnn", "--data", "d", "--split", "s", "--widths", "4,x"], "give block widths as comma-separated counts"),
-    (["extract", "--data", "d", "--split", "s", "--out", "o.h5", "--backbone", "vgg"], "invalid choice: 'vgg'"),
+    (["extract", "--data", "d", "--split", "s", "--out", "o.h5", "--backbone", "vgg"], "invalid backbone 'vgg'"),
     (["heads", "--features", "f.h5", "--cv", "5"], "give FOLDSxREPEATS, e.g. 5x2"),
     (["heads.final", "--features", "f.h5", "--folds", "1"], "out-of-fold predictions need 2 folds or more"),
     (["extract", "--data", "d", "--split", "s", "--out", "o.h5", "--engine", "tensorrt"],

@@ -1,0 +1,72 @@
+"""Any timm model as a backbone: its own input spec and stages, local weights, features, fine-tuning, predict."""
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from extract.backbones import BackboneError, build_backbone, file_sha256, is_backbone_name
+from extract.features import load_features
+from modelfiles import read_state_dict
+from posters.data import read_posters
+from predict.models import load_model, predict_files
+from tests.conftest import run_module
+
+ARCHITECTURE = "mobilenetv3_small_050"  # small, so the test stays quick
+BACKBONE = f"timm:{ARCHITECTURE}"
+
+
+@pytest.fixture(scope="module")
+def timm_weights(tmp_path_factory):
+    """A whole timm checkpoint (its ImageNet classifier included), with random weights the test writes itself."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("timm") / f"{ARCHITECTURE}.safetensors"
+    save_file(timm.create_model(ARCHITECTURE, pretrained=False).state_dict(), str(path))
+    return path
+
+
+def test_a_timm_backbone_from_a_local_file(timm_weights):
+    backbone = build_backbone(BACKBONE, str(timm_weights))
+    reference = timm.create_model(ARCHITECTURE, pretrained=False, num_classes=0).eval()
+    reference.load_state_dict({k: v for k, v in read_state_dict(timm_weights).items()
+                               if not k.startswith("classifier.")})  # what num_classes=0 leaves out
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = reference(x)
+        torch.testing.assert_close(backbone.model(x), expected)
+    assert backbone.dim == expected.shape[1] and backbone.image_size == 224
+    assert backbone.mean == (0.485, 0.456, 0.406) and backbone.weights_sha256 == file_sha256(timm_weights)
+    names = [name for name, _ in backbone.stages]
+    assert names[0] == "stem" and names[1:] == [f"stage{i}" for i in range(1, len(names))] and len(names) > 4
+    ours = {id(m) for m in backbone.model.modules()}
+    assert all(id(m) in ours for _, modules in backbone.stages for m in modules)
+
+
+def test_features_finetuning_and_predict_with_a_timm_backbone(sample_dir, sample_split, tmp_path, timm_weights):
+    features = tmp_path / f"sample-timm-{ARCHITECTURE}.h5"
+    run_module("extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", BACKBONE,
+               "--weights", str(timm_weights), "--out", str(features))
+    loaded = load_features(features)
+    assert loaded.attrs["backbone"] == BACKBONE and loaded.attrs["engine"] == "onnxruntime"
+    assert loaded.X.shape[1] == build_backbone(BACKBONE, "random").dim and np.isfinite(loaded.X).all()
+
+    run_module("finetune", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", BACKBONE,
+               "--weights", str(timm_weights), "--freeze", "stage3", "--image-size", "64", "--epochs", "1",
+               "--batch-size", "16", "--workers", "0", "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
+               "--models-dir", str(tmp_path / "models"))
+    saved = next((tmp_path / "models").glob("*.safetensors"))
+    assert saved.name.endswith(f"-finetune-timm-{ARCHITECTURE}-freeze-stage3-64px.safetensors")
+    predictor = load_model(saved)
+    images = [p.image for p in read_posters(sample_dir).posters[:5]]
+    probabilities, errors = predict_files(predictor, images)
+    assert probabilities.shape == (5, len(predictor.genres)) and not errors
+
+
+def test_timm_names_are_checked_before_anything_loads(sample_dir, sample_split, tmp_path):
+    assert is_backbone_name("timm:convnext_base.fb_in22k") and is_backbone_name("efficientnet_lite0")
+    assert not any(is_backbone_name(n) for n in ("timm:../x", "timm:ResNet", "timm:", "vgg", None))
+    with pytest.raises(BackboneError, match="timm has no model 'no_such_net'"):
+        build_backbone("timm:no_such_net", "random")
+    result = run_module("extract", "--data", "d", "--split", "s", "--out", "o.h5", "--backbone", "timm:../x",
+                        check=False)
+    assert result.returncode == 2 and "invalid backbone 'timm:../x'" in result.stderr
