@@ -24,7 +24,8 @@ from sklearn.metrics import f1_score
 from core import cli
 from core.errors import DataError
 from core.progress import progress
-from evaluation.compare import interval, picked
+from evaluation.card import figures_lines, genres_lines
+from evaluation.compare import picked
 from evaluation.metrics import choose_thresholds, macro_map, predict_sets
 from evaluation.results import read_results
 from extract.features import Features, load_features
@@ -34,7 +35,6 @@ from modelfiles import final_model_path
 from posters.files import write_text_atomic
 from posters.split import stratified_folds
 
-RARE = 20  # genres with fewer labelled posters than this are named in the card's limits
 
 
 def choose(heads: list[dict]) -> tuple[dict, str]:
@@ -97,8 +97,6 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
                thresholds: np.ndarray, folds: int, oof: dict) -> str:
     """What a user of the final model should know: data, choice, figures with intervals, thresholds, limits."""
     dataset, n, n_train = features.attrs["dataset"], len(features.Y), int((features.parts == "train").sum())
-    counts = features.Y.sum(axis=0)
-    test = source["test"]["overall"]
     lines = [f"# {dataset}: final model", "",
              f"`{final_model_path('models', dataset).name}`: the **{source['head']}** head with `{source['params']}` on "
              f"`{features.attrs['backbone']}` features, refit on all {n} labelled posters of `{features.attrs['data']}`. "
@@ -112,18 +110,9 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
                      + (f"{cv['mean']:.3f} ± {cv['std']:.3f}" if cv else "-") + " |")
     if overall_pick and overall_pick["model"] != source["model"]:
         lines += ["", f"Over all models, validation mAP picks `{overall_pick['model']}` "
-                      f"({overall_pick['val']['overall']['mAP_macro']:.3f}); `make final` refits heads only."]
-    lines += ["", "## Figures", "",
-              f"The final model has seen every labelled poster, test part included, so it has no test figures of its "
-              f"own. The same head fitted on the training part alone scored, on {test['posters']:.0f} test posters "
-              f"(95% BCa intervals): mAP {interval(source)}, micro-F1 {interval(source, 'f1_micro')}, "
-              f"top-1 {interval(source, 'top1_accuracy')}. Fitted on about {n / n_train:.1f}x "
-              "as many posters, the final model is expected to do at least as well.", ""]
-    if "cv" in source:
-        cv = source["cv"]
-        lines += [f"Cross-validated ({cv['folds']} folds x {cv['repeats']}): mAP {cv['mAP_macro']['mean']:.3f} ± "
-                  f"{cv['mAP_macro']['std']:.3f}, micro-F1 {cv['f1_micro']['mean']:.3f} ± {cv['f1_micro']['std']:.3f}.",
-                  ""]
+                      f"({overall_pick['val']['overall']['mAP_macro']:.3f}). `make final` refits heads; a network is refit by "
+                      "its own training command with `--final` (`TRAIN_ARGS=--final`), an ensemble not yet."]
+    lines += ["", *figures_lines(source, n, n_train)]
     lines += ["## Thresholds", "",
               f"A genre is predicted when its probability reaches {_thresholds_text(thresholds)} (the top genre "
               f"always is). Chosen for micro-F1 on {folds}-fold out-of-fold predictions of all {n} posters, made by "
@@ -133,15 +122,7 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
     if np.ptp(thresholds) > 0:
         lines += ["| genre | threshold |", "|---|---|",
                   *(f"| {g} | {t:.2f} |" for g, t in zip(features.genres, thresholds)), ""]
-    rare = [f"{g} ({c})" for g, c in zip(features.genres, counts) if c < RARE]
-    lines += ["## Genres and limits", "",
-              f"{len(features.genres)} genres, with labelled posters: "
-              + ", ".join(f"{g} {c}" for g, c in zip(features.genres, counts)) + ".", "",
-              (f"Genres with fewer than {RARE} posters, whose predictions are least reliable: {', '.join(rare)}."
-               if rare else f"Every genre has at least {RARE} posters."), "",
-              "Genres outside this list are never predicted. The model knows only what a poster looks like; "
-              "posters unlike these (another style, era or source) may score worse than the figures above.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + genres_lines(features.genres, features.Y.sum(axis=0)))
 
 
 def _folds(text: str) -> int:

@@ -29,9 +29,10 @@ from posters.files import atomic_write
 NETWORK_SUFFIX, HEAD_SUFFIX = ".safetensors", ".skops"
 
 
-def final_model_path(models_dir: Path | str, dataset: str) -> Path:
-    """Where `make final` saves a data set's final model (its model card is beside it, as .md)."""
-    return Path(models_dir) / f"{dataset}-final{HEAD_SUFFIX}"
+def final_model_path(models_dir: Path | str, dataset: str, suffix: str = HEAD_SUFFIX) -> Path:
+    """Where a data set's final model is saved: a head by `make final`, a network by its training command
+    with --final (`suffix` NETWORK_SUFFIX). Its model card is beside it, as .md."""
+    return Path(models_dir) / f"{dataset}-final{suffix}"
 # Types a head file may hold beyond skops' defaults: the project's ML-kNN, and the MLP's optimiser state.
 HEAD_TYPES = ["heads.estimators.MLkNNHead", "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
 MAX_HEAD_BYTES = 2**30  # a head file may unzip to at most 1 GiB (ML-kNN keeps its training features)

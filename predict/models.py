@@ -113,7 +113,8 @@ def chosen_model(args: argparse.Namespace) -> Path:
         raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
     path = default_model(args.dataset, args.models_dir, args.results_dir)
     why = ("final model, refit on all its labelled posters by make final"
-           if path == final_model_path(args.models_dir, args.dataset) else "best saved model by validation mAP")
+           if path.stem == final_model_path(args.models_dir, args.dataset).stem
+           else "best saved model by validation mAP")
     print(f"model: {path} ({args.dataset}'s {why})", flush=True)
     return path
 
@@ -122,8 +123,10 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
     """The final model of `dataset` (make final) if there is one, else its saved model with the best
     validation mAP; the error lists the saved models there are."""
     models_dir = Path(models_dir)
-    if final_model_path(models_dir, dataset).is_file():
-        return final_model_path(models_dir, dataset)
+    finals = [path for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX)
+              if (path := final_model_path(models_dir, dataset, suffix)).is_file()]
+    if finals:  # the last one made, when both a head and a network were refit
+        return max(finals, key=lambda path: path.stat().st_mtime)
     ranked = sorted((r for r in read_results(results_dir).get(dataset, []) if r["kind"] in ("head", "finetune", "cnn")),
                     key=lambda r: -r["val"]["overall"]["mAP_macro"])
     for result in ranked:

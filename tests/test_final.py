@@ -9,7 +9,8 @@ from extract.features import Features
 from heads.estimators import HEADS
 from heads.final import fit_final, out_of_fold_scores
 from heads.train import run_heads
-from modelfiles import read_head
+from modelfiles import read_head, read_network
+from tests.conftest import run_module
 
 
 def labelled_posters(n: int = 300, seed: int = 8) -> Features:
@@ -48,3 +49,29 @@ def test_the_chosen_head_is_refit_on_all_posters(tmp_path):
 def _val_map(root, head: str) -> float:
     result = json.loads((root / "results" / "toy" / f"efficientnet_lite0-{head}.json").read_text())
     return result["val"]["overall"]["mAP_macro"]
+
+
+def test_a_network_is_refit_on_every_poster_for_the_epochs_validation_chose(trained, sample_dir, sample_split,
+                                                                             tmp_path):
+    fixture_args = ["cnn", "--data", str(sample_dir), "--split", str(sample_split), "--results-dir",
+                    str(trained / "results"), "--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0",
+                    "--epochs", "2"]
+    refused = run_module(*fixture_args[:-2], "--epochs", "2", "--final", "--results-dir", str(tmp_path / "none"),
+                         check=False)
+    assert refused.returncode == 1 and "run the same command without --final first" in refused.stderr
+
+    run_module(*fixture_args, "--final", "--runs-dir", str(tmp_path / "runs"), "--models-dir", str(tmp_path / "models"))
+    dataset = next((trained / "results").iterdir()).name
+    evaluated = json.loads(next((trained / "results" / dataset).glob("cnn-*.json")).read_text())
+    path = tmp_path / "models" / f"{dataset}-final.safetensors"
+    _, settings = read_network(path)
+    assert settings["thresholds"] == evaluated["thresholds"]["values"]  # chosen on posters the run did not fit
+    log = (next((tmp_path / "runs" / dataset).glob("*-final")) / "log.csv").read_text().splitlines()
+    assert len(log) - 1 == evaluated["best_epoch"]  # one row per epoch, no early stopping
+    posters = sum(len(ids) for ids in json.loads(sample_split.read_text())["parts"].values())
+    assert f"trained again on all {posters} labelled posters" in path.with_suffix(".md").read_text()
+
+    result = run_module("predict", "--dataset", dataset, "--models-dir", str(tmp_path / "models"), "--results-dir",
+                        str(trained / "results"), "--images", str(sample_dir / "images"), "--out",
+                        str(tmp_path / "p.csv"))
+    assert result.stdout.startswith(f"model: {path} ({dataset}'s final model")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -13,12 +13,15 @@ from torch import nn
 
 from core.cli import add_settings, settings_from
 from core.device import autocast_dtype, choose_device, setup_distributed
+from core.errors import DataError
+from evaluation.card import figures_lines, genres_lines
 from evaluation.metrics import evaluate
 from evaluation.results import write_result, write_scores
-from modelfiles import NETWORK_SUFFIX, load_weights, read_network, save_network
+from modelfiles import NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network, save_network
 from posters.data import read_posters
+from posters.files import write_text_atomic
 from posters.images import ImageSpec, eval_transform
-from posters.split import Split, label_matrix, split_posters
+from posters.split import PARTS, Split, label_matrix, split_posters
 from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
 
 
@@ -30,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     parser.add_argument("--models-dir", default="models", help="the best model, for make predict and make serve")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--test-only", action="store_true", help="score the run's best checkpoint, no training")
+    parser.add_argument("--final", action="store_true", help="after the same command without it: train again on "
+                        "every labelled poster for the epochs validation chose, as the data set's final model")
     add_settings(parser, defaults)
 
 
@@ -54,6 +59,8 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     run_dir = Path(args.runs_dir) / split.dataset / name
     torch.manual_seed(cfg.seed)  # the new layers' initial weights: the same seed gives the same model
     model, groups = build(len(split.genres))
+    if args.final:
+        return _train_final(args, cfg, name, kind, model, groups, build_settings, spec, split, parts)
     if args.test_only:
         state = load_checkpoint(run_dir / LAST, model)["state"]
     else:
@@ -84,3 +91,41 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     print(f"{split.dataset} {name}: best epoch {state['best_epoch']}, test mAP {test['mAP_macro']:.3f}, "
           f"micro-F1 {test['f1_micro']:.3f}")
     return result
+
+
+def _train_final(args: argparse.Namespace, cfg: TrainConfig, name: str, kind: str, model: nn.Module, groups: dict,
+                 build_settings: dict, spec: ImageSpec, split: Split, parts: dict[str, Part]) -> dict | None:
+    """Run `name` again on every labelled poster for the epoch count its validation chose, and save the last
+    epoch as the data set's final model, with the evaluated run's thresholds (chosen on posters it was not
+    fitted on) and a model card."""
+    result_path = Path(args.results_dir) / split.dataset / f"{name}.json"
+    if not result_path.is_file():
+        raise DataError(f"{result_path} not found: --final refits an evaluated run, so run the same command "
+                        f"without --final first")
+    evaluated = json.loads(result_path.read_text())
+    epochs = evaluated["best_epoch"]
+    everything = Part([path for part in PARTS for path in parts[part].paths],
+                      np.concatenate([parts[part].labels for part in PARTS]))
+    run_dir = Path(args.runs_dir) / split.dataset / f"{name}-final"
+    # No early stopping; the validation part is among the training posters here, so its mAP is a training curve.
+    fit(model, groups, everything, parts["val"], spec, replace(cfg, epochs=epochs, patience=epochs + 1), run_dir,
+        resume=args.resume)
+    if not setup_distributed()[0].main:
+        return None
+    load_weights(model, read_checkpoint(run_dir / LAST)["model"], run_dir / LAST)
+    path = final_model_path(args.models_dir, split.dataset, NETWORK_SUFFIX)
+    save_network(path, model, {"kind": kind, "build": build_settings, "genres": split.genres, "spec": asdict(spec),
+                               "thresholds": evaluated["thresholds"]["values"], "batch_size": cfg.batch_size})
+    card = [f"# {split.dataset}: final model", "",
+            f"`{path.name}`: `{name}` trained again on all {len(everything.labels)} labelled posters of "
+            f"`{args.data}` for {epochs} epochs, the epoch its validation mAP peaked at when trained on the training "
+            f"part. Reproduce: the run's own command with `--final` (`TRAIN_ARGS=--final`).", "",
+            "## Thresholds", "",
+            f"Those the evaluated run chose on its validation part, which it was not fitted on: "
+            f"{', '.join(f'{t:.2f}' for t in sorted(set(evaluated['thresholds']['values'])))}.", "",
+            *figures_lines(evaluated, len(everything.labels), len(parts["train"].labels)),
+            *genres_lines(split.genres, everything.labels.sum(axis=0))]
+    write_text_atomic(path.with_suffix(".md"), "\n".join(card))
+    print(f"{path}: {name} trained on all {len(everything.labels)} labelled posters for {epochs} epochs; "
+          f"model card {path.with_suffix('.md')}")
+    return evaluated

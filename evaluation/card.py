@@ -1,0 +1,37 @@
+"""What every final model's card (models/<dataset>-final.md) says, whether the model is a head or a network:
+the evaluated model's figures with their intervals, and the genres with their limits."""
+from __future__ import annotations
+
+import numpy as np
+
+from evaluation.compare import interval
+
+RARE = 20  # genres with fewer labelled posters than this are named in the card's limits
+
+
+def figures_lines(source: dict, posters: int, train_posters: int) -> list[str]:
+    """`source`: the evaluated model's result, fitted on `train_posters` of the final model's `posters`."""
+    test = source["test"]["overall"]
+    lines = ["## Figures", "",
+             "The final model has seen every labelled poster, test part included, so it has no test figures of its "
+             f"own. The same model fitted on the training part alone scored, on {test['posters']:.0f} test posters "
+             f"(95% BCa intervals): mAP {interval(source)}, micro-F1 {interval(source, 'f1_micro')}, "
+             f"top-1 {interval(source, 'top1_accuracy')}. Fitted on {posters / train_posters:.1f}x as many posters, "
+             "the final model is expected to do at least as well.", ""]
+    if "cv" in source:
+        cv = source["cv"]
+        lines += [f"Cross-validated ({cv['folds']} folds x {cv['repeats']}): mAP {cv['mAP_macro']['mean']:.3f} ± "
+                  f"{cv['mAP_macro']['std']:.3f}, micro-F1 {cv['f1_micro']['mean']:.3f} ± {cv['f1_micro']['std']:.3f}.",
+                  ""]
+    return lines
+
+
+def genres_lines(genres: list[str], counts: np.ndarray) -> list[str]:
+    rare = [f"{g} ({c})" for g, c in zip(genres, counts) if c < RARE]
+    return ["## Genres and limits", "",
+            f"{len(genres)} genres, with labelled posters: " + ", ".join(f"{g} {c}" for g, c in zip(genres, counts))
+            + ".", "",
+            (f"Genres with fewer than {RARE} posters, whose predictions are least reliable: {', '.join(rare)}."
+             if rare else f"Every genre has at least {RARE} posters."), "",
+            "Genres outside this list are never predicted. The model knows only what a poster looks like; "
+            "posters unlike these (another style, era or source) may score worse than the figures above.", ""]
