@@ -47,9 +47,9 @@ class Predictor:
     genres: list[str]
     thresholds: np.ndarray
     spec: ImageSpec
-    network: nn.Module | None = None  # images -> logits
-    head: BaseEstimator | None = None  # or a head after
-    embedder: Embedder | None = None  # its backbone
+    network: nn.Module | None = None  # a network: images -> logits
+    head: BaseEstimator | None = None  # or a head, on the embeddings of
+    embedder: Embedder | None = None  # its frozen backbone
     batch_size: int = 8
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype | None = None
@@ -112,7 +112,7 @@ def chosen_model(args: argparse.Namespace) -> Path:
     if not args.dataset:
         raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
     path = default_model(args.dataset, args.models_dir, args.results_dir)
-    why = ("final model, refit on all its labelled posters by make final"
+    why = ("final model, refit on all its labelled posters"
            if path.stem == final_model_path(args.models_dir, args.dataset).stem
            else "best saved model by validation mAP")
     print(f"model: {path} ({args.dataset}'s {why})", flush=True)
