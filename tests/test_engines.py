@@ -5,12 +5,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from core.errors import DataError
 from extract.backbones import build_backbone
 from extract.engines import EMBEDDING_TOLERANCE, cache_dir, make_embedder, resolve_engine
+from extract.features import Features, embedding_fingerprint
+from heads.estimators import HEADS
+from heads.train import save_head
 from posters.data import read_posters
 from posters.images import ImageSpec, PosterImages, eval_transform
+from predict.export import export
 from predict.models import load_model
 from tests.conftest import run_module
 
@@ -75,7 +80,11 @@ def test_a_saved_network_exports_to_onnx(trained, sample_dir, tmp_path):
     logits = session.run(None, {card["input"]: images.numpy()})[0]
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), predictor.predict_proba(images), atol=1e-5)
 
-    head = tmp_path / "head.skops"
-    head.write_bytes(b"")
-    refused = run_module("predict.export", "--model", str(head), "--out", str(tmp_path / "h.onnx"), check=False)
-    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    backbone = build_backbone("efficientnet_lite0")
+    X, Y = np.random.default_rng(0).normal(size=(20, backbone.dim)), np.tile(np.eye(2, dtype=np.uint8), (10, 1))
+    features = Features(np.arange(20).astype(str), np.array(["train"] * 20), X, Y, ["A", "B"],
+                        {**embedding_fingerprint(backbone, tta=False), "batch_size": 8})
+    save_head(tmp_path / "head.skops", clone(HEADS["logistic"][0]).fit(X, Y), features, {}, [0.5, 0.5])
+    with pytest.raises(DataError, match="a head, not a network"):
+        export(tmp_path / "head.skops", tmp_path / "head.onnx")
+    assert not (tmp_path / "head.onnx").exists()
