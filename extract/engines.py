@@ -24,7 +24,7 @@ from torch import nn
 
 from core.device import autocast_dtype, choose_device
 from core.errors import DataError, first_line
-from extract.backbones import Backbone
+from extract.backbones import Backbone, file_name
 from posters.files import atomic_write
 
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -114,7 +114,7 @@ def _onnx_session(backbone: Backbone):
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(backbone.model, backbone.image_size, Path(tmp) / "model.onnx")
             return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    path = cache_dir() / f"{backbone.name}-{backbone.image_size}px-{backbone.weights_sha256}.onnx"
+    path = cache_dir() / f"{file_name(backbone.name)}-{backbone.image_size}px-{backbone.weights_sha256}.onnx"
     if not path.is_file():
         print(f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
