@@ -40,7 +40,7 @@ def _command(r: dict) -> str:
         c = r["config"]
         target = (f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
                   if r["kind"] == "finetune" else f"make cnn DATA={r['data']}")
-        flags = ([f"--image-size {r['image_size']}"] if f"-{r.get('image_size')}px" in r["model"] else []) + \
+        flags = ([f"--image-size {r['image_size']}"] if r.get("image_size_given") else []) + \
                 ([f"--loss {c['loss']}"] if c["loss"] != "bce" else []) + \
                 ([f"--mixup {c['mixup']:g}"] if c.get("mixup") else [])
         extra = f' TRAIN_ARGS="{" ".join(flags)}"' if flags else ""

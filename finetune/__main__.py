@@ -39,7 +39,7 @@ def finetune(args: argparse.Namespace) -> None:
     train_and_evaluate(args, name, "finetune", build, {"backbone": args.backbone, "freeze": args.freeze},
                        ImageSpec(size, backbone.mean, backbone.std),
                        {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,
-                        "freeze": args.freeze, "image_size": size})
+                        "freeze": args.freeze, "image_size": size, "image_size_given": args.image_size is not None})
 
 
 if __name__ == "__main__":
