@@ -12,6 +12,7 @@
 #              auto is onnxruntime on the CPU in fp32, several times faster there, and torch on CUDA
 # MIN_COUNT    drop genres with fewer training posters
 # THRESHOLDS   global | per-genre, chosen on validation
+# NEIGHBOURS   make heads: ML-kNN's neighbour search, exact | hnsw (approximate, for 100,000 posters or more)
 # CV           make heads: also cross-validate each head over all labelled posters, FOLDSxREPEATS (e.g. 5x2)
 # SEEDS        make finetune / make cnn: one run per seed (e.g. "0 1 2"); the report shows mean ± std
 # FREEZE       finetune: frozen-stage settings to sweep (none, stem, or the backbone's stage names)
@@ -37,6 +38,7 @@ SEED ?= 0
 MIN_COUNT ?= 5
 HEADS ?= logistic mlknn mlp
 THRESHOLDS ?= global
+NEIGHBOURS ?= exact
 CV ?=
 SEEDS ?= 0
 FREEZE ?= none stage4 stage6
@@ -99,7 +101,8 @@ features: $(SPLIT) | install
 
 heads: | install
 	$(PYTHON) -m heads --features $(FEATURES) --heads $(HEADS) \
-		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds) $(if $(CV),--cv $(CV))
+		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds) $(if $(CV),--cv $(CV)) \
+		--mlknn-neighbours $(NEIGHBOURS)
 
 # The head the evaluation chose, refit on every labelled poster: models/<dataset>-final.skops and its model card (.md).
 final: | install

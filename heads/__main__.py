@@ -1,4 +1,5 @@
-"""python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds] [--cv 5x2]"""
+"""python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds] [--cv 5x2]
+[--mlknn-neighbours hnsw]"""
 import argparse
 import re
 
@@ -26,9 +27,11 @@ def main() -> None:
                         help="one threshold per genre chosen on validation (default: one global threshold)")
     parser.add_argument("--cv", type=folds_by_repeats, default=None, metavar="FOLDSxREPEATS",
                         help="also score each head by repeated cross-validation over every labelled poster, e.g. 5x2")
+    parser.add_argument("--mlknn-neighbours", default="exact", choices=("exact", "hnsw"),
+                        help="ML-kNN's neighbour search: hnsw is approximate (faiss), for 100,000 posters or more")
     args = parser.parse_args()
     cli.run(lambda: run_heads(load_features(args.features), args.heads, args.models_dir, args.results_dir,
-                              args.per_genre_thresholds, args.cv))
+                              args.per_genre_thresholds, args.cv, args.mlknn_neighbours))
 
 
 if __name__ == "__main__":

@@ -83,8 +83,10 @@ def load_head(path: Path | str, features: Features) -> BaseEstimator:
 
 
 def run_heads(features: Features, heads: list[str], models_dir: Path | str, results_dir: Path | str,
-              per_genre_thresholds: bool = False, cv: tuple[int, int] | None = None) -> dict[str, dict]:
-    """Fit, tune and score each head on the split; with `cv` (folds, repeats), cross-validate it too."""
+              per_genre_thresholds: bool = False, cv: tuple[int, int] | None = None,
+              mlknn_neighbours: str = "exact") -> dict[str, dict]:
+    """Fit, tune and score each head on the split; with `cv` (folds, repeats), cross-validate it too.
+    `mlknn_neighbours` is "exact" or "hnsw" (approximate, for very many posters)."""
     dataset, backbone = features.attrs["dataset"], features.attrs["backbone"]
     (X_train, Y_train), (X_val, Y_val), (X_test, Y_test) = (features.part(p) for p in ("train", "val", "test"))
     setting = {"data": features.attrs["data"], "backbone": backbone,
@@ -102,6 +104,8 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         if name not in HEADS:
             raise DataError(f"unknown head {name!r}; choose from {', '.join(HEADS)}")
         estimator, grid = HEADS[name]
+        if name == "mlknn" and mlknn_neighbours != "exact":  # a one-value grid entry: results and make final see it
+            grid = {**grid, "mlknnhead__neighbours": [mlknn_neighbours]}
         start = time.perf_counter()
         model, params, trials = tune(estimator, grid, X_train, Y_train, X_val, Y_val)
         seconds = time.perf_counter() - start

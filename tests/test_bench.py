@@ -30,7 +30,7 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     speed = {"posters": 400, "batch_size": 8, "torch": {"whole_path": 20.0, "model_only": 25.0},
              "onnxruntime": {"whole_path": 60.0, "model_only": 100.0}}
     mlknn = {"dataset": "movie-posters", "posters": 10, "k": 20, "ours_s": 1.0, "theirs_s": 6.0,
-             "same_predictions": True}
+             "same_predictions": True, "hnsw_recall": 0.991}
 
     text = write_bench_report(tmp_path, tmp_path / "bench.md", steps, speed, mlknn, 900.0, "make bench").read_text()
 
@@ -43,7 +43,7 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     assert "| anime-posters | ensemble (" in text and "vs the best single model" in text
     assert "per-genre thresholds vs one global threshold (ensemble)" in text
     assert "| 60.0 | 20.0 | 3.00x |" in text and "| 60.0 | 100.0 | 0.60 |" in text
-    assert "6x faster; same predictions: yes" in text
+    assert "6x faster; same predictions: yes" in text and "against exact ones | 0.991 |" in text
     # each data set opens with its headline, and the tables carry intervals
     section = text[text.index("## anime-posters"):]
     assert section.splitlines()[2].startswith("**Headline.** Validation mAP picks **")

@@ -32,6 +32,8 @@ def run_in_process(module: str, *args: str) -> int:
     return exit_.value.code
 
 
+# runpy warns when an earlier test already imported the module; running it again as __main__ is what we want.
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules after import of package:RuntimeWarning")
 @pytest.mark.parametrize("command, message", BAD_FLAGS, ids=lambda c: c[0] if isinstance(c, list) else "")
 def test_a_bad_flag_stops_the_command_at_once(command, message, capsys):
     assert run_in_process(*command) == 2  # argparse's: nothing was loaded or written

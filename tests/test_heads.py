@@ -4,6 +4,7 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import check_estimator
 
+import modelfiles
 from bench.reference_mlknn import reference_mlknn
 from extract.features import Features
 from heads import estimators
@@ -129,3 +130,22 @@ def test_mlknn_neighbours_do_not_depend_on_the_block_size(monkeypatch):
     np.testing.assert_array_equal(whole.predict_proba(X[:13]), blocked.predict_proba(X[:13]))
     neighbours = blocked._neighbours(X, leave_self_out=True)
     assert not (neighbours == np.arange(60)[:, None]).any() and 1 in neighbours[0] and 0 in neighbours[1]
+
+
+def test_approximate_neighbours_find_almost_all_exact_ones_and_are_never_saved(tmp_path):
+    X, Y = clustered(3000, seed=6)
+    X = X.astype(np.float32)
+    exact = MLkNNHead(k=20).fit(X[:2500], Y[:2500])
+    approximate = MLkNNHead(k=20, neighbours="hnsw").fit(X[:2500], Y[:2500])
+    found, truth = approximate._neighbours(X[2500:]), exact._neighbours(X[2500:])
+    recall = np.mean([len(set(a) & set(e)) / 20 for a, e in zip(found, truth)])
+    assert recall > 0.95
+    assert (approximate.predict(X[2500:]) == exact.predict(X[2500:])).mean() > 0.95
+    leave_out = approximate._neighbours(X[:2500], leave_self_out=True)
+    assert leave_out.shape == (2500, 20) and not (leave_out == np.arange(2500)[:, None]).any()
+
+    modelfiles.save_head(tmp_path / "hnsw.skops", approximate, {"genres": ["a", "b", "c"]})
+    loaded, _ = modelfiles.read_head(tmp_path / "hnsw.skops")  # the faiss index is rebuilt, not read
+    assert "_index" not in loaded.__dict__
+    # the same graph up to faiss's threaded construction
+    assert (loaded.predict(X[2500:]) == approximate.predict(X[2500:])).mean() > 0.99
