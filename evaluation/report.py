@@ -17,7 +17,7 @@ from evaluation.compare import compare, headline, interval, picked
 from evaluation.ensemble import describe
 from evaluation.metrics import predict_sets
 from evaluation.results import read_results, read_scores
-from modelfiles import final_model_path
+from modelfiles import find_final_model
 from posters.data import DataError, read_genre_table, read_posters
 from posters.files import write_text_atomic
 from posters.sample import SYNTHETIC_MARK
@@ -235,10 +235,11 @@ def _training_lines(dataset: str, trained: list[dict], figures: Path, out_dir: P
 
 
 def _final_lines(dataset: str, models_dir: Path) -> list[str]:
-    final = final_model_path(models_dir, dataset)
-    if not final.is_file():
+    final = find_final_model(models_dir, dataset)
+    if final is None:
         return []
-    return [f"**Final model.** `{final}` is the chosen head refit on every labelled poster by `make final`; "
+    return [f"**Final model.** `{final}` is the chosen model refit on every labelled poster (`make final`, or "
+            f"`--final` for a network); "
             f"its model card `{final.with_suffix('.md')}` says what was chosen and how. It has seen this test part, "
             "so it is not scored here: the figures below are of models fitted without the test and validation "
             "posters. Fitted on more posters, the final model is expected to do at least as well.", ""]

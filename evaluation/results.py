@@ -13,8 +13,12 @@ import numpy as np
 from posters.files import atomic_write, write_text_atomic
 
 
+def result_path(results_dir: Path | str, dataset: str, model: str) -> Path:
+    return Path(results_dir) / dataset / f"{model}.json"
+
+
 def write_result(results_dir: Path | str, dataset: str, model: str, result: dict) -> Path:
-    path = Path(results_dir) / dataset / f"{model}.json"
+    path = result_path(results_dir, dataset, model)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps({"model": model, "dataset": dataset, **result}, indent=1))
     return path

@@ -27,12 +27,6 @@ from core.errors import DataError, first_line
 from posters.files import atomic_write
 
 NETWORK_SUFFIX, HEAD_SUFFIX = ".safetensors", ".skops"
-
-
-def final_model_path(models_dir: Path | str, dataset: str, suffix: str = HEAD_SUFFIX) -> Path:
-    """Where a data set's final model is saved: a head by `make final`, a network by its training command
-    with --final (`suffix` NETWORK_SUFFIX). Its model card is beside it, as .md."""
-    return Path(models_dir) / f"{dataset}-final{suffix}"
 # Types a head file may hold beyond skops' defaults: the project's ML-kNN, and the MLP's optimiser state.
 HEAD_TYPES = ["heads.estimators.MLkNNHead", "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
 MAX_HEAD_BYTES = 2**30  # a head file may unzip to at most 1 GiB (ML-kNN keeps its training features)
@@ -42,6 +36,19 @@ CONVERT_HINT = "retrain it, or convert a file you trust as docs/model-files.md s
 
 class ModelFileError(DataError):
     """A model file that is missing, damaged, of an unsafe format or of another architecture."""
+
+
+def final_model_path(models_dir: Path | str, dataset: str, suffix: str = HEAD_SUFFIX) -> Path:
+    """Where a data set's final model is saved: a head by `make final`, a network by its training command
+    with --final (`suffix` NETWORK_SUFFIX). Its model card is beside it, as .md."""
+    return Path(models_dir) / f"{dataset}-final{suffix}"
+
+
+def find_final_model(models_dir: Path | str, dataset: str) -> Path | None:
+    """The data set's final model, the last one made when both a head and a network were refit; None if none."""
+    finals = [path for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX)
+              if (path := final_model_path(models_dir, dataset, suffix)).is_file()]
+    return max(finals, key=lambda path: path.stat().st_mtime) if finals else None
 
 
 def _refuse_pickles(path: Path) -> None:

@@ -27,7 +27,7 @@ from extract.backbones import build_backbone, is_backbone_name
 from extract.engines import ENGINES, Embedder, make_embedder
 from extract.features import embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
-from modelfiles import (HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, final_model_path, load_weights, read_head,
+from modelfiles import (HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model, load_weights, read_head,
                         read_network)
 from posters.images import ImageSpec, SkippingImages, eval_transform
 
@@ -112,8 +112,7 @@ def chosen_model(args: argparse.Namespace) -> Path:
     if not args.dataset:
         raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
     path = default_model(args.dataset, args.models_dir, args.results_dir)
-    why = ("final model, refit on all its labelled posters"
-           if path.stem == final_model_path(args.models_dir, args.dataset).stem
+    why = ("final model, refit on all its labelled posters" if path == find_final_model(args.models_dir, args.dataset)
            else "best saved model by validation mAP")
     print(f"model: {path} ({args.dataset}'s {why})", flush=True)
     return path
@@ -123,10 +122,8 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
     """The final model of `dataset` (make final) if there is one, else its saved model with the best
     validation mAP; the error lists the saved models there are."""
     models_dir = Path(models_dir)
-    finals = [path for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX)
-              if (path := final_model_path(models_dir, dataset, suffix)).is_file()]
-    if finals:  # the last one made, when both a head and a network were refit
-        return max(finals, key=lambda path: path.stat().st_mtime)
+    if final := find_final_model(models_dir, dataset):
+        return final
     ranked = sorted((r for r in read_results(results_dir).get(dataset, []) if r["kind"] in ("head", "finetune", "cnn")),
                     key=lambda r: -r["val"]["overall"]["mAP_macro"])
     for result in ranked:

@@ -16,7 +16,7 @@ from core.device import autocast_dtype, choose_device, setup_distributed
 from core.errors import DataError
 from evaluation.card import figures_lines, genres_lines
 from evaluation.metrics import evaluate
-from evaluation.results import write_result, write_scores
+from evaluation.results import result_path, write_result, write_scores
 from modelfiles import NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network, save_network
 from posters.data import read_posters
 from posters.files import write_text_atomic
@@ -98,11 +98,11 @@ def _train_final(args: argparse.Namespace, cfg: TrainConfig, name: str, kind: st
     """Run `name` again on every labelled poster for the epoch count its validation chose, and save the last
     epoch as the data set's final model, with the evaluated run's thresholds (chosen on posters it was not
     fitted on) and a model card."""
-    result_path = Path(args.results_dir) / split.dataset / f"{name}.json"
-    if not result_path.is_file():
-        raise DataError(f"{result_path} not found: --final refits an evaluated run, so run the same command "
+    evaluated_path = result_path(args.results_dir, split.dataset, name)
+    if not evaluated_path.is_file():
+        raise DataError(f"{evaluated_path} not found: --final refits an evaluated run, so run the same command "
                         f"without --final first")
-    evaluated = json.loads(result_path.read_text())
+    evaluated = json.loads(evaluated_path.read_text())
     epochs = evaluated["best_epoch"]
     everything = Part([path for part in PARTS for path in parts[part].paths],
                       np.concatenate([parts[part].labels for part in PARTS]))
