@@ -21,9 +21,18 @@ def figures_lines(source: dict, posters: int, train_posters: int) -> list[str]:
     if "cv" in source:
         cv = source["cv"]
         lines += [f"Cross-validated ({cv['folds']} folds x {cv['repeats']}): mAP {cv['mAP_macro']['mean']:.3f} ± "
-                  f"{cv['mAP_macro']['std']:.3f}, micro-F1 {cv['f1_micro']['mean']:.3f} ± {cv['f1_micro']['std']:.3f}.",
+                  f"{cv['mAP_macro']['std']:.3f}, micro-F1 {cv['f1_micro']['mean']:.3f} ± "
+                  f"{cv['f1_micro']['std']:.3f}.",
                   ""]
     return lines
+
+
+def thresholds_text(thresholds: np.ndarray | list[float]) -> str:
+    """One global threshold as `0.22`; per-genre ones as their range."""
+    thresholds = np.asarray(thresholds)
+    if np.ptp(thresholds) == 0:
+        return f"{thresholds[0]:.2f}"
+    return f"per genre, {thresholds.min():.2f} to {thresholds.max():.2f}"
 
 
 def genres_lines(genres: list[str], counts: np.ndarray) -> list[str]:

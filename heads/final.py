@@ -13,28 +13,25 @@ has seen the test part, so it has no test figures of its own; the card gives the
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import f1_score
 
 from core import cli
 from core.errors import DataError
 from core.progress import progress
-from evaluation.card import figures_lines, genres_lines
+from evaluation.card import figures_lines, genres_lines, thresholds_text
 from evaluation.compare import picked
 from evaluation.metrics import choose_thresholds, macro_map, predict_sets
 from evaluation.results import read_results
 from extract.features import Features, load_features
 from heads.estimators import HEADS
-from heads.train import save_head
+from heads.train import fit_quietly, save_head
 from modelfiles import final_model_path
 from posters.files import write_text_atomic
 from posters.split import stratified_folds
-
 
 
 def choose(heads: list[dict]) -> tuple[dict, str]:
@@ -49,14 +46,8 @@ def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed
     scores = np.zeros(Y.shape, np.float64)
     for held in progress(stratified_folds(Y, (1 / folds,) * folds, seed), desc="out-of-fold", unit="fold"):
         rest = np.setdiff1d(np.arange(len(Y)), held)
-        scores[held] = _fit(estimator, X[rest], Y[rest]).predict_proba(X[held])
+        scores[held] = fit_quietly(estimator, X[rest], Y[rest]).predict_proba(X[held])
     return scores
-
-
-def _fit(estimator, X: np.ndarray, Y: np.ndarray):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # as in tuning: the grid's weak settings may not converge
-        return clone(estimator).fit(X, Y)
 
 
 def fit_final(features: Features, results_dir: Path | str, models_dir: Path | str, folds: int = 5,
@@ -76,21 +67,15 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     oof_figures = {"mAP_macro": macro_map(features.Y, oof),
                    "f1_micro": float(f1_score(features.Y, predict_sets(oof, thresholds), average="micro",
                                               zero_division=0))}
-    model = _fit(estimator, features.X, features.Y)
+    model = fit_quietly(estimator, features.X, features.Y)
     path = final_model_path(models_dir, dataset)
     save_head(path, model, features, source["params"], thresholds.tolist())
     card = model_card(features, heads, source, rule, picked(results), thresholds, folds, oof_figures)
     write_text_atomic(path.with_suffix(".md"), card)
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
-          f"threshold {_thresholds_text(thresholds)} from {folds}-fold out-of-fold predictions; "
+          f"threshold {thresholds_text(thresholds)} from {folds}-fold out-of-fold predictions; "
           f"model card {path.with_suffix('.md')}")
     return path
-
-
-def _thresholds_text(thresholds: np.ndarray) -> str:
-    if np.ptp(thresholds) == 0:
-        return f"{thresholds[0]:.2f}"
-    return f"per genre, {thresholds.min():.2f} to {thresholds.max():.2f}"
 
 
 def model_card(features: Features, heads: list[dict], source: dict, rule: str, overall_pick: dict,
@@ -98,8 +83,9 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
     """What a user of the final model should know: data, choice, figures with intervals, thresholds, limits."""
     dataset, n, n_train = features.attrs["dataset"], len(features.Y), int((features.parts == "train").sum())
     lines = [f"# {dataset}: final model", "",
-             f"`{final_model_path('models', dataset).name}`: the **{source['head']}** head with `{source['params']}` on "
-             f"`{features.attrs['backbone']}` features, refit on all {n} labelled posters of `{features.attrs['data']}`. "
+             f"`{final_model_path('models', dataset).name}`: the **{source['head']}** head with "
+             f"`{source['params']}` on `{features.attrs['backbone']}` features, refit on all {n} labelled posters "
+             f"of `{features.attrs['data']}`. "
              f"Reproduce: `make heads final DATA={features.attrs['data']} BACKBONE={features.attrs['backbone']}`.", "",
              "## How it was chosen", "",
              f"Among the heads fitted on these features, by {rule} (never by test figures):", "",
@@ -110,11 +96,11 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
                      + (f"{cv['mean']:.3f} ± {cv['std']:.3f}" if cv else "-") + " |")
     if overall_pick and overall_pick["model"] != source["model"]:
         lines += ["", f"Over all models, validation mAP picks `{overall_pick['model']}` "
-                      f"({overall_pick['val']['overall']['mAP_macro']:.3f}). `make final` refits heads; a network is refit by "
-                      "its own training command with `--final` (`TRAIN_ARGS=--final`), an ensemble not yet."]
+                      f"({overall_pick['val']['overall']['mAP_macro']:.3f}). `make final` refits heads; a network is "
+                      "refit by its own training command with `--final` (`TRAIN_ARGS=--final`), an ensemble not yet."]
     lines += ["", *figures_lines(source, n, n_train)]
     lines += ["## Thresholds", "",
-              f"A genre is predicted when its probability reaches {_thresholds_text(thresholds)} (the top genre "
+              f"A genre is predicted when its probability reaches {thresholds_text(thresholds)} (the top genre "
               f"always is). Chosen for micro-F1 on {folds}-fold out-of-fold predictions of all {n} posters, made by "
               f"the same head and parameters: out-of-fold mAP {oof['mAP_macro']:.3f}, micro-F1 {oof['f1_micro']:.3f} "
               "(the parameters were chosen on the validation part, which is among these posters, so these two "
@@ -136,7 +122,8 @@ def main() -> None:
     parser.add_argument("--features", required=True, help="the feature file `make heads` used")
     parser.add_argument("--results-dir", default="results", help="where `make heads` wrote its results")
     parser.add_argument("--models-dir", default="models", help="the final model and its card go here")
-    parser.add_argument("--folds", type=_folds, default=5, help="folds of the out-of-fold predictions for the threshold")
+    parser.add_argument("--folds", type=_folds, default=5,
+                        help="folds of the out-of-fold predictions for the threshold")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     cli.run(lambda: fit_final(load_features(args.features), args.results_dir, args.models_dir, args.folds, args.seed))

@@ -23,14 +23,19 @@ from posters.data import DataError
 from posters.split import stratified_folds
 
 
+def fit_quietly(estimator: BaseEstimator, X: np.ndarray, Y: np.ndarray) -> BaseEstimator:
+    """A fitted clone of `estimator`; the weakest settings of a grid may not converge, and that is no news."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return clone(estimator).fit(X, Y)
+
+
 def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.ndarray, X_val: np.ndarray,
          Y_val: np.ndarray) -> tuple[BaseEstimator, dict, list[dict]]:
     """The estimator of `grid` with the best validation macro mAP, its parameters, and every trial."""
     best, best_params, best_map, trials = None, {}, -1.0, []
     for params in progress(ParameterGrid(grid), desc="parameter search", unit="setting", leave=False):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = clone(estimator).set_params(**params).fit(X_train, Y_train)
+        model = fit_quietly(clone(estimator).set_params(**params), X_train, Y_train)
         val_map = macro_map(Y_val, model.predict_proba(X_val))
         trials.append({"params": params, "val_mAP_macro": val_map})
         if val_map > best_map:

@@ -14,7 +14,7 @@ from torch import nn
 from core.cli import add_settings, settings_from
 from core.device import autocast_dtype, choose_device, setup_distributed
 from core.errors import DataError
-from evaluation.card import figures_lines, genres_lines
+from evaluation.card import figures_lines, genres_lines, thresholds_text
 from evaluation.metrics import evaluate
 from evaluation.results import result_path, write_result, write_scores
 from modelfiles import NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network, save_network
@@ -122,7 +122,7 @@ def _train_final(args: argparse.Namespace, cfg: TrainConfig, name: str, kind: st
             f"part. Reproduce: the run's own command with `--final` (`TRAIN_ARGS=--final`).", "",
             "## Thresholds", "",
             f"Those the evaluated run chose on its validation part, which it was not fitted on: "
-            f"{', '.join(f'{t:.2f}' for t in sorted(set(evaluated['thresholds']['values'])))}.", "",
+            f"{thresholds_text(evaluated['thresholds']['values'])}.", "",
             *figures_lines(evaluated, len(everything.labels), len(parts["train"].labels)),
             *genres_lines(split.genres, everything.labels.sum(axis=0))]
     write_text_atomic(path.with_suffix(".md"), "\n".join(card))
