@@ -178,8 +178,8 @@ def _timm(name: str, weights: str | None) -> Backbone:
         sha, source = "random", "random"
     elif weights:
         # A whole timm checkpoint holds the ImageNet classifier too, which num_classes=0 removed.
-        classifier = model.pretrained_cfg.get("classifier") or "\0"
-        _load_state_dict(model, weights, name, drop_prefix=f"{classifier}.")
+        classifier = model.pretrained_cfg.get("classifier")
+        _load_state_dict(model, weights, name, drop_prefix=f"{classifier}." if classifier else None)
         sha, source = file_sha256(weights), str(weights)
     else:
         sha, source = _state_sha256(model), f"timm pretrained: {model.pretrained_cfg.get('hf_hub_id') or model_name}"

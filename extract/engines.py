@@ -2,7 +2,7 @@
 
 PyTorch's CPU kernels for depthwise convolutions (the EfficientNets' building block) are slow;
 ONNX Runtime runs the same graph 3-5x faster there (`make bench`, bench.extraction). So on the CPU
-a frozen backbone is exported once to ONNX and cached as `<cache>/<backbone>-<weights sha256>.onnx`;
+a frozen backbone is exported once to ONNX and cached as `<cache>/<backbone>-<size>px-<weights sha256>.onnx`;
 CUDA, reduced precision, Grad-CAM and training stay in PyTorch.
 
 Both engines give the same embeddings to within EMBEDDING_TOLERANCE (tests/test_engines.py), so a
@@ -96,6 +96,11 @@ def resolve_engine(engine: str, device: torch.device, precision: str) -> str:
     return engine
 
 
+def engine_dtype(engine: str, device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype a resolved engine runs at: ONNX Runtime always in fp32 (None)."""
+    return autocast_dtype(device, precision) if engine == "torch" else None
+
+
 def make_embedder(backbone: Backbone, tta: bool = False, engine: str = "auto", precision: str = "auto",
                   device: torch.device | None = None) -> Embedder:
     """An Embedder running `backbone` on the engine chosen by `resolve_engine` (on `device`, default the best)."""
@@ -103,7 +108,7 @@ def make_embedder(backbone: Backbone, tta: bool = False, engine: str = "auto", p
     engine = resolve_engine(engine, device, precision)
     if engine == "torch":
         model = backbone.model.to(device, memory_format=torch.channels_last).eval()
-        return Embedder("torch", tta, model, device, autocast_dtype(device, precision))
+        return Embedder("torch", tta, model, device, engine_dtype(engine, device, precision))
     return Embedder("onnxruntime", tta, session=_onnx_session(backbone))
 
 

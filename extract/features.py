@@ -27,10 +27,10 @@ import h5py
 import numpy as np
 import torch
 
-from core.device import Distributed, autocast_dtype, setup_distributed
+from core.device import Distributed, setup_distributed
 from core.progress import progress
 from extract.backbones import Backbone, file_sha256
-from extract.engines import Embedder, make_embedder, resolve_engine
+from extract.engines import Embedder, engine_dtype, make_embedder, resolve_engine
 from posters.data import DataError, Poster, PosterSet
 from posters.files import atomic_write, write_text_atomic
 from posters.images import SkippingImages, eval_transform
@@ -116,7 +116,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     posters = [p for part in split_posters(poster_set, split).values() for p in part]
     env, device = setup_distributed()  # under torchrun, each process embeds its share of the batches
     engine = resolve_engine(engine, device, precision)
-    dtype = autocast_dtype(device, precision) if engine == "torch" else None
+    dtype = engine_dtype(engine, device, precision)
     # Measured on a 2-core CPU: small batches stay in cache and run fastest (see `make bench`).
     batch_size = batch_size or (64 if device.type == "cuda" else 8)
     config = {
