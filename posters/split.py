@@ -1,6 +1,6 @@
 """One seeded train/validation/test split per data set, shared by every model.
 
-The split is made by iterative stratification (Sechidis et al. 2011, via scikit-multilearn) so that
+The split is made by iterative stratification (Sechidis et al. 2011, via iterative-stratification) so that
 rare genres reach every part, and the genre vocabulary is then built from the training part alone.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from skmultilearn.model_selection import IterativeStratification
+from iterstrat.ml_stratifiers import IterativeStratification
 
 from posters.data import DataError, Poster, PosterSet
 from posters.files import write_text_atomic
@@ -74,16 +74,10 @@ def split_posters(posters: PosterSet, split: Split) -> dict[str, list[Poster]]:
 
 def stratified_folds(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     """Row indices of each fold, sized by `fractions`, every genre spread across folds (iterative stratification)."""
-    # scikit-multilearn breaks ties with the global NumPy generator and ignores random_state,
-    # so seed that generator and restore it afterwards.
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        stratifier = IterativeStratification(
-            n_splits=len(fractions), order=2, sample_distribution_per_fold=list(fractions))
-        return [test for _, test in stratifier.split(np.zeros((len(y), 1)), y)]
-    finally:
-        np.random.set_state(state)
+    # iterstrat indexes the genre counts with each row's labels, so they must be booleans.
+    fold_of = IterativeStratification(np.asarray(y, dtype=bool), np.asarray(fractions, dtype=float),
+                                      np.random.RandomState(seed))
+    return [np.flatnonzero(fold_of == fold) for fold in range(len(fractions))]
 
 
 def make_split(posters: PosterSet, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
