@@ -69,7 +69,9 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
                                               zero_division=0))}
     model = fit_quietly(estimator, features.X, features.Y)
     path = final_model_path(models_dir, dataset)
-    save_head(path, model, features, source["params"], thresholds.tolist())
+    save_head(path, model, features, source["params"], thresholds.tolist(),
+              final={"source": source["model"], "chosen_by": rule, "posters": len(features.Y), "folds": folds,
+                     "out_of_fold": oof_figures})
     card = model_card(features, heads, source, rule, picked(results), thresholds, folds, oof_figures)
     write_text_atomic(path.with_suffix(".md"), card)
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "

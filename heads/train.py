@@ -70,11 +70,12 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
 
 
 def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict,
-              thresholds: list[float]) -> None:
-    """The head with what `make predict` needs: the features it expects and its validation thresholds."""
+              thresholds: list[float], final: dict | None = None) -> None:
+    """The head with what `make predict` needs: the features it expects and its thresholds; a final model
+    (make final) also records how it was chosen and refit."""
     modelfiles.save_head(path, estimator, {
         "genres": features.genres, "fingerprint": features.fingerprint(), "params": params,
-        "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"])})
+        "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"]), **({"final": final} if final else {})})
 
 
 def load_head(path: Path | str, features: Features) -> BaseEstimator:
