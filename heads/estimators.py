@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 # HNSW graph links per node and search breadth: recall about 0.99 of exact neighbours on the bench's features.
 HNSW_LINKS, HNSW_EF = 32, 128
-NEIGHBOUR_BLOCK = 2048  # rows of distances at a time: 2,048 x 25,000 training posters is 200 MB in float32
+NEIGHBOUR_BLOCK = 1024  # rows of distances at a time: 1,024 x 25,000 training posters is 100 MB in float32
 
 
 class MLkNNHead(ClassifierMixin, BaseEstimator):
@@ -79,7 +79,7 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
         # Transposed and contiguous, the layout the matrix product reads fastest; float32 features stay float32.
         self.train_T_ = np.ascontiguousarray(X.T, dtype=np.result_type(X.dtype, np.float32))
         self.train_sq_norms_ = np.einsum("ij,ij->j", self.train_T_, self.train_T_)
-        neighbours = self._neighbours(X, leave_self_out=bool(skip))
+        neighbours = self._neighbours(X, of_training=True)
         counts = Y[neighbours].sum(axis=1)  # (posters, genres): how many neighbours have the genre
         n, genres = Y.shape
         self.prior_true_ = (self.s + Y.sum(axis=0)) / (2 * self.s + n)
@@ -93,34 +93,39 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
         self.train_labels_ = Y
         return self
 
-    def _neighbours(self, X: np.ndarray, leave_self_out: bool = False) -> np.ndarray:
+    def _neighbours(self, X: np.ndarray, of_training: bool = False) -> np.ndarray:
         """(posters, k_) indices of each row's nearest training posters by Euclidean distance, in no order.
 
-        With `leave_self_out`, X is the training set and row i never counts poster i.
+        `of_training`: X is the training set, and with `leave_self_out` row i never counts poster i.
         """
+        leave_self_out = of_training and self.leave_self_out
         if self.neighbours == "hnsw":
             found = self._approximate_neighbours(X, leave_self_out)
             if (found >= 0).all():  # faiss marks neighbours its graph did not reach with -1
                 return found
         elif self.neighbours != "exact":
             raise ValueError(f"neighbours must be 'exact' or 'hnsw', not {self.neighbours!r}")
-        return self._exact_neighbours(X, leave_self_out)
+        return self._exact_neighbours(X, of_training, leave_self_out)
 
-    def _exact_neighbours(self, X: np.ndarray, leave_self_out: bool) -> np.ndarray:
-        X = X.astype(self.train_T_.dtype, copy=False)
-        neighbours = np.empty((len(X), self.k_), np.int64)
+    def _exact_neighbours(self, X: np.ndarray, of_training: bool, leave_self_out: bool) -> np.ndarray:
+        """Nearest training posters, NEIGHBOUR_BLOCK rows of distances at a time, each row keeping its best
+        k_ so far. When X is the training set the distances are symmetric: a block of rows is multiplied
+        only with itself and the posters after it, and serves those posters' rows too, which saves up to
+        half the multiply-adds."""
+        X = np.ascontiguousarray(X, dtype=self.train_T_.dtype)
+        # |x - t|^2 = |x|^2 - 2 x.t + |t|^2, and |x|^2 is the same along a row: rank by x.t - |t|^2 / 2
+        half_norms = self.train_sq_norms_ / 2
+        nearest = _NearestSoFar(len(X), self.k_)
         for start in range(0, len(X), NEIGHBOUR_BLOCK):
-            block = X[start:start + NEIGHBOUR_BLOCK]
-            distances = block @ self.train_T_
-            distances *= -2
-            distances += self.train_sq_norms_  # |x - t|^2 less |x|^2, which is the same along a row
+            rows = slice(start, min(start + NEIGHBOUR_BLOCK, len(X)))
+            first = start if of_training else 0  # the columns before `start` came with earlier blocks
+            dots = X[rows] @ self.train_T_[:, first:]
             if leave_self_out:
-                rows = np.arange(len(block))
-                distances[rows, start + rows] = np.inf
-            # torch's topk runs on every core, and several times faster than np.argpartition on one
-            nearest = torch.topk(torch.from_numpy(distances), self.k_, dim=1, largest=False, sorted=False)
-            neighbours[start:start + len(block)] = nearest.indices.numpy()
-        return neighbours
+                np.fill_diagonal(dots, -np.inf)  # column first + i is row start + i itself
+            nearest.update(rows, dots - half_norms[first:], first)
+            if of_training and rows.stop < len(X):  # the later posters' distances to this block
+                nearest.update(slice(rows.stop, len(X)), dots[:, rows.stop - first:].T - half_norms[rows], start)
+        return nearest.indices
 
     def _approximate_neighbours(self, X: np.ndarray, leave_self_out: bool) -> np.ndarray:
         """As _neighbours, from an HNSW graph over the training posters, built on first use."""
@@ -159,6 +164,24 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
         if self.binarizer_ is not None:  # class labels: the likeliest class
             return self.classes_[np.argmax(p_true / (p_true + p_false), axis=1)]
         return (p_true >= p_false).astype(self.label_dtype_)  # as scikit-multilearn decides
+
+
+class _NearestSoFar:
+    """Each row's k best-scoring columns seen so far, as tiles of scores arrive."""
+
+    def __init__(self, rows: int, k: int):
+        self.k = k
+        self.scores = torch.full((rows, k), -torch.inf)
+        self.indices = np.zeros((rows, k), np.int64)
+
+    def update(self, rows: slice, scores: np.ndarray, first_column: int) -> None:
+        # torch's topk runs on every core, and several times faster than np.argpartition on one
+        tile = torch.topk(torch.from_numpy(scores), min(self.k, scores.shape[1]), dim=1, sorted=False)
+        candidates = torch.cat([self.scores[rows], tile.values], dim=1)
+        columns = np.hstack([self.indices[rows], tile.indices.numpy() + first_column])
+        best = torch.topk(candidates, self.k, dim=1, sorted=False)
+        self.scores[rows] = best.values
+        self.indices[rows] = np.take_along_axis(columns, best.indices.numpy(), axis=1)
 
 
 def logistic_head(C: float = 1.0) -> Pipeline:

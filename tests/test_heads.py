@@ -128,7 +128,7 @@ def test_mlknn_neighbours_do_not_depend_on_the_block_size(monkeypatch):
     blocked = MLkNNHead(k=5).fit(X, Y)
     np.testing.assert_array_equal(whole.cond_true_, blocked.cond_true_)
     np.testing.assert_array_equal(whole.predict_proba(X[:13]), blocked.predict_proba(X[:13]))
-    neighbours = blocked._neighbours(X, leave_self_out=True)
+    neighbours = blocked._neighbours(X, of_training=True)
     assert not (neighbours == np.arange(60)[:, None]).any() and 1 in neighbours[0] and 0 in neighbours[1]
 
 
@@ -141,7 +141,7 @@ def test_approximate_neighbours_find_almost_all_exact_ones_and_are_never_saved(t
     recall = np.mean([len(set(a) & set(e)) / 20 for a, e in zip(found, truth)])
     assert recall > 0.95
     assert (approximate.predict(X[2500:]) == exact.predict(X[2500:])).mean() > 0.95
-    leave_out = approximate._neighbours(X[:2500], leave_self_out=True)
+    leave_out = approximate._neighbours(X[:2500], of_training=True)
     assert leave_out.shape == (2500, 20) and not (leave_out == np.arange(2500)[:, None]).any()
 
     modelfiles.save_head(tmp_path / "hnsw.skops", approximate, {"genres": ["a", "b", "c"]})
