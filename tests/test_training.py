@@ -89,7 +89,7 @@ def test_frozen_stages_stay_fixed():
     assert frozen and all(not p.requires_grad for m in model.frozen for p in m.parameters())
     model.train()
     assert all(not m.training for module in model.frozen for m in module.modules())
-    assert model.head.training and model.body.net._blocks[-1].training
+    assert model.head.training and model.body.net.blocks[-1].training
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.AdamW(param_groups(model.parameter_groups(1e-3, 1e-2), 0.01))
     loss = nn.functional.binary_cross_entropy_with_logits(model(torch.randn(4, 3, 64, 64)), torch.ones(4, 3))
