@@ -14,6 +14,7 @@
 # THRESHOLDS   global | per-genre, chosen on validation
 # NEIGHBOURS   make heads: ML-kNN's neighbour search, exact | hnsw (approximate, for 100,000 posters or more)
 # CV           make heads: also cross-validate each head over all labelled posters, FOLDSxREPEATS (e.g. 5x2)
+# UNION        make heads: another data set's feature file (same BACKBONE) to train the logistic head on too
 # SEEDS        make finetune / make cnn: one run per seed (e.g. "0 1 2"); the report shows mean ± std
 # FREEZE       finetune: frozen-stage settings to sweep (none, stem, or the backbone's stage names)
 # EPOCHS       finetune/cnn: at most this many epochs (early stopping on validation mAP)
@@ -40,6 +41,7 @@ HEADS ?= logistic mlknn mlp
 THRESHOLDS ?= global
 NEIGHBOURS ?= exact
 CV ?=
+UNION ?=
 SEEDS ?= 0
 FREEZE ?= none stage4 stage6
 EPOCHS ?=
@@ -102,7 +104,7 @@ features: $(SPLIT) | install
 heads: | install
 	$(PYTHON) -m heads --features $(FEATURES) --heads $(HEADS) \
 		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds) $(if $(CV),--cv $(CV)) \
-		--mlknn-neighbours $(NEIGHBOURS)
+		--mlknn-neighbours $(NEIGHBOURS) $(if $(UNION),--union "$(UNION)")
 
 # The head the evaluation chose, refit on every labelled poster: models/<dataset>-final.skops and its model card (.md).
 final: | install

@@ -1,5 +1,5 @@
 """python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds] [--cv 5x2]
-[--mlknn-neighbours hnsw]"""
+[--mlknn-neighbours hnsw] [--union OTHER.h5]"""
 import argparse
 import re
 
@@ -7,6 +7,8 @@ from core import cli
 from extract.features import load_features
 from heads.estimators import HEADS
 from heads.train import run_heads
+from heads.union import union_training_set
+from posters.data import read_titles
 
 
 def folds_by_repeats(text: str) -> tuple[int, int]:
@@ -29,9 +31,22 @@ def main() -> None:
                         help="also score each head by repeated cross-validation over every labelled poster, e.g. 5x2")
     parser.add_argument("--mlknn-neighbours", default="exact", choices=("exact", "hnsw"),
                         help="ML-kNN's neighbour search: hnsw is approximate (faiss), for 100,000 posters or more")
+    parser.add_argument("--union", default=None, metavar="OTHER.h5",
+                        help="also train on another data set's posters (same backbone), genres mapped and those it "
+                             "does not label left unknown; the logistic head only (heads/union.py)")
     args = parser.parse_args()
-    cli.run(lambda: run_heads(load_features(args.features), args.heads, args.models_dir, args.results_dir,
-                              args.per_genre_thresholds, args.cv, args.mlknn_neighbours))
+    cli.run(lambda: heads_command(args))
+
+
+def heads_command(args: argparse.Namespace) -> None:
+    features = load_features(args.features)
+    union = None
+    if args.union:
+        other = load_features(args.union)
+        union = union_training_set(features, other, read_titles(features.attrs["data"]),
+                                   read_titles(other.attrs["data"]))
+    run_heads(features, args.heads if union is None or args.heads != list(HEADS) else ["logistic"], args.models_dir,
+              args.results_dir, args.per_genre_thresholds, args.cv, args.mlknn_neighbours, union)
 
 
 if __name__ == "__main__":

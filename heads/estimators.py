@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neural_network import MLPClassifier
@@ -184,6 +184,29 @@ class _NearestSoFar:
         self.indices[rows] = np.take_along_axis(columns, best.indices.numpy(), axis=1)
 
 
+class MaskedOneVsRest(ClassifierMixin, BaseEstimator):
+    """One binary classifier per genre, each fitted only on the posters whose label for that genre is known:
+    Y = -1 marks a genre that a poster's data set does not label (heads/union.py), neither yes nor no."""
+
+    def __init__(self, estimator: BaseEstimator):
+        self.estimator = estimator
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> "MaskedOneVsRest":
+        X, Y = validate_data(self, X, Y, multi_output=True)
+        known = Y >= 0
+        self.estimators_ = [clone(self.estimator).fit(X[known[:, g]], Y[known[:, g], g]) for g in range(Y.shape[1])]
+        self.classes_ = np.arange(Y.shape[1])
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return np.column_stack([e.predict_proba(X)[:, 1] for e in self.estimators_])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.predict_proba(X) >= 0.5).astype(np.uint8)
+
+
 def logistic_head(C: float = 1.0) -> Pipeline:
     """One-vs-rest logistic regression on standardised features."""
     return make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(C=C, max_iter=2000)))
@@ -203,9 +226,16 @@ def mlp_head(hidden: int = 512, alpha: float = 1.0, seed: int = 0) -> Pipeline:
         hidden_layer_sizes=(hidden,), alpha=alpha, max_iter=100, random_state=seed))
 
 
+def union_logistic_head(C: float = 1.0) -> Pipeline:
+    """The logistic head for two data sets trained together, whose added posters leave some genres unknown."""
+    return make_pipeline(StandardScaler(), MaskedOneVsRest(LogisticRegression(C=C, max_iter=2000)))
+
+
+LOGISTIC_C = [0.00003, 0.0001, 0.0003, 0.001, 0.003]
 # name -> (default estimator, grid searched on the validation part)
 HEADS = {
-    "logistic": (logistic_head(), {"onevsrestclassifier__estimator__C": [0.00003, 0.0001, 0.0003, 0.001, 0.003]}),
+    "logistic": (logistic_head(), {"onevsrestclassifier__estimator__C": LOGISTIC_C}),
     "mlknn": (mlknn_head(), {"mlknnhead__k": [10, 20, 40, 80, 160]}),
     "mlp": (mlp_head(), {"mlpclassifier__alpha": [3.0, 10.0, 30.0, 100.0]}),
 }
+UNION_LOGISTIC = (union_logistic_head(), {"maskedonevsrest__estimator__C": LOGISTIC_C})

@@ -55,7 +55,9 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     """Refit the chosen head on every labelled poster of `features`; returns the saved model's path."""
     dataset = features.attrs["dataset"]
     results = read_results(results_dir).get(dataset, [])
-    heads = [r for r in results if r["kind"] == "head" and r["backbone"] == features.attrs["backbone"]]
+    # A head trained with another data set (--union) would need that set refit too; not done yet.
+    heads = [r for r in results if r["kind"] == "head" and r["backbone"] == features.attrs["backbone"]
+             and "union" not in r]
     if not heads:
         raise DataError(f"{results_dir}/{dataset}: no head results on {features.attrs['backbone']} features; "
                         f"run `make heads` first")

@@ -18,7 +18,7 @@ from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines,
 from evaluation.results import write_result, write_scores
 from extract.backbones import file_name
 from extract.features import Features, fingerprint_differences
-from heads.estimators import HEADS
+from heads.estimators import HEADS, UNION_LOGISTIC
 from posters.data import DataError
 from posters.split import stratified_folds
 
@@ -75,7 +75,8 @@ def save_head(path: Path | str, estimator: BaseEstimator, features: Features, pa
     (make final) also records how it was chosen and refit."""
     modelfiles.save_head(path, estimator, {
         "genres": features.genres, "fingerprint": features.fingerprint(), "params": params,
-        "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"]), **({"final": final} if final else {})})
+        "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"]),
+        **({"final": final} if final else {})})
 
 
 def load_head(path: Path | str, features: Features) -> BaseEstimator:
@@ -90,26 +91,38 @@ def load_head(path: Path | str, features: Features) -> BaseEstimator:
 
 def run_heads(features: Features, heads: list[str], models_dir: Path | str, results_dir: Path | str,
               per_genre_thresholds: bool = False, cv: tuple[int, int] | None = None,
-              mlknn_neighbours: str = "exact") -> dict[str, dict]:
+              mlknn_neighbours: str = "exact", union: tuple[np.ndarray, np.ndarray, dict] | None = None
+              ) -> dict[str, dict]:
     """Fit, tune and score each head on the split; with `cv` (folds, repeats), cross-validate it too.
-    `mlknn_neighbours` is "exact" or "hnsw" (approximate, for very many posters)."""
+    `mlknn_neighbours` is "exact" or "hnsw" (approximate, for very many posters). `union`, a training set
+    from heads.union, fits the logistic head on it instead, scored on the same validation and test parts."""
     dataset, backbone = features.attrs["dataset"], features.attrs["backbone"]
     (X_train, Y_train), (X_val, Y_val), (X_test, Y_test) = (features.part(p) for p in ("train", "val", "test"))
+    fits = {name: (name, *HEADS[name]) for name in heads if name in HEADS}  # model suffix -> (head, estimator, grid)
+    if unknown := [name for name in heads if name not in HEADS]:
+        raise DataError(f"unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}")
+    if union:
+        if heads != ["logistic"] or cv:
+            raise DataError("a union trains the logistic head only, without --cv (the MLP and ML-kNN cannot leave "
+                            "out the genres a data set does not label)")
+        X_train, Y_train, union_report = union
+        fits = {f"logistic-union-{union_report['dataset']}": ("logistic", *UNION_LOGISTIC)}
+        print(f"{dataset}: {len(X_train)} training posters, {union_report['added']} of them from "
+              f"{union_report['dataset']} ({union_report['left_out']} left out, sharing a title with a validation or "
+              f"test poster); genres not labelled there: {', '.join(union_report['masked']) or 'none'}")
     setting = {"data": features.attrs["data"], "backbone": backbone,
                "weights_sha256": features.attrs["weights_sha256"],
                "tta": features.attrs["tta"], "split": features.attrs["split"]}
     ids = {part: features.ids[features.parts == part] for part in ("val", "test")}
-    for name, result in evaluate_baselines(Y_train, Y_val, Y_test, features.genres).items():
+    Y_own = features.part("train")[1]  # the baselines know the target's own training posters only
+    for name, result in evaluate_baselines(Y_own, Y_val, Y_test, features.genres).items():
         write_result(results_dir, dataset, f"baseline-{name}", {"kind": "baseline", **setting, **result})
     write_scores(results_dir, dataset, "baseline-prior", {  # what every model's margin is measured against
-        "val": (ids["val"], Y_val, prior_scores(Y_train, len(Y_val))),
-        "test": (ids["test"], Y_test, prior_scores(Y_train, len(Y_test)))})
+        "val": (ids["val"], Y_val, prior_scores(Y_own, len(Y_val))),
+        "test": (ids["test"], Y_test, prior_scores(Y_own, len(Y_test)))})
 
     summary = {}
-    for name in heads:
-        if name not in HEADS:
-            raise DataError(f"unknown head {name!r}; choose from {', '.join(HEADS)}")
-        estimator, grid = HEADS[name]
+    for suffix, (name, estimator, grid) in fits.items():
         if name == "mlknn" and mlknn_neighbours != "exact":  # a one-value grid entry: results and make final see it
             grid = {**grid, "mlknnhead__neighbours": [mlknn_neighbours]}
         start = time.perf_counter()
@@ -117,7 +130,7 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         seconds = time.perf_counter() - start
         scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
-        model_name = f"{file_name(backbone)}-{name}"
+        model_name = f"{file_name(backbone)}-{suffix}"
         write_scores(results_dir, dataset, model_name, {"val": (ids["val"], Y_val, scores_val),
                                                         "test": (ids["test"], Y_test, scores_test)})
         save_head(Path(models_dir) / f"{dataset}-{model_name}{modelfiles.HEAD_SUFFIX}", model, features, params,
@@ -130,7 +143,7 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
                   f"± {result['cv']['mAP_macro']['std']:.3f} ({result['cv']['seconds']:.0f} s)")
         write_result(results_dir, dataset, model_name, {
             "kind": "head", **setting, "head": name, "params": params, "grid": trials,
-            "tune_seconds": round(seconds, 2), **result})
+            "tune_seconds": round(seconds, 2), **({"union": union[2]} if union else {}), **result})
         summary[model_name] = result
         test = result["test"]["overall"]
         print(f"{dataset} {model_name}: best {params}, test mAP {test['mAP_macro']:.3f}, "

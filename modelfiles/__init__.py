@@ -29,7 +29,8 @@ from posters.files import atomic_write
 
 NETWORK_SUFFIX, HEAD_SUFFIX = ".safetensors", ".skops"
 # Types a head file may hold beyond skops' defaults: the project's ML-kNN, and the MLP's optimiser state.
-HEAD_TYPES = ["heads.estimators.MLkNNHead", "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
+HEAD_TYPES = ["heads.estimators.MLkNNHead", "heads.estimators.MaskedOneVsRest",
+              "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
 MAX_HEAD_BYTES = 2**30  # a head file may unzip to at most 1 GiB (ML-kNN keeps its training features)
 SETTINGS_KEY = "postergenre"
 # efficientnet-lite-pytorch's names -> timm's, outside the blocks and inside them; the first stage's blocks

@@ -156,6 +156,16 @@ def read_posters(root: Path | str) -> PosterSet:
     return PosterSet(name, root, merge_genre_spellings(posters, csv_path), skipped)
 
 
+def read_titles(root: Path | str) -> dict[str, tuple[str, ...]]:
+    """Poster id -> its titles (the Kaggle layout's `Name` and `English name`, the simple layout's `title`);
+    empty for a layout without titles. They tell when two data sets hold the same anime."""
+    header, rows = read_rows(find_csv(Path(root)))
+    id_column = _layout(header, rows)[0]
+    columns = [c for c in ("Name", "English name", "title") if c in header]
+    return {row[id_column].strip(): tuple(t for c in columns if (t := (row[c] or "").strip()) and t != "UNKNOWN")
+            for row in rows if None not in row and None not in row.values()}
+
+
 def merge_genre_spellings(posters: list[Poster], source: Path) -> list[Poster]:
     """Genres that differ only in case (`Sci-fi`, `Sci-Fi`) become one, spelled as most posters spell it."""
     spellings = Counter(g for p in posters for g in p.genres)

