@@ -1,39 +1,11 @@
-"""Train on two data sets of the same kind of image at once: a data set's training posters plus another
-set's posters, its genres mapped onto the first set's vocabulary (make heads UNION=...).
-
-Anime posters (MyAnimeList genres) and AniList covers share most genres by name; AniList's Thriller is
-MyAnimeList's Suspense (SAME_GENRE). A genre of the target vocabulary that the other set does not label
-(Avant Garde, Award Winning, Gourmet ... for AniList covers) is unknown for the added posters, marked -1:
-the head leaves those posters out of that genre's classifier instead of counting them as negatives.
-
-The same anime must never be on both sides of a split. The two sets are matched by title (normalised);
-an added poster whose title is one of the target's validation or test posters is left out, so the model
-is scored on the target's own validation and test parts exactly like the models trained on it alone.
-"""
+"""The heads' union training set: a feature file's training posters plus another file's (posters/union.py)."""
 from __future__ import annotations
-
-import re
-import unicodedata
 
 import numpy as np
 
 from core.errors import DataError
 from extract.features import Features, fingerprint_differences
-
-# Genres of different names that mean the same, either way round.
-SAME_GENRE = {"Thriller": "Suspense"}
-UNKNOWN = -1  # a genre the added poster's data set does not label
-
-
-def normalise_title(title: str) -> str:
-    """Case, accents' compatibility forms and punctuation removed: 'Re:Zero' and 're zero' are one title."""
-    return " ".join(re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", title).casefold()).split())
-
-
-def genre_map(source: list[str], target: list[str]) -> dict[str, str]:
-    """Source genre -> the target genre it means: the same name, or a pair of SAME_GENRE."""
-    same = {**SAME_GENRE, **{b: a for a, b in SAME_GENRE.items()}}
-    return {g: g if g in target else same[g] for g in source if g in target or same.get(g) in target}
+from posters.union import added_posters
 
 
 def union_training_set(target: Features, source: Features, target_titles: dict[str, tuple[str, ...]],
@@ -44,23 +16,8 @@ def union_training_set(target: Features, source: Features, target_titles: dict[s
     if differences := fingerprint_differences(*embedding):
         raise DataError(f"{source.attrs['dataset']} and {target.attrs['dataset']} features come from different "
                         f"embeddings ({differences}); extract both with the same BACKBONE")
-    held_titles = {normalise_title(t) for pid, part in zip(target.ids, target.parts) if part != "train"
-                   for t in target_titles.get(str(pid), ())}
-    all_titles = {normalise_title(t) for pid in target.ids for t in target_titles.get(str(pid), ())}
-    titles = [{normalise_title(t) for t in source_titles.get(str(pid), ())} for pid in source.ids]
-    keep = np.array([not (names & held_titles) for names in titles], dtype=bool)
-
-    mapping = genre_map(source.genres, target.genres)
-    Y_source = np.full((len(source.ids), len(target.genres)), UNKNOWN, np.int8)
-    labelled = [target.genres.index(t) for t in mapping.values()]
-    Y_source[:, labelled] = 0
-    for s, t in mapping.items():
-        Y_source[:, target.genres.index(t)] |= source.Y[:, source.genres.index(s)].astype(np.int8)
+    keep, labels, report = added_posters(list(target.ids), list(target.parts), target.genres, list(source.ids),
+                                         source.Y, source.genres, target_titles, source_titles,
+                                         source.attrs["dataset"])
     X_train, Y_train = target.part("train")
-    report = {"dataset": source.attrs["dataset"], "added": int(keep.sum()),
-              "matched": int(sum(bool(names & all_titles) for names in titles)),
-              "left_out": int((~keep).sum()),
-              "renamed": {s: t for s, t in mapping.items() if s != t},
-              "masked": [g for g in target.genres if g not in mapping.values()],
-              "unmapped": [g for g in source.genres if g not in mapping]}
-    return (np.vstack([X_train, source.X[keep]]), np.vstack([Y_train.astype(np.int8), Y_source[keep]]), report)
+    return np.vstack([X_train, source.X[keep]]), np.vstack([Y_train.astype(np.int8), labels]), report

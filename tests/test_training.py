@@ -1,3 +1,4 @@
+import json
 import shutil
 import signal
 import subprocess
@@ -13,8 +14,10 @@ from torch import nn
 from core.errors import DataError
 from extract.backbones import build_backbone
 from finetune.model import FineTuned
+from posters.sample import write_sample
+from posters.split import Split
 from tests.conftest import ROOT, run_module
-from training.loop import AsymmetricLoss, TrainConfig, _scheduler, mixup, param_groups
+from training.loop import AsymmetricLoss, KnownLabelsBCE, TrainConfig, _scheduler, mixup, param_groups
 
 TINY = ["--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--augment", "light"]
 
@@ -131,6 +134,41 @@ def test_asymmetric_loss():
     asl = AsymmetricLoss()(torch.tensor([[-1.0]]), torch.tensor([[0.0]]))
     p = torch.sigmoid(torch.tensor(-1.0)) - 0.05
     torch.testing.assert_close(asl, -(p ** 4) * torch.log(1 - p))
+
+
+def test_unknown_labels_add_nothing_to_the_loss():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.3, 0.2, -2.0]], requires_grad=True)
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    weight = torch.tensor([1.0, 3.0, 2.0])
+    torch.testing.assert_close(KnownLabelsBCE(weight)(logits, targets), nn.BCEWithLogitsLoss(pos_weight=weight)(
+        logits, targets))  # every label known: plain BCE
+    masked = targets.clone()
+    masked[1, 2] = -1  # the second poster's data set does not label the third genre
+    KnownLabelsBCE()(logits, masked).backward()
+    assert logits.grad[1, 2] == 0 and (logits.grad.flatten()[:5] != 0).all()
+    known = torch.ones_like(targets, dtype=torch.bool)
+    known[1, 2] = False
+    torch.testing.assert_close(KnownLabelsBCE()(logits, masked), nn.functional.binary_cross_entropy_with_logits(
+        logits[known], targets[known]))
+
+
+def test_fine_tuning_with_another_data_sets_posters(sample_dir, sample_split, tmp_path):
+    """--union-data adds the other set's posters to the training part, except those sharing a title with
+    a validation or test poster; the scores are on --data's own parts."""
+    other = tmp_path / "other"
+    write_sample(other, n_posters=24, seed=2)  # titles "Synthetic poster 0".."23", as the sample's first 24
+    held = {pid for part in ("val", "test") for pid in Split.load(sample_split).parts[part]}
+    twins = sum(f"s{i:04d}" in held for i in range(24))
+    assert 0 < twins < 24
+    result = run_module(*cnn_cli(sample_dir, sample_split, tmp_path, "--epochs", "1", "--union-data", str(other)))
+    saved = json.loads(next((tmp_path / "results").glob("*/cnn-posternet*-union-other.json")).read_text())
+    assert saved["union"]["left_out"] == twins and saved["union"]["added"] == 24 - twins
+    train = len(Split.load(sample_split).parts["train"])
+    assert f"{train + 24 - twins} training posters, {24 - twins} of them from other" in result.stdout
+    assert saved["test"]["overall"]["posters"] == len(Split.load(sample_split).parts["test"])
+    refused = run_module(*cnn_cli(sample_dir, sample_split, tmp_path, "--epochs", "1", "--union-data", str(other),
+                                  "--mixup", "0.2"), check=False)
+    assert refused.returncode != 0 and "--union-data trains with the BCE loss" in refused.stderr
 
 
 def test_mixup_blends_posters_and_their_genres_alike():

@@ -11,8 +11,9 @@ from evaluation.results import read_scores
 from extract.features import Features
 from heads.estimators import MaskedOneVsRest
 from heads.train import run_heads
-from heads.union import UNKNOWN, normalise_title, union_training_set
+from heads.union import union_training_set
 from modelfiles import read_head
+from posters.union import UNKNOWN, normalise_title
 
 ATTRS = {"data": "d", "backbone": "efficientnet_lite0", "weights_sha256": "abc", "image_size": 224,
          "preprocessing": "squash", "tta": "none", "batch_size": 8, "split": "{}"}

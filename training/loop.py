@@ -118,15 +118,30 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epo
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class KnownLabelsBCE(nn.Module):
+    """Binary cross-entropy averaged over the known labels: a -1 (a genre that a poster's data set does
+    not label, posters/union.py) adds nothing. With every label known it is BCEWithLogitsLoss."""
+
+    def __init__(self, pos_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.pos_weight = pos_weight
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        known = targets >= 0
+        losses = nn.functional.binary_cross_entropy_with_logits(logits, targets.clamp(min=0), reduction="none",
+                                                                pos_weight=self.pos_weight)
+        return (losses * known).sum() / known.sum().clamp(min=1)
+
+
 def _loss(cfg: TrainConfig, train_labels: np.ndarray, device: torch.device) -> nn.Module:
     if cfg.loss == "asl":
         return AsymmetricLoss()
     pos_weight = None
     if cfg.pos_weight:
-        positives = train_labels.sum(axis=0).clip(min=1)
-        pos_weight = torch.tensor(((len(train_labels) - positives) / positives).clip(max=10), dtype=torch.float32,
-                                  device=device)
-    return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        positives = (train_labels == 1).sum(axis=0).clip(min=1)
+        negatives = (train_labels == 0).sum(axis=0)
+        pos_weight = torch.tensor((negatives / positives).clip(max=10), dtype=torch.float32, device=device)
+    return KnownLabelsBCE(pos_weight)
 
 
 def _seed_everything(seed: int) -> torch.Generator:

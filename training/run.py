@@ -18,10 +18,11 @@ from evaluation.card import figures_lines, genres_lines, thresholds_text
 from evaluation.metrics import evaluate
 from evaluation.results import result_path, write_result, write_scores
 from modelfiles import NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network, save_network
-from posters.data import read_posters
+from posters.data import read_posters, read_titles
 from posters.files import write_text_atomic
 from posters.images import ImageSpec, eval_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
+from posters.union import added_posters
 from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
 
 
@@ -35,16 +36,33 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     parser.add_argument("--test-only", action="store_true", help="score the run's best checkpoint, no training")
     parser.add_argument("--final", action="store_true", help="after the same command without it: train again on "
                         "every labelled poster for the epochs validation chose, as the data set's final model")
+    parser.add_argument("--union-data", default=None, metavar="FOLDER",
+                        help="also train on this data set's posters, genres mapped and those it does not label left "
+                             "out of the loss; scored on --data's own parts (posters/union.py)")
     add_settings(parser, defaults)
 
 
-def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, list[str]]]:
-    """The split, each part's images and labels, and each part's poster ids."""
+def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, list[str]], dict | None]:
+    """The split, each part's images and labels, each part's poster ids, and with --union-data, what the
+    other data set added to the training part."""
     split = Split.load(args.split)
     posters_by_part = split_posters(read_posters(args.data), split)
     parts = {name: Part([p.image for p in posters], label_matrix([p.genres for p in posters], split.genres))
              for name, posters in posters_by_part.items()}
-    return split, parts, {name: [p.id for p in posters] for name, posters in posters_by_part.items()}
+    ids = {name: [p.id for p in posters] for name, posters in posters_by_part.items()}
+    if not args.union_data:
+        return split, parts, ids, None
+    other = read_posters(args.union_data)
+    other_genres = sorted(other.genre_counts())
+    keep, labels, report = added_posters(
+        [pid for part in PARTS for pid in ids[part]], [part for part in PARTS for _ in ids[part]], split.genres,
+        [p.id for p in other.posters], label_matrix([p.genres for p in other.posters], other_genres), other_genres,
+        read_titles(args.data), read_titles(args.union_data), other.name)
+    added = [p.image for p, kept in zip(other.posters, keep) if kept]
+    parts["train"] = Part(parts["train"].paths + added, np.vstack([parts["train"].labels.astype(np.int8), labels]))
+    print(f"{split.dataset}: {len(parts['train'].paths)} training posters, {report['added']} of them from "
+          f"{other.name} ({report['left_out']} left out, sharing a title with a validation or test poster)")
+    return split, parts, ids, report
 
 
 def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Callable[[int], tuple[nn.Module, dict]],
@@ -54,8 +72,12 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     The best epoch is saved with `build_settings` (what predict.models.NETWORKS[kind] rebuilds it from).
     """
     cfg = settings_from(args, TrainConfig)
+    if args.union_data and (cfg.loss != "bce" or cfg.mixup or args.final):
+        raise DataError("--union-data trains with the BCE loss, without mixup and not with --final (yet): "
+                        "the genres another data set does not label are left out of the loss")
+    split, parts, ids, union = _parts(args)
+    name += f"-union-{union['dataset']}" if union else ""
     name += f"-seed{cfg.seed}" if cfg.seed else ""  # seed 0 keeps the plain name
-    split, parts, ids = _parts(args)
     run_dir = Path(args.runs_dir) / split.dataset / name
     torch.manual_seed(cfg.seed)  # the new layers' initial weights: the same seed gives the same model
     model, groups = build(len(split.genres))
@@ -82,7 +104,8 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
                  {part: (ids[part], parts[part].labels, scores[part]) for part in ("val", "test")})
     history = state["history"]
     write_result(args.results_dir, split.dataset, name, {
-        "kind": kind, "data": str(args.data), **settings, "tta": "none", "config": asdict(cfg),
+        "kind": kind, "data": str(args.data), **settings, **({"union": union} if union else {}), "tta": "none",
+        "config": asdict(cfg),
         "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count}),
         "history": history, "best_epoch": state["best_epoch"], "run_dir": str(run_dir),
         "train_posters_per_s": float(np.median([h["posters_per_s"] for h in history])) if history else None,

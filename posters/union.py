@@ -1,0 +1,61 @@
+"""Train on two data sets of the same kind of image at once: a data set's training posters plus another
+set's posters, its genres mapped onto the first set's vocabulary (make heads UNION=..., and fine-tuning's
+--union-data).
+
+Anime posters (MyAnimeList genres) and AniList covers share most genres by name; AniList's Thriller is
+MyAnimeList's Suspense (SAME_GENRE). A genre of the target vocabulary that the other set does not label
+(Avant Garde, Award Winning, Gourmet ... for AniList covers) is unknown for the added posters, marked -1:
+the head leaves those posters out of that genre's classifier instead of counting them as negatives.
+
+The same anime must never be on both sides of a split. The two sets are matched by title (normalised);
+an added poster whose title is one of the target's validation or test posters is left out, so the model
+is scored on the target's own validation and test parts exactly like the models trained on it alone.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+
+
+# Genres of different names that mean the same, either way round.
+SAME_GENRE = {"Thriller": "Suspense"}
+UNKNOWN = -1  # a genre the added poster's data set does not label
+
+
+def normalise_title(title: str) -> str:
+    """Case, accents' compatibility forms and punctuation removed: 'Re:Zero' and 're zero' are one title."""
+    return " ".join(re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", title).casefold()).split())
+
+
+def genre_map(source: list[str], target: list[str]) -> dict[str, str]:
+    """Source genre -> the target genre it means: the same name, or a pair of SAME_GENRE."""
+    same = {**SAME_GENRE, **{b: a for a, b in SAME_GENRE.items()}}
+    return {g: g if g in target else same[g] for g in source if g in target or same.get(g) in target}
+
+
+def added_posters(target_ids: list[str], target_parts: list[str], target_genres: list[str],
+                  source_ids: list[str], source_labels: np.ndarray, source_genres: list[str],
+                  target_titles: dict[str, tuple[str, ...]], source_titles: dict[str, tuple[str, ...]],
+                  source_name: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Which source posters join the target's training posters (those sharing no title with a target
+    validation or test poster), their labels on the target's genres (UNKNOWN where the source does not
+    label a genre), and what was done: (keep mask, labels, report)."""
+    held_titles = {normalise_title(t) for pid, part in zip(target_ids, target_parts) if part != "train"
+                   for t in target_titles.get(str(pid), ())}
+    all_titles = {normalise_title(t) for pid in target_ids for t in target_titles.get(str(pid), ())}
+    titles = [{normalise_title(t) for t in source_titles.get(str(pid), ())} for pid in source_ids]
+    keep = np.array([not (names & held_titles) for names in titles], dtype=bool)
+
+    mapping = genre_map(source_genres, target_genres)
+    labels = np.full((len(source_ids), len(target_genres)), UNKNOWN, np.int8)
+    labels[:, [target_genres.index(t) for t in mapping.values()]] = 0
+    for s, t in mapping.items():
+        labels[:, target_genres.index(t)] |= source_labels[:, source_genres.index(s)].astype(np.int8)
+    report = {"dataset": source_name, "added": int(keep.sum()),
+              "matched": int(sum(bool(names & all_titles) for names in titles)), "left_out": int((~keep).sum()),
+              "renamed": {s: t for s, t in mapping.items() if s != t},
+              "masked": [g for g in target_genres if g not in mapping.values()],
+              "unmapped": [g for g in source_genres if g not in mapping]}
+    return keep, labels[keep], report
