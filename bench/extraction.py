@@ -35,7 +35,7 @@ def random_backbone(name: str) -> Backbone:
 def model_only(backbone: Backbone, engine: str, batch_size: int, precision: str, seconds: float = 10.0) -> float:
     """Posters/second of the forward pass alone on random input (from CPU memory, as extraction gives it)."""
     embedder = make_embedder(backbone, engine=engine, precision=precision)
-    x = torch.randn(batch_size, 3, backbone.image_size, backbone.image_size)
+    x = torch.randint(0, 256, (batch_size, 3, backbone.image_size, backbone.image_size), dtype=torch.uint8)
     embedder(x)  # warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

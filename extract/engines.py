@@ -2,7 +2,8 @@
 
 PyTorch's CPU kernels for depthwise convolutions (the EfficientNets' building block) are slow;
 ONNX Runtime runs the same graph 3-5x faster there (`make bench`, bench.extraction). So on the CPU
-a frozen backbone is exported once to ONNX and cached as `<cache>/<backbone>-<size>px-<weights sha256>.onnx`;
+a frozen backbone is exported once to ONNX, taking uint8 pixels, and cached as
+`<cache>/<backbone>-<size>px-uint8-<weights sha256>.onnx`;
 CUDA, reduced precision, Grad-CAM and training stay in PyTorch.
 
 Both engines give the same embeddings to within EMBEDDING_TOLERANCE (tests/test_engines.py), so a
@@ -38,10 +39,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("POSTERGENRE_CACHE", default))
 
 
-def export_onnx(model: nn.Module, image_size: int, path: Path | str) -> Path:
-    """Write `model` (images -> one row per image) as an ONNX graph with any batch size; atomic."""
+def export_onnx(model: nn.Module, image_size: int, path: Path | str, dtype: torch.dtype = torch.float32) -> Path:
+    """Write `model` (images of `dtype` -> one row per image) as an ONNX graph with any batch size; atomic."""
     model = model.float().eval().cpu()
-    example = torch.zeros(2, 3, image_size, image_size)
+    example = torch.zeros(2, 3, image_size, image_size, dtype=dtype)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with atomic_write(path) as tmp, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         # Quiet: the exporter prints progress lines, and warns that the multi-scale taps' per-call scratch
@@ -52,9 +53,24 @@ def export_onnx(model: nn.Module, image_size: int, path: Path | str) -> Path:
     return Path(path)
 
 
+class Normalised(nn.Module):
+    """A backbone that takes uint8 pixels (posters.images.pixels_transform) and scales and normalises them itself,
+    as eval_transform would, one batch at a time."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        # eval_transform's own operations (ToDtype's multiply, Normalize's subtract and divide): bit for bit its input
+        return self.model((pixels.float() * (1 / 255) - self.mean) / self.std)
+
+
 @dataclass
 class Embedder:
-    """Images (n, 3, size, size), normalised, on the CPU -> embeddings (n, dim) as float32 NumPy."""
+    """Pixels (n, 3, size, size) as uint8 on the CPU -> embeddings (n, dim) as float32 NumPy."""
     engine: str  # "torch" or "onnxruntime"
     tta: bool
     model: nn.Module | None = None  # the torch engine's
@@ -62,11 +78,11 @@ class Embedder:
     dtype: torch.dtype | None = None
     session: object | None = None  # the onnxruntime engine's InferenceSession
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
+    def __call__(self, pixels: torch.Tensor) -> np.ndarray:
         if self.session is None:
-            images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
-            return embed(self.model, images, self.tta, self.dtype)
-        x = images.numpy()
+            pixels = pixels.to(self.device, non_blocking=True, memory_format=torch.channels_last)
+            return embed(self.model, pixels, self.tta, self.dtype)
+        x = pixels.numpy()
         out = self.session.run(None, {"images": x})[0]
         if self.tta:
             out = (out + self.session.run(None, {"images": np.ascontiguousarray(x[..., ::-1])})[0]) / 2
@@ -106,24 +122,25 @@ def make_embedder(backbone: Backbone, tta: bool = False, engine: str = "auto", p
     """An Embedder running `backbone` on the engine chosen by `resolve_engine` (on `device`, default the best)."""
     device = device or choose_device()
     engine = resolve_engine(engine, device, precision)
+    model = Normalised(backbone.model, backbone.mean, backbone.std)
     if engine == "torch":
-        model = backbone.model.to(device, memory_format=torch.channels_last).eval()
+        model = model.to(device, memory_format=torch.channels_last).eval()
         return Embedder("torch", tta, model, device, engine_dtype(engine, device, precision))
-    return Embedder("onnxruntime", tta, session=_onnx_session(backbone))
+    return Embedder("onnxruntime", tta, session=_onnx_session(backbone, model))
 
 
-def _onnx_session(backbone: Backbone):
+def _onnx_session(backbone: Backbone, model: Normalised):
     import onnxruntime
 
     if backbone.weights_sha256 == "random":  # random weights differ each time: export afresh, cache nothing
         with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(backbone.model, backbone.image_size, Path(tmp) / "model.onnx")
+            path = export_onnx(model, backbone.image_size, Path(tmp) / "model.onnx", torch.uint8)
             return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    path = cache_dir() / f"{file_name(backbone.name)}-{backbone.image_size}px-{backbone.weights_sha256}.onnx"
+    path = (cache_dir() / f"{file_name(backbone.name)}-{backbone.image_size}px-uint8-{backbone.weights_sha256}.onnx")
     if not path.is_file():
         print(f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(backbone.model, backbone.image_size, path)
+        export_onnx(model, backbone.image_size, path, torch.uint8)
     try:
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for a damaged graph

@@ -33,7 +33,7 @@ from extract.backbones import Backbone, file_sha256
 from extract.engines import Embedder, engine_dtype, make_embedder, resolve_engine
 from posters.data import DataError, Poster, PosterSet
 from posters.files import atomic_write, write_text_atomic
-from posters.images import SkippingImages, eval_transform
+from posters.images import SkippingImages, pixels_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
 
 FORMAT_VERSION = 2  # 2: each poster's image sha256, so changed images are re-embedded
@@ -144,7 +144,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     embedder = make_embedder(backbone, tta, engine, precision, device)
     if env.main:
         env.barrier()
-    transform = eval_transform(backbone.image_size, backbone.mean, backbone.std)
+    transform = pixels_transform(backbone.image_size)
     fresh, reasons, speed = _embed_rows(embedder, [posters[row].image for row in todo], transform, backbone,
                                         batch_size, workers, out, {**config, "rows": [keys[r] for r in todo]},
                                         f"{backbone.name} {split.dataset}", env)

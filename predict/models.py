@@ -29,7 +29,7 @@ from extract.features import embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
 from modelfiles import (HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model, load_weights, read_head,
                         read_network)
-from posters.images import ImageSpec, SkippingImages, eval_transform
+from posters.images import ImageSpec, SkippingImages, eval_transform, pixels_transform
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
 NETWORKS: dict[str, Callable[[dict, int], nn.Module]] = {
@@ -56,6 +56,9 @@ class Predictor:
 
     @property
     def transform(self) -> Callable:
+        """A poster image -> what predict_proba takes: uint8 pixels for a head's Embedder, normalised for a network."""
+        if self.head is not None:
+            return pixels_transform(self.spec.size)
         return eval_transform(self.spec.size, self.spec.mean, self.spec.std)
 
     @torch.inference_mode()

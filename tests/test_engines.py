@@ -9,20 +9,22 @@ from sklearn.base import clone
 
 from core.errors import DataError
 from extract.backbones import build_backbone
-from extract.engines import EMBEDDING_TOLERANCE, cache_dir, make_embedder, resolve_engine
+from extract.engines import EMBEDDING_TOLERANCE, cache_dir, embed, make_embedder, resolve_engine
 from extract.features import Features, embedding_fingerprint
 from heads.estimators import HEADS
 from heads.train import save_head
 from posters.data import read_posters
-from posters.images import ImageSpec, PosterImages, eval_transform
+from posters.images import ImageSpec, PosterImages, eval_transform, pixels_transform
 from predict.export import export
 from predict.models import load_model
 from tests.conftest import run_module
 
 
-def poster_batch(sample_dir, spec: ImageSpec, n: int = 5) -> torch.Tensor:
+def poster_batch(sample_dir, spec: ImageSpec, n: int = 5, pixels: bool = False) -> torch.Tensor:
+    """`n` sample posters, normalised for a network, or as uint8 `pixels` for an Embedder."""
     posters = read_posters(sample_dir).posters[:n]
-    dataset = PosterImages([p.image for p in posters], eval_transform(spec.size, spec.mean, spec.std))
+    transform = pixels_transform(spec.size) if pixels else eval_transform(spec.size, spec.mean, spec.std)
+    dataset = PosterImages([p.image for p in posters], transform)
     return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
 
@@ -30,9 +32,13 @@ def poster_batch(sample_dir, spec: ImageSpec, n: int = 5) -> torch.Tensor:
 def test_onnxruntime_embeddings_match_torch(sample_dir, tta):
     """The multi-scale backbone (inner stages tapped by hooks) exports too; an odd batch size works."""
     backbone = build_backbone("efficientnet_lite0_multiscale")
-    images = poster_batch(sample_dir, ImageSpec(backbone.image_size, backbone.mean, backbone.std))
-    expected = make_embedder(backbone, tta, engine="torch", precision="fp32")(images)
-    got = make_embedder(backbone, tta, engine="onnxruntime")(images)
+    spec = ImageSpec(backbone.image_size, backbone.mean, backbone.std)
+    pixels = poster_batch(sample_dir, spec, pixels=True)
+    assert pixels.dtype == torch.uint8
+    expected = make_embedder(backbone, tta, engine="torch", precision="fp32")(pixels)
+    # the Embedder normalises whole batches of pixels exactly as eval_transform normalises each poster
+    np.testing.assert_array_equal(expected, embed(backbone.model, poster_batch(sample_dir, spec), tta, None))
+    got = make_embedder(backbone, tta, engine="onnxruntime")(pixels)
     assert got.shape == expected.shape == (5, backbone.dim) and got.dtype == np.float32
     assert np.abs(got - expected).max() < EMBEDDING_TOLERANCE
     assert np.abs(expected).max() > 100 * EMBEDDING_TOLERANCE  # the tolerance is small beside the values
@@ -43,12 +49,12 @@ def test_the_onnx_graph_is_exported_once_per_weights(sample_dir, tmp_path, monke
     backbone = build_backbone("efficientnet_lite0")
     make_embedder(backbone, engine="onnxruntime")
     graphs = list(cache_dir().glob("*.onnx"))
-    assert [g.name for g in graphs] == [f"efficientnet_lite0-224px-{backbone.weights_sha256}.onnx"]
+    assert [g.name for g in graphs] == [f"efficientnet_lite0-224px-uint8-{backbone.weights_sha256}.onnx"]
     assert "exporting efficientnet_lite0" in capsys.readouterr().out
     exported_at = graphs[0].stat().st_mtime_ns
 
-    images = poster_batch(sample_dir, ImageSpec(backbone.image_size, backbone.mean, backbone.std), 2)
-    make_embedder(build_backbone("efficientnet_lite0"), engine="onnxruntime")(images)
+    pixels = poster_batch(sample_dir, ImageSpec(backbone.image_size, backbone.mean, backbone.std), 2, pixels=True)
+    make_embedder(build_backbone("efficientnet_lite0"), engine="onnxruntime")(pixels)
     assert "exporting" not in capsys.readouterr().out and graphs[0].stat().st_mtime_ns == exported_at
 
     graphs[0].write_bytes(b"not a graph")
