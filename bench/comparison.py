@@ -98,7 +98,8 @@ def run_dataset(steps: Steps, data: Path, work: Path) -> None:
     steps.run(f"{name} heads", results / f"{backbone}-mlp.json", "heads", *heads, "--heads", "mlknn", "mlp")
     if other := UNIONS.get(name):
         steps.run(f"{name} union", results / f"{backbone}-logistic-union-{other}.json", "heads", *heads,
-                  "--union", str(features_path(work, other, backbone)))
+                  "--union", str(features_path(work, other, backbone)), "--heads", "logistic",
+                  "--cv", f"{CV[0]}x{CV[1]}")
     steps.run(f"{name} heads cv", results / f"{backbone}-{CV_HEADS[name][-1]}.json", "heads", *heads,
               "--heads", *CV_HEADS[name], "--cv", f"{CV[0]}x{CV[1]}")
     size = FINETUNE["image_size"]
@@ -170,7 +171,12 @@ def _row(r: dict, wall: float | None, posters: int) -> str:
 
 
 def _maps(r: dict) -> str:
-    return f"val mAP {r['val']['overall']['mAP_macro']:.3f}, test mAP {r['test']['overall']['mAP_macro']:.3f}"
+    cv = f", CV mAP {r['cv']['mAP_macro']['mean']:.3f} ± {r['cv']['mAP_macro']['std']:.3f}" if "cv" in r else ""
+    return f"val mAP {r['val']['overall']['mAP_macro']:.3f}{cv}, test mAP {r['test']['overall']['mAP_macro']:.3f}"
+
+
+def _judged(r: dict, by: str) -> float:
+    return r["cv"]["mAP_macro"]["mean"] if by == "cv" else r["val"]["overall"]["mAP_macro"]
 
 
 def _ablations(results_dir: Path, dataset: str, models: list[dict], picked: dict) -> list[str]:
@@ -184,13 +190,14 @@ def _ablations(results_dir: Path, dataset: str, models: list[dict], picked: dict
     without, with_ = (logistic.get(b) for b in BACKBONE_CHOICES)
     rows = []
     for union in (r for r in models if "union" in r):
-        alone = logistic[union["backbone"]]
-        added = union["union"]
-        kept = union["val"]["overall"]["mAP_macro"] > alone["val"]["overall"]["mAP_macro"]
+        alone, added = logistic[union["backbone"]], union["union"]
+        judged_by = "cv" if "cv" in union and "cv" in alone else "val"  # cross-validation, when both have it
+        kept = _judged(union, judged_by) > _judged(alone, judged_by)
         rows.append(f"| {dataset} | trained with {added['dataset']} too: {added['added']} posters added "
                     f"({added['left_out']} left out, sharing a title with a validation or test poster; "
                     f"{added['matched']} matched in all), genres not labelled there "
-                    f"({', '.join(added['masked']) or 'none'}) unknown; logistic head | {_maps(alone)} | "
+                    f"({', '.join(added['masked']) or 'none'}) unknown; logistic head, judged by "
+                    f"{'cross-validated' if judged_by == 'cv' else 'validation'} mAP | {_maps(alone)} | "
                     f"{_maps(union)} | {'yes' if kept else 'no'} |")
     if without and with_:
         kept = with_["val"]["overall"]["mAP_macro"] > without["val"]["overall"]["mAP_macro"]

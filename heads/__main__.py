@@ -7,7 +7,7 @@ from core import cli
 from extract.features import load_features
 from heads.estimators import HEADS
 from heads.train import run_heads
-from heads.union import union_training_set
+from heads.union import Union
 from posters.data import read_titles
 
 
@@ -43,8 +43,7 @@ def heads_command(args: argparse.Namespace) -> None:
     union = None
     if args.union:
         other = load_features(args.union)
-        union = union_training_set(features, other, read_titles(features.attrs["data"]),
-                                   read_titles(other.attrs["data"]))
+        union = Union(features, other, read_titles(features.attrs["data"]), read_titles(other.attrs["data"]))
     run_heads(features, args.heads if union is None or args.heads != list(HEADS) else ["logistic"], args.models_dir,
               args.results_dir, args.per_genre_thresholds, args.cv, args.mlknn_neighbours, union)
 

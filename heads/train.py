@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -19,6 +20,7 @@ from evaluation.results import write_result, write_scores
 from extract.backbones import file_name
 from extract.features import Features, fingerprint_differences
 from heads.estimators import HEADS, UNION_LOGISTIC
+from heads.union import Union
 from posters.data import DataError
 from posters.split import stratified_folds
 
@@ -44,11 +46,13 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
 
 
 def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.ndarray, folds: int = 5,
-                   repeats: int = 2, seed: int = 0, inner: tuple[float, float] = (0.8, 0.2)) -> dict:
+                   repeats: int = 2, seed: int = 0, inner: tuple[float, float] = (0.8, 0.2),
+                   added: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict]] | None = None) -> dict:
     """Repeated stratified k-fold over every labelled poster: mean, std and each fold's mAP, micro-F1, top-1.
 
     Inside each training fold a stratified `inner` split chooses the parameters (validation mAP) and
-    the threshold (validation micro-F1); the held-out fold is only scored.
+    the threshold (validation micro-F1); the held-out fold is only scored. `added(held)` (Union.added)
+    gives posters to add to each fit, none of them sharing a title with the rows in the mask `held`.
     """
     figures = {"mAP_macro": [], "f1_micro": [], "top1_accuracy": []}
     with progress(total=folds * repeats, desc=f"cross-validation {folds}x{repeats}", unit="fold", leave=False) as bar:
@@ -56,7 +60,11 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
             for held in stratified_folds(Y, (1 / folds,) * folds, seed + repeat):
                 rest = np.setdiff1d(np.arange(len(Y)), held)
                 fit, val = (rest[part] for part in stratified_folds(Y[rest], inner, seed + repeat))
-                model, _, _ = tune(estimator, grid, X[fit], Y[fit], X[val], Y[val])
+                X_fit, Y_fit = X[fit], Y[fit]
+                if added:
+                    X_added, Y_added, _ = added(~np.isin(np.arange(len(Y)), fit))
+                    X_fit, Y_fit = np.vstack([X_fit, X_added]), np.vstack([Y_fit.astype(np.int8), Y_added])
+                model, _, _ = tune(estimator, grid, X_fit, Y_fit, X[val], Y[val])
                 thresholds = choose_thresholds(Y[val], model.predict_proba(X[val]))
                 scores = model.predict_proba(X[held])
                 figures["mAP_macro"].append(macro_map(Y[held], scores))
@@ -91,21 +99,21 @@ def load_head(path: Path | str, features: Features) -> BaseEstimator:
 
 def run_heads(features: Features, heads: list[str], models_dir: Path | str, results_dir: Path | str,
               per_genre_thresholds: bool = False, cv: tuple[int, int] | None = None,
-              mlknn_neighbours: str = "exact", union: tuple[np.ndarray, np.ndarray, dict] | None = None
-              ) -> dict[str, dict]:
+              mlknn_neighbours: str = "exact", union: Union | None = None) -> dict[str, dict]:
     """Fit, tune and score each head on the split; with `cv` (folds, repeats), cross-validate it too.
-    `mlknn_neighbours` is "exact" or "hnsw" (approximate, for very many posters). `union`, a training set
-    from heads.union, fits the logistic head on it instead, scored on the same validation and test parts."""
+    `mlknn_neighbours` is "exact" or "hnsw" (approximate, for very many posters). With `union`, the
+    logistic head is fitted with the other data set's posters added, scored on the same validation and
+    test parts (and cross-validated with them added to each training fold)."""
     dataset, backbone = features.attrs["dataset"], features.attrs["backbone"]
     (X_train, Y_train), (X_val, Y_val), (X_test, Y_test) = (features.part(p) for p in ("train", "val", "test"))
     fits = {name: (name, *HEADS[name]) for name in heads if name in HEADS}  # model suffix -> (head, estimator, grid)
     if unknown := [name for name in heads if name not in HEADS]:
         raise DataError(f"unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}")
     if union:
-        if heads != ["logistic"] or cv:
-            raise DataError("a union trains the logistic head only, without --cv (the MLP and ML-kNN cannot leave "
-                            "out the genres a data set does not label)")
-        X_train, Y_train, union_report = union
+        if heads != ["logistic"]:
+            raise DataError("a union trains the logistic head only (the MLP and ML-kNN cannot leave out the genres "
+                            "a data set does not label)")
+        X_train, Y_train, union_report = union.training_set()
         fits = {f"logistic-union-{union_report['dataset']}": ("logistic", *UNION_LOGISTIC)}
         print(f"{dataset}: {len(X_train)} training posters, {union_report['added']} of them from "
               f"{union_report['dataset']} ({union_report['left_out']} left out, sharing a title with a validation or "
@@ -137,13 +145,14 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
                   result["thresholds"]["values"])
         if cv:
             start = time.perf_counter()
-            result["cv"] = cross_validate(estimator, grid, features.X, features.Y, *cv)
+            result["cv"] = cross_validate(estimator, grid, features.X, features.Y, *cv,
+                                          added=union.added if union else None)
             result["cv"]["seconds"] = round(time.perf_counter() - start, 1)
             print(f"{dataset} {model_name}: cross-validated mAP {result['cv']['mAP_macro']['mean']:.3f} "
                   f"± {result['cv']['mAP_macro']['std']:.3f} ({result['cv']['seconds']:.0f} s)")
         write_result(results_dir, dataset, model_name, {
             "kind": "head", **setting, "head": name, "params": params, "grid": trials,
-            "tune_seconds": round(seconds, 2), **({"union": union[2]} if union else {}), **result})
+            "tune_seconds": round(seconds, 2), **({"union": union_report} if union else {}), **result})
         summary[model_name] = result
         test = result["test"]["overall"]
         print(f"{dataset} {model_name}: best {params}, test mAP {test['mAP_macro']:.3f}, "

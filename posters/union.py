@@ -40,8 +40,8 @@ def added_posters(target_ids: list[str], target_parts: list[str], target_genres:
                   target_titles: dict[str, tuple[str, ...]], source_titles: dict[str, tuple[str, ...]],
                   source_name: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """Which source posters join the target's training posters (those sharing no title with a target
-    validation or test poster), their labels on the target's genres (UNKNOWN where the source does not
-    label a genre), and what was done: (keep mask, labels, report)."""
+    poster whose part is not "train": one a model is validated or scored on), their labels on the target's
+    genres (UNKNOWN where the source does not label a genre), and what was done: (keep mask, labels, report)."""
     held_titles = {normalise_title(t) for pid, part in zip(target_ids, target_parts) if part != "train"
                    for t in target_titles.get(str(pid), ())}
     all_titles = {normalise_title(t) for pid in target_ids for t in target_titles.get(str(pid), ())}

@@ -11,7 +11,7 @@ from evaluation.results import read_scores
 from extract.features import Features
 from heads.estimators import MaskedOneVsRest
 from heads.train import run_heads
-from heads.union import union_training_set
+from heads.union import Union
 from modelfiles import read_head
 from posters.union import UNKNOWN, normalise_title
 
@@ -39,7 +39,7 @@ def anime_and_anilist(n: int = 90):
 
 def test_added_posters_have_mapped_genres_and_never_a_held_out_twin():
     anime, anilist, anime_titles, anilist_titles = anime_and_anilist()
-    X, Y, report = union_training_set(anime, anilist, anime_titles, anilist_titles)
+    X, Y, report = Union(anime, anilist, anime_titles, anilist_titles).training_set()
 
     assert normalise_title("Re:Zero kara Hajimeru") == normalise_title("RE ZERO  Kara hajimeru")
     assert report["matched"] == 2 and report["left_out"] == 1 and report["added"] == 89  # a1 matches a test poster
@@ -54,13 +54,19 @@ def test_added_posters_have_mapped_genres_and_never_a_held_out_twin():
     np.testing.assert_array_equal(Y[len(own_X):, 0], anilist.Y[added, 0])  # Action is Action
     np.testing.assert_array_equal(Y[len(own_X):, 2], anilist.Y[added, 2])  # Thriller is Suspense
     assert (Y[len(own_X):, 1] == UNKNOWN).all()  # anilist does not label Gourmet: neither yes nor no
+    # a cross-validation fold holds out other posters: anilist's a1 joins a fit that anime's last poster is in
+    fold_held = np.zeros(90, dtype=bool)
+    fold_held[:10] = True  # anime's a0 is scored: its twin a0 stays out
+    X_fold, _, fold_report = Union(anime, anilist, anime_titles, anilist_titles).added(fold_held)
+    assert fold_report["left_out"] == 1 and len(X_fold) == 89
+    np.testing.assert_array_equal(X_fold, anilist.X[1:])
 
 
 def test_features_of_another_embedding_are_refused():
     anime, anilist, anime_titles, anilist_titles = anime_and_anilist()
     anilist.attrs["backbone"] = "resnet50"
     with pytest.raises(DataError, match="different embeddings.*same BACKBONE"):
-        union_training_set(anime, anilist, anime_titles, anilist_titles)
+        Union(anime, anilist, anime_titles, anilist_titles)
 
 
 def test_unknown_labels_are_left_out_of_their_genre_only():
@@ -81,13 +87,18 @@ def test_unknown_labels_are_left_out_of_their_genre_only():
 
 def test_union_logistic_head_is_scored_on_the_targets_own_parts(tmp_path):
     anime, anilist, anime_titles, anilist_titles = anime_and_anilist()
-    union = union_training_set(anime, anilist, anime_titles, anilist_titles)
+    union = Union(anime, anilist, anime_titles, anilist_titles)
     with pytest.raises(DataError, match="logistic head only"):
         run_heads(anime, ["logistic", "mlp"], tmp_path / "models", tmp_path / "results", union=union)
-    run_heads(anime, ["logistic"], tmp_path / "models", tmp_path / "results", union=union)
+    run_heads(anime, ["logistic"], tmp_path / "models", tmp_path / "results", cv=(3, 1), union=union)
 
     result = json.loads((tmp_path / "results" / "anime" / "efficientnet_lite0-logistic-union-anilist.json").read_text())
     assert result["union"]["added"] == 89 and result["test"]["overall"]["posters"] == 15
+    run_heads(anime, ["logistic"], tmp_path / "models", tmp_path / "results", cv=(3, 1))
+    alone = json.loads((tmp_path / "results" / "anime" / "efficientnet_lite0-logistic.json").read_text())
+    # cross-validated with the posters added to each fit: the same folds, other figures
+    assert len(result["cv"]["mAP_macro"]["values"]) == len(alone["cv"]["mAP_macro"]["values"]) == 3
+    assert result["cv"]["mAP_macro"]["values"] != alone["cv"]["mAP_macro"]["values"]
     # the margins are measured against the target's own prior (-1s from the added posters would skew it)
     prior = read_scores(tmp_path / "results" / "anime" / "baseline-prior.scores.npz")["test"][2]
     np.testing.assert_allclose(prior[0], anime.part("train")[1].mean(axis=0), rtol=1e-6)
