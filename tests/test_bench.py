@@ -52,7 +52,7 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     assert "| anime-posters | ensemble (" in text and "vs the best single model" in text
     assert "per-genre thresholds vs one global threshold (ensemble)" in text
     assert "| 60.0 | 20.0 | 3.00x |" in text and "| 60.0 | 100.0 | 0.60 |" in text
-    assert "6x faster; same predictions: yes" in text and "against exact ones | 0.991 |" in text
+    assert "6.0x faster; same predictions: yes" in text and "against exact ones | 0.991 |" in text
     # each data set opens with its headline, and the tables carry intervals
     section = text[text.index("## anime-posters"):]
     assert section.splitlines()[2].startswith("**Headline.** Validation mAP picks **")
