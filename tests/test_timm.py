@@ -54,8 +54,8 @@ def test_features_finetuning_and_predict_with_a_timm_backbone(sample_dir, sample
 
     run_module("finetune", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", BACKBONE,
                "--weights", str(timm_weights), "--freeze", "stage3", "--image-size", "64", "--epochs", "1",
-               "--batch-size", "16", "--workers", "0", "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
-               "--models-dir", str(tmp_path / "models"))
+               "--batch-size", "16", "--workers", "0", "--runs-dir", str(tmp_path / "runs"),
+               "--results-dir", str(tmp_path / "results"), "--models-dir", str(tmp_path / "models"))
     saved = next((tmp_path / "models").glob("*.safetensors"))
     assert saved.name.endswith(f"-finetune-timm-{ARCHITECTURE}-freeze-stage3-64px.safetensors")
     predictor = load_model(saved)
