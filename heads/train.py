@@ -106,6 +106,7 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
     test parts (and cross-validated with them added to each training fold)."""
     dataset, backbone = features.attrs["dataset"], features.attrs["backbone"]
     (X_train, Y_train), (X_val, Y_val), (X_test, Y_test) = (features.part(p) for p in ("train", "val", "test"))
+    X_fit, Y_fit = X_train, Y_train  # what the heads learn from
     fits = {name: (name, *HEADS[name]) for name in heads if name in HEADS}  # model suffix -> (head, estimator, grid)
     if unknown := [name for name in heads if name not in HEADS]:
         raise DataError(f"unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}")
@@ -113,28 +114,27 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         if heads != ["logistic"]:
             raise DataError("a union trains the logistic head only (the MLP and ML-kNN cannot leave out the genres "
                             "a data set does not label)")
-        X_train, Y_train, union_report = union.training_set()
+        X_fit, Y_fit, union_report = union.training_set()
         fits = {f"logistic-union-{union_report['dataset']}": ("logistic", *UNION_LOGISTIC)}
-        print(f"{dataset}: {len(X_train)} training posters, {union_report['added']} of them from "
+        print(f"{dataset}: {len(X_fit)} training posters, {union_report['added']} of them from "
               f"{union_report['dataset']} ({union_report['left_out']} left out, sharing a title with a validation or "
               f"test poster); genres not labelled there: {', '.join(union_report['masked']) or 'none'}")
     setting = {"data": features.attrs["data"], "backbone": backbone,
                "weights_sha256": features.attrs["weights_sha256"],
                "tta": features.attrs["tta"], "split": features.attrs["split"]}
     ids = {part: features.ids[features.parts == part] for part in ("val", "test")}
-    Y_own = features.part("train")[1]  # the baselines know the target's own training posters only
-    for name, result in evaluate_baselines(Y_own, Y_val, Y_test, features.genres).items():
+    for name, result in evaluate_baselines(Y_train, Y_val, Y_test, features.genres).items():
         write_result(results_dir, dataset, f"baseline-{name}", {"kind": "baseline", **setting, **result})
     write_scores(results_dir, dataset, "baseline-prior", {  # what every model's margin is measured against
-        "val": (ids["val"], Y_val, prior_scores(Y_own, len(Y_val))),
-        "test": (ids["test"], Y_test, prior_scores(Y_own, len(Y_test)))})
+        "val": (ids["val"], Y_val, prior_scores(Y_train, len(Y_val))),
+        "test": (ids["test"], Y_test, prior_scores(Y_train, len(Y_test)))})
 
     summary = {}
     for suffix, (name, estimator, grid) in fits.items():
         if name == "mlknn" and mlknn_neighbours != "exact":  # a one-value grid entry: results and make final see it
             grid = {**grid, "mlknnhead__neighbours": [mlknn_neighbours]}
         start = time.perf_counter()
-        model, params, trials = tune(estimator, grid, X_train, Y_train, X_val, Y_val)
+        model, params, trials = tune(estimator, grid, X_fit, Y_fit, X_val, Y_val)
         seconds = time.perf_counter() - start
         scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
