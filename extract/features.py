@@ -218,8 +218,11 @@ def _embed_rows(embedder: Embedder, paths: list[Path], transform, backbone: Back
     batches = _batches(len(paths), batch_size)
     todo = [b for b in range(env.rank, len(batches), env.world_size) if not (parts_dir / f"{b:06d}.npy").exists()]
     dataset = SkippingImages(paths, transform, backbone.image_size)
-    # Decoding small posters is cheap: leave most cores to the model.
-    workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if workers is None else workers
+    # Decoding small posters is cheap: leave most cores to the model. With 2 cores or fewer, decode between
+    # batches in this process: a loader process only competes with the engine's threads there (measured on
+    # 2 cores with ONNX Runtime: 72.6 posters/s without one, 62.5 with one).
+    cores = os.cpu_count() or 1
+    workers = (0 if cores <= 2 else min(4, cores // 2)) if workers is None else workers
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[batches[b] for b in todo], num_workers=workers,
                                          pin_memory=embedder.device.type == "cuda")
     start, done_now = time.perf_counter(), 0
