@@ -39,13 +39,13 @@ BACKBONE = "efficientnet_lite0_multiscale"
 # Lite2 features raised AniList's validation mAP before, at half the speed; with ONNX Runtime the bench can afford
 # to extract both and let each data set's validation mAP (of the logistic head) choose the one all heads use.
 BACKBONE_CHOICES = (BACKBONE, "efficientnet_lite2_multiscale")
-# Chosen to fit the whole bench in under an hour on a 2-core CPU (see README, "The benchmark").
+# Chosen to keep the whole bench near an hour on a 2-core CPU (README, "Results").
 FINETUNE = {"backbone": "efficientnet_lite0", "freeze": "stage4", "image_size": 160,
             "epochs": {"anime-posters": 6, "anilist-covers": 6, "movie-posters": 3}}
 CNN_EPOCHS = {"anime-posters": 8, "anilist-covers": 8, "movie-posters": 4}
 # Trained with the other anime set too (heads/union.py): anime posters and AniList covers are both anime art.
 UNIONS = {"anime-posters": "anilist-covers", "anilist-covers": "anime-posters"}
-# Heads cross-validated over every labelled poster (5 folds, 1 repeat), as far as the hour allows: measured on
+# Heads cross-validated over every labelled poster (5 folds, 1 repeat), as far as the time allows: measured on
 # anime posters, 5 folds cost 2 min for the logistic head, 8 s for ML-kNN and 6 min for the MLP (README).
 CV = (5, 1)
 CV_HEADS = {"anime-posters": ("logistic", "mlknn"), "anilist-covers": ("logistic", "mlknn"),
@@ -269,7 +269,7 @@ def _preamble(command: str, total: float) -> list[str]:
             "Each data set opens with its headline: the model validation picks, its test mAP with a 95% interval "
             "(BCa, 2,000 resampled test parts) and paired differences against every other model on the same "
             "resampled posters. mAP, F1 µ and top-1 carry intervals in the tables. Cross-validation "
-            f"({CV[0]} folds x {CV[1]} repeat) covers the heads that fit in the hour: "
+            f"({CV[0]} folds x {CV[1]} repeat) covers the heads that fit the time: "
             + "; ".join(f"{d}: {', '.join(h)}" for d, h in CV_HEADS.items())
             + " (the MLP's 5 folds cost about 6 min on anime posters alone). Networks run with one seed each "
             "here; a second seed costs its row's wall time again (`make finetune SEEDS=\"0 1\"`).", ""]

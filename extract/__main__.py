@@ -22,7 +22,8 @@ def main() -> None:
     parser.add_argument("--engine", default="auto", choices=ENGINES,
                         help="auto: onnxruntime on the CPU in fp32 (several times faster there), torch otherwise")
     parser.add_argument("--workers", type=int, default=None,
-                        help="image decoding processes (default: none with 2 cores or fewer, else half the cores, at most 4)")
+                        help="image decoding processes (default: none with 2 cores or fewer, else half the cores, "
+                             "at most 4)")
     args = parser.parse_args()
     cli.run(lambda: extract(read_posters(args.data), Split.load(args.split),
                             build_backbone(args.backbone, args.weights), args.out, batch_size=args.batch_size,
