@@ -37,7 +37,7 @@ PRECISION ?= auto
 ENGINE ?= auto
 SEED ?= 0
 MIN_COUNT ?= 5
-HEADS ?= logistic mlknn mlp
+HEADS ?=
 THRESHOLDS ?= global
 NEIGHBOURS ?= exact
 CV ?=
@@ -102,7 +102,7 @@ features: $(SPLIT) | install
 		$(if $(BATCH),--batch-size $(BATCH)) $(if $(filter 1,$(TTA)),--tta)
 
 heads: | install
-	$(PYTHON) -m heads --features $(FEATURES) --heads $(HEADS) \
+	$(PYTHON) -m heads --features $(FEATURES) $(if $(HEADS),--heads $(HEADS)) \
 		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds) $(if $(CV),--cv $(CV)) \
 		--mlknn-neighbours $(NEIGHBOURS) $(if $(UNION),--union "$(UNION)")
 

@@ -22,7 +22,8 @@ def folds_by_repeats(text: str) -> tuple[int, int]:
 def main() -> None:
     parser = cli.parser("python -m heads", __doc__)
     parser.add_argument("--features", required=True, help="feature file from `python -m extract`")
-    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS), help="heads to fit")
+    parser.add_argument("--heads", nargs="+", default=None, choices=list(HEADS),
+                        help="heads to fit (default: all three; with --union, the logistic head)")
     parser.add_argument("--models-dir", default="models", help="saved heads, for make predict and make serve")
     parser.add_argument("--results-dir", default="results", help="results and scores files")
     parser.add_argument("--per-genre-thresholds", action="store_true",
@@ -44,8 +45,9 @@ def heads_command(args: argparse.Namespace) -> None:
     if args.union:
         other = load_features(args.union)
         union = Union(features, other, read_titles(features.attrs["data"]), read_titles(other.attrs["data"]))
-    run_heads(features, args.heads if union is None or args.heads != list(HEADS) else ["logistic"], args.models_dir,
-              args.results_dir, args.per_genre_thresholds, args.cv, args.mlknn_neighbours, union)
+    heads = args.heads or (["logistic"] if union else list(HEADS))
+    run_heads(features, heads, args.models_dir, args.results_dir, args.per_genre_thresholds, args.cv,
+              args.mlknn_neighbours, union)
 
 
 if __name__ == "__main__":

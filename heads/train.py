@@ -23,6 +23,7 @@ from heads.estimators import HEADS, UNION_LOGISTIC
 from heads.union import Union
 from posters.data import DataError
 from posters.split import stratified_folds
+from posters.union import describe
 
 
 def fit_quietly(estimator: BaseEstimator, X: np.ndarray, Y: np.ndarray) -> BaseEstimator:
@@ -107,18 +108,16 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
     dataset, backbone = features.attrs["dataset"], features.attrs["backbone"]
     (X_train, Y_train), (X_val, Y_val), (X_test, Y_test) = (features.part(p) for p in ("train", "val", "test"))
     X_fit, Y_fit = X_train, Y_train  # what the heads learn from
-    fits = {name: (name, *HEADS[name]) for name in heads if name in HEADS}  # model suffix -> (head, estimator, grid)
     if unknown := [name for name in heads if name not in HEADS]:
         raise DataError(f"unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}")
+    fits = {name: (name, *HEADS[name]) for name in heads}  # model suffix -> (head, estimator, grid)
     if union:
         if heads != ["logistic"]:
             raise DataError("a union trains the logistic head only (the MLP and ML-kNN cannot leave out the genres "
                             "a data set does not label)")
         X_fit, Y_fit, union_report = union.training_set()
         fits = {f"logistic-union-{union_report['dataset']}": ("logistic", *UNION_LOGISTIC)}
-        print(f"{dataset}: {len(X_fit)} training posters, {union_report['added']} of them from "
-              f"{union_report['dataset']} ({union_report['left_out']} left out, sharing a title with a validation or "
-              f"test poster); genres not labelled there: {', '.join(union_report['masked']) or 'none'}")
+        print(f"{dataset}: {describe(union_report, len(X_fit))}")
     setting = {"data": features.attrs["data"], "backbone": backbone,
                "weights_sha256": features.attrs["weights_sha256"],
                "tta": features.attrs["tta"], "split": features.attrs["split"]}

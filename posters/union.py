@@ -5,7 +5,7 @@ set's posters, its genres mapped onto the first set's vocabulary (make heads UNI
 Anime posters (MyAnimeList genres) and AniList covers share most genres by name; AniList's Thriller is
 MyAnimeList's Suspense (SAME_GENRE). A genre of the target vocabulary that the other set does not label
 (Avant Garde, Award Winning, Gourmet ... for AniList covers) is unknown for the added posters, marked -1:
-the head leaves those posters out of that genre's classifier instead of counting them as negatives.
+the heads (that genre's classifier) and the training loss leave them out instead of counting them as negatives.
 
 The same anime must never be on both sides of a split. The two sets are matched by title (normalised);
 an added poster whose title is one of the target's validation or test posters is left out, so the model
@@ -59,3 +59,10 @@ def added_posters(target_ids: list[str], target_parts: list[str], target_genres:
               "masked": [g for g in target_genres if g not in mapping.values()],
               "unmapped": [g for g in source_genres if g not in mapping]}
     return keep, labels[keep], report
+
+
+def describe(report: dict, training_posters: int) -> str:
+    """What a union added to a training part of `training_posters` posters in all, as the commands print it."""
+    return (f"{training_posters} training posters, {report['added']} of them from {report['dataset']} "
+            f"({report['left_out']} left out, sharing a title with a validation or test poster); "
+            f"genres not labelled there: {', '.join(report['masked']) or 'none'}")

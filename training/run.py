@@ -22,7 +22,7 @@ from posters.data import read_posters, read_titles
 from posters.files import write_text_atomic
 from posters.images import ImageSpec, eval_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
-from posters.union import added_posters
+from posters.union import added_posters, describe
 from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
 
 
@@ -60,8 +60,7 @@ def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, 
         read_titles(args.data), read_titles(args.union_data), other.name)
     added = [p.image for p, kept in zip(other.posters, keep) if kept]
     parts["train"] = Part(parts["train"].paths + added, np.vstack([parts["train"].labels.astype(np.int8), labels]))
-    print(f"{split.dataset}: {len(parts['train'].paths)} training posters, {report['added']} of them from "
-          f"{other.name} ({report['left_out']} left out, sharing a title with a validation or test poster)")
+    print(f"{split.dataset}: {describe(report, len(parts['train'].paths))}")
     return split, parts, ids, report
 
 
