@@ -42,6 +42,11 @@ BACKBONE_CHOICES = (BACKBONE, "efficientnet_lite2_multiscale")
 # Chosen to keep the whole bench near an hour on a 2-core CPU (README, "Results").
 FINETUNE = {"backbone": "efficientnet_lite0", "freeze": "stage4", "image_size": 160,
             "epochs": {"anime-posters": 6, "anilist-covers": 6, "movie-posters": 3}}
+# Fine-tuning on cached activations (training/cached.py) at the backbone's own 224 px, for FINETUNE's epochs, with
+# as many views as keep its wall time near FINETUNE's (measured on anime posters: 201 s against 215 s); validation
+# then says which of the two the ensemble takes. Frozen up to stage5, which beat stage6 on validation (docs/ablations.md).
+CACHED_FINETUNE = {"backbone": "efficientnet_lite0", "freeze": "stage5",
+                   "views": {"anime-posters": 2, "anilist-covers": 2, "movie-posters": 1}}
 CNN_EPOCHS = {"anime-posters": 8, "anilist-covers": 8, "movie-posters": 4}
 # Trained with the other anime set too (heads/union.py): anime posters and AniList covers are both anime art.
 UNIONS = {"anime-posters": "anilist-covers", "anilist-covers": "anime-posters"}
@@ -111,6 +116,12 @@ def run_dataset(steps: Steps, data: Path, work: Path) -> None:
                   "finetune", "--data", str(data), "--split", str(split), "--backbone", FINETUNE["backbone"],
                   "--freeze", FINETUNE["freeze"], "--image-size", str(size),
                   "--epochs", str(FINETUNE["epochs"][name]), "--seed", str(seed), *dirs)
+        cached = CACHED_FINETUNE
+        steps.run(f"{name} finetune cached{suffix}", results / f"finetune-{cached['backbone']}-freeze-"
+                  f"{cached['freeze']}-cached{cached['views'][name]}{suffix}.json", "finetune", "--data", str(data),
+                  "--split", str(split), "--backbone", cached["backbone"], "--freeze", cached["freeze"],
+                  "--cached-views", str(cached["views"][name]), "--epochs", str(FINETUNE["epochs"][name]),
+                  "--seed", str(seed), *dirs)
         steps.run(f"{name} cnn{suffix}", results / f"cnn-posternet{suffix}.json", "cnn", "--data", str(data),
                   "--split", str(split), "--epochs", str(CNN_EPOCHS[name]), "--seed", str(seed), *dirs)
     steps.run(f"{name} ensemble", results / "ensemble.json", "evaluation.ensemble", "--dataset", name,
@@ -188,9 +199,10 @@ def _judged(r: dict, by: str) -> float:
     return r["cv"]["mAP_macro"]["mean"] if by == "cv" else r["val"]["overall"]["mAP_macro"]
 
 
-def _ablations(results_dir: Path, dataset: str, models: list[dict], picked: dict) -> list[str]:
-    """Rows of the ablation table: Lite2 features against Lite0's; the ensemble against the best single model;
-    thresholds per genre or global.
+def _ablations(results_dir: Path, dataset: str, models: list[dict], picked: dict,
+               walls: dict[str, float | None]) -> list[str]:
+    """Rows of the ablation table: the union; Lite2 features against Lite0's; fine-tuning on cached activations
+    against fine-tuning on images; the ensemble against the best single model; thresholds per genre or global.
 
     `picked` is the model validation mAP picks; its thresholds are the ones put to the test.
     """
@@ -212,6 +224,17 @@ def _ablations(results_dir: Path, dataset: str, models: list[dict], picked: dict
         kept = with_["val"]["overall"]["mAP_macro"] > without["val"]["overall"]["mAP_macro"]
         rows.append(f"| {dataset} | `{BACKBONE_CHOICES[1]}` features instead of `{BACKBONE}`, logistic head; the "
                     f"kept ones feed every head | {_maps(without)} | {_maps(with_)} | {'yes' if kept else 'no'} |")
+    finetuned = {bool(r["config"].get("cached_views")): r for r in models
+                 if r["kind"] == "finetune" and not r["config"].get("seed") and "union" not in r}
+    if len(finetuned) == 2:
+        (on_images, on_cache), config = (finetuned[cached] for cached in (False, True)), finetuned[True]["config"]
+        kept = on_cache["val"]["overall"]["mAP_macro"] > on_images["val"]["overall"]["mAP_macro"]
+        rows.append(f"| {dataset} | fine-tuning on cached activations: {on_cache['image_size']} px, frozen up to "
+                    f"{on_cache['freeze']}, {config['cached_views']} views, {config['epochs']} epochs (best "
+                    f"{on_cache['best_epoch']}), against on images: {on_images['image_size']} px, frozen up to "
+                    f"{on_images['freeze']}, {on_images['config']['epochs']} epochs | {_maps(on_images)}, "
+                    f"{walls[on_images['model']]:.0f} s | {_maps(on_cache)}, {walls[on_cache['model']]:.0f} s | "
+                    f"{'yes' if kept else 'no'} |")
     singles = [r for r in models if r["kind"] != "ensemble"]
     best = max(singles, key=lambda r: r["val"]["overall"]["mAP_macro"])
     for r in models:
@@ -239,7 +262,8 @@ def write_bench_report(work: Path, out: Path, steps: Steps, speed: dict, mlknn: 
         models = [r for r in results if r["kind"] != "baseline"]
         picked_by_dataset[dataset] = max(models, key=lambda r: r["val"]["overall"]["mAP_macro"])
         lines += _dataset_section(work, dataset, results, steps)
-        ablations += _ablations(work / "results" / dataset, dataset, models, picked_by_dataset[dataset])
+        ablations += _ablations(work / "results" / dataset, dataset, models, picked_by_dataset[dataset],
+                                _wall_seconds(dataset, results, steps))
     lines += _goals_section(picked_by_dataset) + _final_section(work, picked_by_dataset)
     lines += _ablations_section(ablations) + _speed_section(speed, mlknn)
     lines += ["", f"Reproduce the whole report: `{command}`.", ""]
@@ -297,13 +321,19 @@ def _dataset_section(work: Path, dataset: str, results: list[dict], steps: Steps
 def _wall_seconds(dataset: str, results: list[dict], steps: Steps) -> dict[str, float | None]:
     """model -> the wall time of its own step: a head adds its features', an ensemble its members'."""
     walls = {r["model"]: steps.seconds.get(features_step(dataset, r["backbone"]), 0.0) + r["tune_seconds"]
-             if r["kind"] == "head" else steps.seconds.get(
-             f"{dataset} {r['kind']}" + (f"-seed{r['config']['seed']}" if r.get("config", {}).get("seed") else ""))
+             if r["kind"] == "head" else steps.seconds.get(_network_step(dataset, r))
              for r in results if r["kind"] != "baseline"}
     for r in results:
         if r["kind"] == "ensemble" and walls[r["model"]] is not None:
             walls[r["model"]] += sum(walls[m] or 0.0 for m in r["members"])
     return walls
+
+
+def _network_step(dataset: str, r: dict) -> str:
+    """The bench step that trained the network (or built the ensemble) of result `r`."""
+    config = r.get("config", {})
+    return (f"{dataset} {r['kind']}" + (" cached" if config.get("cached_views") else "")
+            + (f"-seed{config['seed']}" if config.get("seed") else ""))
 
 
 def _goals_section(picked_by_dataset: dict[str, dict]) -> list[str]:

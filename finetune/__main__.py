@@ -35,7 +35,8 @@ def finetune(args: argparse.Namespace) -> None:
         return model, model.parameter_groups(args.body_lr, args.lr)
     size = args.image_size or backbone.image_size
     name = (f"finetune-{file_name(args.backbone)}-freeze-{args.freeze}" + (f"-{size}px" if args.image_size else "")
-            + (f"-{args.loss}" if args.loss != "bce" else "") + (f"-mixup{args.mixup:g}" if args.mixup else ""))
+            + (f"-{args.loss}" if args.loss != "bce" else "") + (f"-mixup{args.mixup:g}" if args.mixup else "")
+            + (f"-cached{args.cached_views}" if args.cached_views else ""))
     train_and_evaluate(args, name, "finetune", build, {"backbone": args.backbone, "freeze": args.freeze},
                        ImageSpec(size, backbone.mean, backbone.std),
                        {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,

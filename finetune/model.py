@@ -21,12 +21,21 @@ class FineTuned(nn.Module):
         self.frozen = [m for _, modules in backbone.stages[:frozen_count] for m in modules]
         for module in self.frozen:
             module.requires_grad_(False)
+        # Where the trainable part begins, for training on cached activations (training/cached.py); a plain
+        # list again, for the same reason.
+        after = [modules for _, modules in backbone.stages[frozen_count:]]
+        self._boundary = [] if not frozen_count else [after[0][0] if after else self.head]
 
     def train(self, mode: bool = True) -> "FineTuned":
         super().train(mode)
         for module in self.frozen:
             module.eval()  # frozen BatchNorms keep their ImageNet statistics
         return self
+
+    @property
+    def first_trainable(self) -> nn.Module | None:
+        """The module whose input the frozen stages produce; None when nothing is frozen."""
+        return self._boundary[0] if self._boundary else None
 
     def forward(self, images):
         return self.head(self.body(images))

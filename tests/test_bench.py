@@ -21,8 +21,12 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     lite0, lite2 = ({"backbone": b, "head": "logistic", "tune_seconds": 5.0} for b in BACKBONE_CHOICES)
     union = {**lite2, "union": {"dataset": "anilist-covers", "added": 700, "left_out": 200, "matched": 600,
                                 "masked": ["Gourmet"]}}
+    on_images = {"freeze": "stage4", "image_size": 160, "best_epoch": 6, "config": {"epochs": 6, "seed": 0}}
+    on_cache = {"freeze": "stage5", "image_size": 224, "best_epoch": 5,
+                "config": {"epochs": 6, "seed": 0, "cached_views": 2}}
     for model, kind, extra in (("lite0-logistic", "head", lite0), ("lite2-logistic", "head", lite2),
-                               ("lite2-logistic-union", "head", union), ("finetune-lite0", "finetune", {})):
+                               ("lite2-logistic-union", "head", union), ("finetune-lite0", "finetune", on_images),
+                               ("finetune-lite0-cached", "finetune", on_cache)):
         scores = {p: np.clip(0.3 + 0.4 * y[p] + rng.normal(0, 0.5, y[p].shape), 0, 1) for p in ("val", "test")}
         result = evaluate(y["val"], scores["val"], y["test"], scores["test"], GENRES)
         write_result(tmp_path / "results", "anime-posters", model, {"kind": kind, "data": "d", **extra, **result})
@@ -31,7 +35,7 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     steps = Steps(tmp_path)
     steps.seconds = {features_step("anime-posters", BACKBONE_CHOICES[0]): 100.0,
                      features_step("anime-posters", BACKBONE_CHOICES[1]): 200.0, "anime-posters finetune": 300.0,
-                     "anime-posters ensemble": 2.0}
+                     "anime-posters finetune cached": 290.0, "anime-posters ensemble": 2.0}
     speed = {"posters": 400, "batch_size": 8, "torch": {"whole_path": 20.0, "model_only": 25.0},
              "onnxruntime": {"whole_path": 60.0, "model_only": 100.0}}
     mlknn = {"dataset": "movie-posters", "posters": 10, "k": 20, "ours_s": 1.0, "theirs_s": 6.0,
@@ -42,13 +46,17 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
     # wall s: a head costs the features plus its tuning; the ensemble costs its members too
     assert rows["lite0-logistic"][-2] == "105"
-    assert rows["finetune-lite0"][-2] == "300"
+    assert rows["finetune-lite0"][-2] == "300" and rows["finetune-lite0-cached"][-2] == "290"
     assert rows["lite2-logistic"][-2] == rows["lite2-logistic-union"][-2] == "205"
     ensemble_members = json.loads((tmp_path / "results" / "anime-posters" / "ensemble.json").read_text())["members"]
-    walls = {"lite0-logistic": 105, "lite2-logistic": 205, "lite2-logistic-union": 205, "finetune-lite0": 300}
+    walls = {"lite0-logistic": 105, "lite2-logistic": 205, "lite2-logistic-union": 205, "finetune-lite0": 300,
+             "finetune-lite0-cached": 290}
     assert rows["ensemble"][-2] == str(2 + sum(walls[m] for m in ensemble_members))
     assert f"`{BACKBONE_CHOICES[1]}` features instead of `{BACKBONE_CHOICES[0]}`" in text
     assert "| anime-posters | trained with anilist-covers too: 700 posters added (200 left out" in text
+    assert re.search(r"\| anime-posters \| fine-tuning on cached activations: 224 px, frozen up to stage5, 2 views, "
+                     r"6 epochs \(best 5\), against on images: 160 px, frozen up to stage4, 6 epochs \| val mAP "
+                     r"[.0-9]+, test mAP [.0-9]+, 300 s \| val mAP [.0-9]+, test mAP [.0-9]+, 290 s \| (yes|no) \|", text)
     assert "| anime-posters | ensemble (" in text and "vs the best single model" in text
     assert "per-genre thresholds vs one global threshold (ensemble)" in text
     assert "| 60.0 | 20.0 | 3.00x |" in text and "| 60.0 | 100.0 | 0.60 |" in text

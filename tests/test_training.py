@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -12,12 +13,17 @@ from safetensors.torch import load_file
 from torch import nn
 
 from core.errors import DataError
-from extract.backbones import build_backbone
+from extract.backbones import TF_MEAN, TF_STD, build_backbone
 from finetune.model import FineTuned
+from posters.data import read_posters
+from posters.decode import load_image
+from posters.images import eval_transform, train_transform
 from posters.sample import write_sample
-from posters.split import Split
+from posters.split import Split, label_matrix, split_posters
 from tests.conftest import ROOT, run_module
-from training.loop import AsymmetricLoss, KnownLabelsBCE, TrainConfig, _scheduler, mixup, param_groups
+from training import cached
+from training.cached import FromActivations, activations
+from training.loop import AsymmetricLoss, KnownLabelsBCE, Part, TrainConfig, _scheduler, mixup, param_groups
 
 TINY = ["--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--augment", "light"]
 
@@ -199,3 +205,67 @@ def test_the_same_command_twice_gives_the_same_model(sample_dir, sample_split, t
     assert weights_a.keys() == weights_b.keys()
     for key in weights_a:
         torch.testing.assert_close(weights_a[key], weights_b[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backbone, freeze", [("efficientnet_lite0", "stage4"), ("efficientnet_lite0", "stage7"),
+                                              ("resnet50", "stem")])
+def test_the_top_run_from_cached_activations_is_the_model_run_on_images(backbone, freeze):
+    """Same logits and same gradients: training on the cache trains the model (stage7: the head alone)."""
+    torch.manual_seed(0)
+    model = FineTuned(build_backbone(backbone, "random"), n_genres=3, freeze=freeze).train()
+    images, targets = torch.randn(4, 3, 64, 64), torch.rand(4, 3).round()
+    with torch.no_grad():
+        cached = activations(model, model.first_trainable, images)
+    gradients = []
+    for run, inputs in ((model, images), (FromActivations(model, model.first_trainable), cached)):
+        model.zero_grad()
+        torch.manual_seed(1)  # the head's dropout
+        logits = run(inputs)
+        nn.functional.binary_cross_entropy_with_logits(logits, targets).backward()
+        gradients.append((logits.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+    (logits_a, grads_a), (logits_b, grads_b) = gradients
+    torch.testing.assert_close(logits_a, logits_b)
+    assert grads_a.keys() == grads_b.keys() and any("body" in name for name in grads_a) != (freeze == "stage7")
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)
+    assert FineTuned(build_backbone(backbone, "random"), 3, "none").first_trainable is None
+
+
+def test_the_activation_cache_is_seeded_per_view_and_resumes(sample_dir, sample_split, tmp_path, monkeypatch):
+    posters = split_posters(read_posters(sample_dir), Split.load(sample_split))
+    train, val = (Part([p.image for p in posters[part]], label_matrix([p.genres for p in posters[part]], ["a"]))
+                  for part in ("train", "val"))
+    torch.manual_seed(0)
+    model = FineTuned(build_backbone("efficientnet_lite0", "random"), 1, "stage5")
+    transforms = train_transform("light", 64, TF_MEAN, TF_STD), eval_transform(64, TF_MEAN, TF_STD)
+    real_embed, computed = cached._embed, []
+    monkeypatch.setattr(cached, "_embed", lambda *args: computed.append(args[-1]) or real_embed(*args))
+
+    def cache(views, seed=0):
+        computed.clear()
+        _, train_set, val_set = cached.cached_inputs(model, train, val, *transforms, views, seed, tmp_path, 16, 0,
+                                                     torch.device("cpu"))
+        return train_set.views, val_set.views
+
+    views, val_view = cache(2)
+    assert computed == ["caching val view 1", "caching train view 1", "caching train view 2"]
+    assert views.shape[:2] == (2, len(train.paths)) and not torch.equal(views[0], views[1])  # two augmentations
+    with torch.no_grad():
+        eval_images = torch.stack([transforms[1](load_image(path)) for path in val.paths])
+        torch.testing.assert_close(val_view[0].float(), activations(model, model.first_trainable, eval_images),
+                                   rtol=1e-2, atol=1e-2)  # float16
+    more, _ = cache(3)
+    assert computed == ["caching train view 3"] and torch.equal(more[:2], views)
+    with h5py.File(tmp_path / cached.CACHE, "a") as f:  # as if stopped while writing view 2
+        f.attrs["done"] = json.dumps(["val0", "train0", "train2"])
+    again, _ = cache(3)
+    assert computed == ["caching train view 2"] and torch.equal(again, more)  # each view has its own seed
+    cache(2, seed=1)
+    assert len(computed) == 3  # another seed: another cache
+
+
+def test_cached_views_need_frozen_stages(sample_dir, sample_split, tmp_path):
+    refused = run_module("finetune", "--data", str(sample_dir), "--split", str(sample_split), "--backbone",
+                         "efficientnet_lite0", "--freeze", "none", "--image-size", "64", "--cached-views", "2",
+                         "--runs-dir", str(tmp_path / "runs"), check=False)
+    assert refused.returncode != 0 and "--cached-views needs frozen stages" in refused.stderr

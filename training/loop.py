@@ -24,11 +24,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid, save_image
 
 from core.device import PRECISIONS, Distributed, autocast_dtype, setup_distributed
+from core.errors import DataError
 from core.progress import progress
 from evaluation.metrics import macro_map
 from modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
 from posters.files import atomic_write
 from posters.images import AUGMENTATIONS, ImageSpec, PosterImages, eval_transform, train_transform
+from training.cached import CachedViews, cached_inputs
 
 SCHEDULES, LOSSES = ("cosine", "onecycle"), ("bce", "asl")
 LAST, BEST = "last.pt", "best.safetensors"  # in the run folder: the checkpoint to resume from, the best weights
@@ -56,6 +58,8 @@ class TrainConfig:
     patience: int = _setting(3, "epochs without a better validation mAP before stopping")
     seed: int = _setting(0, "seeds the initial weights, the order of posters and the augmentation")
     workers: int | None = _setting(None, "image decoding processes (default: half the cores, at most 4)")
+    cached_views: int = _setting(0, "fine-tuning: train the stages after --freeze on the frozen stages' activations, "
+                                    "cached for this many augmented views of each poster (training/cached.py); 0: off")
 
 
 def mixup(images: torch.Tensor, labels: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,11 +197,18 @@ def save_augmented_batch(part: Part, transform, spec: ImageSpec, path: Path, cou
     save_image(make_grid(images.clamp(0, 1), nrow=8, padding=2), path)
 
 
+def to_device(inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch of images (or of cached activations) on `device`, channels-last where it has channels."""
+    return inputs.to(device, non_blocking=True, memory_format=torch.channels_last if inputs.ndim == 4
+                     else torch.preserve_format)
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, part: Part, transform, batch_size: int, device: torch.device,
+def predict(model: nn.Module, dataset: PosterImages | CachedViews, batch_size: int, device: torch.device,
             dtype: torch.dtype | None, env: Distributed = Distributed(), workers: int = 1) -> np.ndarray:
-    """Sigmoid scores (posters, genres); with several ranks each scores a shard and all get the whole."""
-    dataset = PosterImages(part.paths, transform, part.labels)
+    """Sigmoid scores (posters, genres) of a dataset with labels; with several ranks each scores a shard and
+    all get the whole."""
+    n_genres = dataset.labels.shape[1]
     sampler = (torch.utils.data.distributed.DistributedSampler(dataset, shuffle=False)
                if env.world_size > 1 else None)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
@@ -205,14 +216,14 @@ def predict(model: nn.Module, part: Part, transform, batch_size: int, device: to
     scores = []
     for images, _ in loader:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(images.to(device, memory_format=torch.channels_last))
+            logits = model(to_device(images, device))
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())
-    scores = np.concatenate(scores) if scores else np.zeros((0, part.labels.shape[1]), np.float32)
+    scores = np.concatenate(scores) if scores else np.zeros((0, n_genres), np.float32)
     if env.world_size == 1:
         return scores
     shards = [None] * env.world_size
     dist.all_gather_object(shards, (list(iter(sampler)), scores))
-    out = np.zeros((len(dataset), part.labels.shape[1]), dtype=np.float32)
+    out = np.zeros((len(dataset), n_genres), dtype=np.float32)
     for indices, shard in shards:
         out[indices] = shard  # the padding a distributed sampler adds just rewrites a row
     return out
@@ -236,7 +247,7 @@ class _Run:
         seen, loss_sum = 0, 0.0
         batches = bar(loader)
         for images, labels in batches:
-            images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
+            images = to_device(images, self.device)
             labels = labels.to(self.device, non_blocking=True)
             if mixup_alpha > 0:
                 images, labels = mixup(images, labels, mixup_alpha)
@@ -286,16 +297,26 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
     """Train with early stopping on validation mAP; returns the run's state. Best weights: run_dir/BEST."""
     run_dir = Path(run_dir)
     train_tf = train_transform(cfg.augment, spec.size, spec.mean, spec.std)
+    eval_tf = eval_transform(spec.size, spec.mean, spec.std)
     env, device = setup_distributed()
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     dtype = autocast_dtype(device, cfg.precision)
     workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if cfg.workers is None else cfg.workers
     model = model.to(device, memory_format=torch.channels_last)
-    dataset = PosterImages(train.paths, train_tf, train.labels)
     per_rank_batch = max(1, cfg.batch_size // env.world_size)
+    if cfg.cached_views:
+        if env.world_size > 1 or cfg.mixup:
+            raise DataError("--cached-views runs in one process (its cache is written once, by one) and without "
+                            "mixup (a blend of activations is not the activations of a blend)")
+        network, dataset, val_set = cached_inputs(model, train, val, train_tf, eval_tf, cfg.cached_views, cfg.seed,
+                                                  run_dir, per_rank_batch, workers, device)
+        workers = 0  # the activations are in memory already
+    else:
+        network, dataset, val_set = model, PosterImages(train.paths, train_tf, train.labels), PosterImages(
+            val.paths, eval_tf, val.labels)
     optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay))
-    run = _Run(model, DistributedDataParallel(model) if env.world_size > 1 else model, optimizer,
+    run = _Run(model, DistributedDataParallel(network) if env.world_size > 1 else network, optimizer,
                _scheduler(optimizer, cfg, math.ceil(len(dataset) / env.world_size / per_rank_batch)),
                torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), _loss(cfg, train.labels, device),
                device, dtype)
@@ -316,8 +337,7 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
         seen, loss_sum = run.train_epoch(loader, cfg.mixup, lambda batches: progress(
             batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", quiet=not env.main))
         seconds = time.perf_counter() - start
-        val_scores = predict(model, val, eval_transform(spec.size, spec.mean, spec.std), per_rank_batch * 2, device,
-                             dtype, env, workers)
+        val_scores = predict(network, val_set, per_rank_batch * 2, device, dtype, env, workers)
         val_map = macro_map(val.labels, val_scores)
         val_loss = float(nn.functional.binary_cross_entropy(
             torch.from_numpy(val_scores).clamp(1e-6, 1 - 1e-6), torch.from_numpy(val.labels).float()))

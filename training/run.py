@@ -20,7 +20,7 @@ from evaluation.results import result_path, write_result, write_scores
 from modelfiles import NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network, save_network
 from posters.data import read_posters, read_titles
 from posters.files import write_text_atomic
-from posters.images import ImageSpec, eval_transform
+from posters.images import ImageSpec, PosterImages, eval_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
 from posters.union import added_posters, describe
 from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
@@ -94,7 +94,8 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     model = model.to(device, memory_format=torch.channels_last)
     dtype = autocast_dtype(device, cfg.precision)
     transform = eval_transform(spec.size, spec.mean, spec.std)
-    scores = {part: predict(model, parts[part], transform, cfg.batch_size, device, dtype) for part in ("val", "test")}
+    scores = {part: predict(model, PosterImages(parts[part].paths, transform, parts[part].labels), cfg.batch_size,
+                            device, dtype) for part in ("val", "test")}
     result = evaluate(parts["val"].labels, scores["val"], parts["test"].labels, scores["test"], split.genres)
     save_network(Path(args.models_dir) / f"{split.dataset}-{name}{NETWORK_SUFFIX}", model, {
         "kind": kind, "build": build_settings, "genres": split.genres, "spec": asdict(spec),
