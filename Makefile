@@ -14,7 +14,7 @@
 # THRESHOLDS   global | per-genre, chosen on validation
 # NEIGHBOURS   make heads: ML-kNN's neighbour search, exact | hnsw (approximate, for 100,000 posters or more)
 # CV           make heads: also cross-validate each head over all labelled posters, FOLDSxREPEATS (e.g. 5x2)
-# UNION        make heads: another data set's feature file (same BACKBONE) to train the logistic head on too
+# UNION        make heads, make final: another data set's feature file (same BACKBONE) to train the logistic head on too
 # SEEDS        make finetune / make cnn: one run per seed (e.g. "0 1 2"); the report shows mean ± std
 # FREEZE       finetune: frozen-stage settings to sweep (none, stem, or the backbone's stage names)
 # EPOCHS       finetune/cnn: at most this many epochs (early stopping on validation mAP)
@@ -108,7 +108,7 @@ heads: | install
 
 # The head the evaluation chose, refit on every labelled poster: models/<dataset>-final.skops and its model card (.md).
 final: | install
-	$(PYTHON) -m heads.final --features $(FEATURES)
+	$(PYTHON) -m heads.final --features $(FEATURES) $(if $(UNION),--union "$(UNION)")
 
 # One fine-tuning run per frozen-stage setting and seed, each a row of the report.
 finetune: $(SPLIT) | install

@@ -127,7 +127,8 @@ def run_dataset(steps: Steps, data: Path, work: Path) -> None:
     steps.run(f"{name} ensemble", results / "ensemble.json", "evaluation.ensemble", "--dataset", name,
               "--results-dir", str(work / "results"))
     steps.run(f"{name} final", final_model_path(work / "models", name), "heads.final", "--features", str(features),
-              "--results-dir", str(work / "results"), "--models-dir", str(work / "models"))
+              "--results-dir", str(work / "results"), "--models-dir", str(work / "models"),
+              *(["--union", str(features_path(work, other, backbone))] if other else []))
 
 
 def split_path(work: Path, dataset: str) -> Path:

@@ -8,7 +8,6 @@ from extract.features import load_features
 from heads.estimators import HEADS
 from heads.train import run_heads
 from heads.union import Union
-from posters.data import read_titles
 
 
 def folds_by_repeats(text: str) -> tuple[int, int]:
@@ -41,10 +40,7 @@ def main() -> None:
 
 def heads_command(args: argparse.Namespace) -> None:
     features = load_features(args.features)
-    union = None
-    if args.union:
-        other = load_features(args.union)
-        union = Union(features, other, read_titles(features.attrs["data"]), read_titles(other.attrs["data"]))
+    union = Union.with_file(features, args.union) if args.union else None
     heads = args.heads or (["logistic"] if union else list(HEADS))
     run_heads(features, heads, args.models_dir, args.results_dir, args.per_genre_thresholds, args.cv,
               args.mlknn_neighbours, union)

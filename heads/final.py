@@ -1,10 +1,14 @@
-"""python -m heads.final --features FILE.h5: the data set's final model, refit on every labelled poster.
+"""python -m heads.final --features FILE.h5 [--union OTHER.h5]: the data set's final model, refit on every
+labelled poster.
 
 `make heads` fits each head on the training part (70% of the posters) so that the validation part
 can choose and the test part can score. The model users run should learn from all of them: this
 takes the head and parameters the evaluation chose (cross-validated mAP when `make heads CV=...`
 ran for every head, else validation mAP), refits it on every labelled poster, and saves it as
 models/<dataset>-final.skops with a model card (models/<dataset>-final.md) beside it.
+
+With `--union OTHER.h5` (the file `make heads UNION=...` used), the logistic head trained with the other
+data set's posters too competes as well, and when chosen is refit on every poster of both.
 
 Its threshold comes from out-of-fold predictions (the same parameters fitted on 4/5 of the posters,
 predicting the other 1/5, five times), never from posters the model was fitted on. The final model
@@ -27,11 +31,13 @@ from evaluation.compare import picked
 from evaluation.metrics import choose_thresholds, macro_map, predict_sets
 from evaluation.results import read_results
 from extract.features import Features, load_features
-from heads.estimators import HEADS
+from heads.estimators import HEADS, UNION_LOGISTIC
 from heads.train import fit_quietly, save_head
+from heads.union import Added, Union, plus_added
 from modelfiles import final_model_path
 from posters.files import write_text_atomic
 from posters.split import stratified_folds
+from posters.union import describe
 
 
 def choose(heads: list[dict]) -> tuple[dict, str]:
@@ -41,40 +47,47 @@ def choose(heads: list[dict]) -> tuple[dict, str]:
     return max(heads, key=lambda r: r["val"]["overall"]["mAP_macro"]), "validation mAP"
 
 
-def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Each poster's scores from a model fitted on the other folds."""
+def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed: int,
+                       added: Added | None = None) -> np.ndarray:
+    """Each poster's scores from a model fitted on the other folds (plus what `added` adds for that fold)."""
     scores = np.zeros(Y.shape, np.float64)
     for held in progress(stratified_folds(Y, (1 / folds,) * folds, seed), desc="out-of-fold", unit="fold"):
         rest = np.setdiff1d(np.arange(len(Y)), held)
-        scores[held] = fit_quietly(estimator, X[rest], Y[rest]).predict_proba(X[held])
+        X_fit, Y_fit = plus_added(X[rest], Y[rest], added, np.isin(np.arange(len(Y)), held))
+        scores[held] = fit_quietly(estimator, X_fit, Y_fit).predict_proba(X[held])
     return scores
 
 
 def fit_final(features: Features, results_dir: Path | str, models_dir: Path | str, folds: int = 5,
-              seed: int = 0) -> Path:
-    """Refit the chosen head on every labelled poster of `features`; returns the saved model's path."""
+              seed: int = 0, union: Union | None = None) -> Path:
+    """Refit the chosen head on every labelled poster of `features` (and of `union`'s other data set, when
+    the head trained with it is chosen); returns the saved model's path."""
     dataset = features.attrs["dataset"]
     results = read_results(results_dir).get(dataset, [])
-    # A head trained with another data set (--union) would need that set refit too; not done yet.
+    other = union.source.attrs["dataset"] if union else None
     heads = [r for r in results if r["kind"] == "head" and r["backbone"] == features.attrs["backbone"]
-             and "union" not in r]
+             and r.get("union", {}).get("dataset") in (None, other)]
     if not heads:
         raise DataError(f"{results_dir}/{dataset}: no head results on {features.attrs['backbone']} features; "
                         f"run `make heads` first")
     source, rule = choose(heads)
-    estimator = clone(HEADS[source["head"]][0]).set_params(**source["params"])
+    unified = "union" in source
+    estimator = clone(UNION_LOGISTIC[0] if unified else HEADS[source["head"]][0]).set_params(**source["params"])
     per_genre = source["thresholds"]["per_genre"]
-    oof = out_of_fold_scores(estimator, features.X, features.Y, folds, seed)
+    oof = out_of_fold_scores(estimator, features.X, features.Y, folds, seed, union.added if unified else None)
     thresholds = choose_thresholds(features.Y, oof, per_genre)
     oof_figures = {"mAP_macro": macro_map(features.Y, oof),
                    "f1_micro": float(f1_score(features.Y, predict_sets(oof, thresholds), average="micro",
                                               zero_division=0))}
-    model = fit_quietly(estimator, features.X, features.Y)
+    X, Y, report = union.everything() if unified else (features.X, features.Y, None)
+    model = fit_quietly(estimator, X, Y)
     path = final_model_path(models_dir, dataset)
     save_head(path, model, features, source["params"], thresholds.tolist(),
-              final={"source": source["model"], "chosen_by": rule, "posters": len(features.Y), "folds": folds,
-                     "out_of_fold": oof_figures})
-    card = model_card(features, heads, source, rule, picked(results), thresholds, folds, oof_figures)
+              final={"source": source["model"], "chosen_by": rule, "posters": len(Y), "folds": folds,
+                     "out_of_fold": oof_figures, **({"union": report} if report else {})})
+    if report:
+        print(f"{dataset}: {describe(report, len(Y))}")
+    card = model_card(features, heads, source, rule, picked(results), thresholds, folds, oof_figures, report)
     write_text_atomic(path.with_suffix(".md"), card)
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
           f"threshold {thresholds_text(thresholds)} from {folds}-fold out-of-fold predictions; "
@@ -83,14 +96,17 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
 
 
 def model_card(features: Features, heads: list[dict], source: dict, rule: str, overall_pick: dict,
-               thresholds: np.ndarray, folds: int, oof: dict) -> str:
+               thresholds: np.ndarray, folds: int, oof: dict, union: dict | None = None) -> str:
     """What a user of the final model should know: data, choice, figures with intervals, thresholds, limits."""
     dataset, n, n_train = features.attrs["dataset"], len(features.Y), int((features.parts == "train").sum())
+    also = (f", and on all {union['added']} posters of {union['dataset']} (genres it does not label, "
+            f"{', '.join(union['masked']) or 'none'}, left out of their classifiers)" if union else "")
     lines = [f"# {dataset}: final model", "",
              f"`{final_model_path('models', dataset).name}`: the **{source['head']}** head with "
              f"`{source['params']}` on `{features.attrs['backbone']}` features, refit on all {n} labelled posters "
-             f"of `{features.attrs['data']}`. "
-             f"Reproduce: `make heads final DATA={features.attrs['data']} BACKBONE={features.attrs['backbone']}`.", "",
+             f"of `{features.attrs['data']}`{also}. "
+             f"Reproduce: `make heads final DATA={features.attrs['data']} BACKBONE={features.attrs['backbone']}"
+             + (" UNION=<its feature file>" if union else "") + "`.", "",
              "## How it was chosen", "",
              f"Among the heads fitted on these features, by {rule} (never by test figures):", "",
              "| head | val mAP | cross-validated mAP |", "|---|---|---|"]
@@ -129,8 +145,16 @@ def main() -> None:
     parser.add_argument("--folds", type=_folds, default=5,
                         help="folds of the out-of-fold predictions for the threshold")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--union", default=None, metavar="OTHER.h5",
+                        help="the other data set's feature file `make heads UNION=...` used: its head competes too")
     args = parser.parse_args()
-    cli.run(lambda: fit_final(load_features(args.features), args.results_dir, args.models_dir, args.folds, args.seed))
+    cli.run(lambda: final_command(args))
+
+
+def final_command(args: argparse.Namespace) -> None:
+    features = load_features(args.features)
+    fit_final(features, args.results_dir, args.models_dir, args.folds, args.seed,
+              Union.with_file(features, args.union) if args.union else None)
 
 
 if __name__ == "__main__":

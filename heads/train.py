@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -20,7 +19,7 @@ from evaluation.results import write_result, write_scores
 from extract.backbones import file_name
 from extract.features import Features, fingerprint_differences
 from heads.estimators import HEADS, UNION_LOGISTIC
-from heads.union import Union
+from heads.union import Added, Union, plus_added
 from posters.data import DataError
 from posters.split import stratified_folds
 from posters.union import describe
@@ -48,7 +47,7 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
 
 def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.ndarray, folds: int = 5,
                    repeats: int = 2, seed: int = 0, inner: tuple[float, float] = (0.8, 0.2),
-                   added: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict]] | None = None) -> dict:
+                   added: Added | None = None) -> dict:
     """Repeated stratified k-fold over every labelled poster: mean, std and each fold's mAP, micro-F1, top-1.
 
     Inside each training fold a stratified `inner` split chooses the parameters (validation mAP) and
@@ -61,10 +60,7 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
             for held in stratified_folds(Y, (1 / folds,) * folds, seed + repeat):
                 rest = np.setdiff1d(np.arange(len(Y)), held)
                 fit, val = (rest[part] for part in stratified_folds(Y[rest], inner, seed + repeat))
-                X_fit, Y_fit = X[fit], Y[fit]
-                if added:
-                    X_added, Y_added, _ = added(~np.isin(np.arange(len(Y)), fit))
-                    X_fit, Y_fit = np.vstack([X_fit, X_added]), np.vstack([Y_fit.astype(np.int8), Y_added])
+                X_fit, Y_fit = plus_added(X[fit], Y[fit], added, ~np.isin(np.arange(len(Y)), fit))
                 model, _, _ = tune(estimator, grid, X_fit, Y_fit, X[val], Y[val])
                 thresholds = choose_thresholds(Y[val], model.predict_proba(X[val]))
                 scores = model.predict_proba(X[held])

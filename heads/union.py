@@ -2,12 +2,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from core.errors import DataError
-from extract.features import Features, fingerprint_differences
+from extract.features import Features, fingerprint_differences, load_features
+from posters.data import read_titles
 from posters.union import added_posters
+
+# Union.added: (the target rows a model is scored on) -> (X, Y, report) of the source posters it may add.
+Added = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict]]
+
+
+def plus_added(X: np.ndarray, Y: np.ndarray, added: Added | None, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows X, Y to fit on, followed by the posters `added(held)` gives (none without `added`)."""
+    if added is None:
+        return X, Y
+    X_added, Y_added, _ = added(held)
+    return np.vstack([X, X_added]), np.vstack([Y.astype(np.int8), Y_added])
 
 
 @dataclass
@@ -18,6 +31,12 @@ class Union:
     source: Features
     target_titles: dict[str, tuple[str, ...]]
     source_titles: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def with_file(cls, target: Features, path: str) -> "Union":
+        """`target` with the posters of the feature file at `path`, titles read from both data folders."""
+        source = load_features(path)
+        return cls(target, source, read_titles(target.attrs["data"]), read_titles(source.attrs["data"]))
 
     def __post_init__(self) -> None:
         embedding = [{k: v for k, v in f.fingerprint().items() if k != "genres"} for f in (self.source, self.target)]
@@ -33,6 +52,11 @@ class Union:
                                              list(self.source.ids), self.source.Y, self.source.genres,
                                              self.target_titles, self.source_titles, self.source.attrs["dataset"])
         return self.source.X[keep], labels, report
+
+    def everything(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Every labelled poster of the target plus every source poster: what a final model learns from."""
+        X_added, Y_added, report = self.added(np.zeros(len(self.target.ids), dtype=bool))
+        return np.vstack([self.target.X, X_added]), np.vstack([self.target.Y.astype(np.int8), Y_added]), report
 
     def training_set(self) -> tuple[np.ndarray, np.ndarray, dict]:
         """The split's training part plus the added posters: (X, Y, what was done)."""

@@ -3,13 +3,16 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
 from core.errors import DataError
+from evaluation.metrics import choose_thresholds
 from evaluation.results import read_scores
 from extract.features import Features
-from heads.estimators import MaskedOneVsRest
+from heads.estimators import UNION_LOGISTIC, MaskedOneVsRest
+from heads.final import fit_final, out_of_fold_scores
 from heads.train import run_heads
 from heads.union import Union
 from modelfiles import read_head
@@ -104,3 +107,25 @@ def test_union_logistic_head_is_scored_on_the_targets_own_parts(tmp_path):
     np.testing.assert_allclose(prior[0], anime.part("train")[1].mean(axis=0), rtol=1e-6)
     model, settings = read_head(tmp_path / "models" / "anime-efficientnet_lite0-logistic-union-anilist.skops")
     assert model.predict_proba(anime.X).shape == (90, 3) and settings["genres"] == anime.genres
+
+
+def test_the_final_union_head_learns_from_every_poster_of_both(tmp_path):
+    anime, anilist, anime_titles, anilist_titles = anime_and_anilist()
+    union = Union(anime, anilist, anime_titles, anilist_titles)
+    run_heads(anime, ["logistic"], tmp_path / "models", tmp_path / "results", union=union)
+    with pytest.raises(DataError, match="no head results"):  # without the other set, its head is no candidate
+        fit_final(anime, tmp_path / "results", tmp_path / "models")
+
+    path = fit_final(anime, tmp_path / "results", tmp_path / "models", folds=3, union=union)
+
+    model, settings = read_head(path)
+    # no poster is held out of a final model, so even the twin of a test poster is added
+    assert settings["final"]["union"]["added"] == 90 and settings["final"]["posters"] == 180
+    estimator = clone(UNION_LOGISTIC[0]).set_params(**settings["params"])
+    refit = clone(estimator).fit(*union.everything()[:2])
+    np.testing.assert_allclose(model.predict_proba(anime.X), refit.predict_proba(anime.X))
+    # thresholds from out-of-fold scores, each fold's fit with the posters that share no title with the fold
+    oof = out_of_fold_scores(estimator, anime.X, anime.Y, 3, 0, union.added)
+    assert settings["thresholds"] == choose_thresholds(anime.Y, oof).tolist()
+    assert not np.allclose(oof, out_of_fold_scores(estimator, anime.X, anime.Y, 3, 0))
+    assert "and on all 90 posters of anilist (genres it does not label" in path.with_suffix(".md").read_text()
