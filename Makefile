@@ -23,8 +23,8 @@
 # CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
 # CONCURRENCY  make posters: requests in flight (default 4); RATE: requests/s per host (default 4)
 # MODEL        make predict / explain / serve / export: a saved model, models/<dataset>-<model>.skops (head) or .safetensors
-#              (network); predict and serve default to DATA's final model (make final) if there is one, else to
-#              its best saved model by validation mAP
+#              (network), or models/<dataset>-final.json (ensemble); predict and serve default to DATA's final model
+#              (make final or final-ensemble, the one made last) if there is one, else to its best by validation mAP
 # IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
@@ -68,7 +68,7 @@ FEATURES  = features/$(NAME)-$(subst :,-,$(BACKBONE)).h5
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: install demo posters sample split features heads finetune cnn final ensemble predict export explain serve report test \
+.PHONY: install demo posters sample split features heads finetune cnn final final-ensemble ensemble predict export explain serve report test \
 	bench clean
 .DELETE_ON_ERROR:
 
@@ -109,6 +109,11 @@ heads: | install
 # The head the evaluation chose, refit on every labelled poster: models/<dataset>-final.skops and its model card (.md).
 final: | install
 	$(PYTHON) -m heads.final --features $(FEATURES) $(if $(UNION),--union "$(UNION)")
+
+# The evaluated ensemble (make ensemble), every member refit on all labelled posters: models/<dataset>-final.json,
+# the members in models/<dataset>-final-members/ (a network member: refit first by its own TRAIN_ARGS=--final).
+final-ensemble: | install
+	$(PYTHON) -m heads.final --ensemble --features $(FEATURES)
 
 # One fine-tuning run per frozen-stage setting and seed, each a row of the report.
 finetune: $(SPLIT) | install

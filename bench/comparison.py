@@ -1,9 +1,10 @@
 """python -m bench.comparison: every model on every real data set, then reports/bench.md.
 
 For each data set, on its own saved split: the baselines, the three heads on frozen features (the
-anime sets also trained together, heads/union.py), fine-tuning and PosterNet, each through the same
-command a user runs, into a work folder of its own (runs/bench), and the final model users run, refit
-on every labelled poster. Then the speed ratios: feature extraction against the model alone, and our
+anime sets also trained together, heads/union.py), fine-tuning (on images, and on cached activations)
+and PosterNet, each through the same command a user runs, into a work folder of its own (runs/bench),
+the ensemble, and the final models users run, refit on every labelled poster: the best head and the
+ensemble. Then the speed ratios: feature extraction against the model alone, and our
 ML-kNN against scikit-multilearn's. A step whose output is already there is not run again and keeps
 the wall time it was measured with (runs/bench/timings.json), so an interrupted bench resumes.
 """
@@ -29,7 +30,8 @@ from evaluation.report import cross_validation_table, seeds_table
 from evaluation.results import read_results, read_scores
 from extract.features import load_features
 from heads.estimators import MLkNNHead
-from modelfiles import final_model_path, read_head
+from heads.final import keep_refit_network
+from modelfiles import ENSEMBLE_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir, read_ensemble, read_head
 from posters.data import PosterSet, read_posters
 from posters.files import write_text_atomic
 
@@ -108,27 +110,35 @@ def run_dataset(steps: Steps, data: Path, work: Path) -> None:
                   "--cv", f"{CV[0]}x{CV[1]}")
     steps.run(f"{name} heads cv", results / f"{backbone}-{CV_HEADS[name][-1]}.json", "heads", *heads,
               "--heads", *CV_HEADS[name], "--cv", f"{CV[0]}x{CV[1]}")
-    size = FINETUNE["image_size"]
+    networks = {}  # each trained network's model name -> the command that trained it
+    size, cached = FINETUNE["image_size"], CACHED_FINETUNE
     for seed in SEEDS[name]:
-        suffix = f"-seed{seed}" if seed else ""
-        steps.run(f"{name} finetune{suffix}",
-                  results / f"finetune-{FINETUNE['backbone']}-freeze-{FINETUNE['freeze']}-{size}px{suffix}.json",
-                  "finetune", "--data", str(data), "--split", str(split), "--backbone", FINETUNE["backbone"],
-                  "--freeze", FINETUNE["freeze"], "--image-size", str(size),
-                  "--epochs", str(FINETUNE["epochs"][name]), "--seed", str(seed), *dirs)
-        cached = CACHED_FINETUNE
-        steps.run(f"{name} finetune cached{suffix}", results / f"finetune-{cached['backbone']}-freeze-"
-                  f"{cached['freeze']}-cached{cached['views'][name]}{suffix}.json", "finetune", "--data", str(data),
-                  "--split", str(split), "--backbone", cached["backbone"], "--freeze", cached["freeze"],
-                  "--cached-views", str(cached["views"][name]), "--epochs", str(FINETUNE["epochs"][name]),
-                  "--seed", str(seed), *dirs)
-        steps.run(f"{name} cnn{suffix}", results / f"cnn-posternet{suffix}.json", "cnn", "--data", str(data),
-                  "--split", str(split), "--epochs", str(CNN_EPOCHS[name]), "--seed", str(seed), *dirs)
+        suffix, seeded = (f"-seed{seed}" if seed else ""), ["--seed", str(seed), *dirs]
+        networks[f"finetune-{FINETUNE['backbone']}-freeze-{FINETUNE['freeze']}-{size}px{suffix}"] = [
+            f"{name} finetune{suffix}", "finetune", "--data", str(data), "--split", str(split), "--backbone",
+            FINETUNE["backbone"], "--freeze", FINETUNE["freeze"], "--image-size", str(size),
+            "--epochs", str(FINETUNE["epochs"][name]), *seeded]
+        networks[f"finetune-{cached['backbone']}-freeze-{cached['freeze']}-cached{cached['views'][name]}{suffix}"] = [
+            f"{name} finetune cached{suffix}", "finetune", "--data", str(data), "--split", str(split), "--backbone",
+            cached["backbone"], "--freeze", cached["freeze"], "--cached-views", str(cached["views"][name]),
+            "--epochs", str(FINETUNE["epochs"][name]), *seeded]
+        networks[f"cnn-posternet{suffix}"] = [f"{name} cnn{suffix}", "cnn", "--data", str(data), "--split", str(split),
+                                              "--epochs", str(CNN_EPOCHS[name]), *seeded]
+    for model, (step, *command) in networks.items():
+        steps.run(step, results / f"{model}.json", *command)
     steps.run(f"{name} ensemble", results / "ensemble.json", "evaluation.ensemble", "--dataset", name,
               "--results-dir", str(work / "results"))
     steps.run(f"{name} final", final_model_path(work / "models", name), "heads.final", "--features", str(features),
               "--results-dir", str(work / "results"), "--models-dir", str(work / "models"),
               *(["--union", str(features_path(work, other, backbone))] if other else []))
+    final_ensemble = final_model_path(work / "models", name, ENSEMBLE_SUFFIX)
+    for member in json.loads((results / "ensemble.json").read_text())["members"]:
+        if member in networks:  # refit by its own command with --final, one network after another
+            step, *command = networks[member]
+            steps.run(f"{step} final", members_dir(final_ensemble) / f"{member}{NETWORK_SUFFIX}", *command, "--final")
+            keep_refit_network(work / "models", name)
+    steps.run(f"{name} final ensemble", final_ensemble, "heads.final", "--ensemble", "--features", str(features),
+              "--results-dir", str(work / "results"), "--models-dir", str(work / "models"))
 
 
 def split_path(work: Path, dataset: str) -> Path:
@@ -351,24 +361,31 @@ def _goals_section(picked_by_dataset: dict[str, dict]) -> list[str]:
 
 
 def _final_section(work: Path, picked_by_dataset: dict[str, dict]) -> list[str]:
-    """What `make final` refit on every labelled poster of each data set, and its out-of-fold figures."""
+    """What `make final` and `make final-ensemble` refit on every labelled poster of each data set."""
     lines = ["## Final models", "",
-             "What users run (`make final`): the head the evaluation chooses, refit on every labelled poster, "
-             "its threshold from 5-fold out-of-fold predictions. It has seen the test part, so it has no test "
-             "figures; out-of-fold ones are a little optimistic (the parameters were chosen on the validation "
-             "part, which is among the folds). An ensemble or a network picked over all models is not refit here "
-             "(a network's is `TRAIN_ARGS=--final`).", "",
+             "What users run: `make final` refits the head the evaluation chooses on every labelled poster, its "
+             "threshold from 5-fold out-of-fold predictions; `make final-ensemble` refits every member of the "
+             "evaluated ensemble the same way (a network by its own command with `--final`, for the epochs its "
+             "validation chose) and averages them with the evaluated weights and thresholds. `make predict` takes "
+             "the final model made last: here, the ensemble. Final models have seen the test part, so they have no "
+             "test figures; out-of-fold ones are a little optimistic (the parameters were chosen on the validation "
+             "part, which is among the folds).", "",
              "| data set | final model | chosen by | posters | out-of-fold mAP | out-of-fold F1 µ | picked over all |",
              "|---|---|---|---|---|---|---|"]
     for dataset, best in picked_by_dataset.items():
         path = final_model_path(work / "models", dataset)
-        if not path.exists():
-            continue
-        _, settings = read_head(path)
-        final = settings["final"]
-        lines.append(f"| {dataset} | {final['source']} `{settings['params']}` | {final['chosen_by']} | "
-                     f"{final['posters']} | {final['out_of_fold']['mAP_macro']:.3f} | "
-                     f"{final['out_of_fold']['f1_micro']:.3f} | {best['model']} |")
+        if path.exists():
+            settings = read_head(path)[1]
+            final = settings["final"]
+            lines.append(f"| {dataset} | {final['source']} `{settings['params']}` | {final['chosen_by']} | "
+                         f"{final['posters']} | {final['out_of_fold']['mAP_macro']:.3f} | "
+                         f"{final['out_of_fold']['f1_micro']:.3f} | {best['model']} |")
+        path = final_model_path(work / "models", dataset, ENSEMBLE_SUFFIX)
+        if path.exists():
+            settings = read_ensemble(path)[1]
+            members = {name: member["weight"] for name, member in settings["members"].items()}
+            lines.append(f"| {dataset} | ensemble: {describe(members)} | validation mAP, as evaluated | "
+                         f"{settings['final']['posters']} | – | – | {best['model']} |")
     return lines + [""]
 
 

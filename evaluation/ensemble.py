@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,23 +62,49 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> d
         raise DataError(f"{results_dir}/{dataset}: the models were trained on different genre lists")
     aligned = {part: align_scores(saved, part) for part in ("val", "test")}
     (val_ids, y_val, val_scores), (test_ids, y_test, test_scores) = aligned["val"], aligned["test"]
-    val_logits, test_logits = ({m: _logits(s) for m, s in scores.items()} for scores in (val_scores, test_scores))
-    scales = {m: _PerGenreScale(logits) for m, logits in val_logits.items()}
-    z_val = {m: scales[m].standardise(logits) for m, logits in val_logits.items()}
-    z_test = {m: scales[m].standardise(logits) for m, logits in test_logits.items()}
-    weights = select(y_val, z_val)
-    n = sum(weights.values())
-    mean_val = sum(w * z_val[m] for m, w in weights.items()) / n
-    mean_test = sum(w * z_test[m] for m, w in weights.items()) / n
-    own, first = _PerGenreScale(mean_val), scales[next(iter(weights))]
-    ensemble_val = expit(first.restore(own.standardise(mean_val)))
-    ensemble_test = expit(first.restore(own.standardise(mean_test)))
+    combination = Combination.fit(y_val, val_scores)
+    ensemble_val, ensemble_test = combination(val_scores), combination(test_scores)
     result = evaluate(y_val, ensemble_val, y_test, ensemble_test, genres)
     write_scores(results_dir, dataset, name,
                  {"val": (val_ids, y_val, ensemble_val), "test": (test_ids, y_test, ensemble_test)})
-    record = {"kind": "ensemble", "members": weights, "data": some_member["data"], **result}
+    record = {"kind": "ensemble", "members": combination.weights, "data": some_member["data"],
+              "combination": combination.to_dict(), **result}
     write_result(results_dir, dataset, name, record)
     return record
+
+
+@dataclass
+class Combination:
+    """How an ensemble averages its members' scores: the weights, and the per-genre logit scales taken on
+    the validation part (each member's, the average's own, and the first member's, whose scale the average
+    is mapped back onto)."""
+    weights: dict[str, int]
+    scales: dict[str, "PerGenreScale"]
+    own: "PerGenreScale"
+
+    @classmethod
+    def fit(cls, y_val: np.ndarray, val_scores: dict[str, np.ndarray]) -> "Combination":
+        """Members and weights chosen on validation mAP (`select`), and the scales of their validation scores."""
+        val_logits = {m: _logits(s) for m, s in val_scores.items()}
+        scales = {m: PerGenreScale.of(logits) for m, logits in val_logits.items()}
+        weights = select(y_val, {m: scales[m].standardise(logits) for m, logits in val_logits.items()})
+        mean_val = sum(w * scales[m].standardise(val_logits[m]) for m, w in weights.items()) / sum(weights.values())
+        return cls(weights, {m: scales[m] for m in weights}, PerGenreScale.of(mean_val))
+
+    def __call__(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        """The ensemble's probabilities from its members' (posters, genres) probabilities."""
+        mean = sum(w * self.scales[m].standardise(_logits(scores[m])) for m, w in self.weights.items())
+        first = self.scales[next(iter(self.weights))]
+        return expit(first.restore(self.own.standardise(mean / sum(self.weights.values()))))
+
+    def to_dict(self) -> dict:
+        return {"weights": self.weights, "scales": {m: scale.to_dict() for m, scale in self.scales.items()},
+                "own": self.own.to_dict()}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "Combination":
+        return cls(dict(saved["weights"]), {m: PerGenreScale(**scale) for m, scale in saved["scales"].items()},
+                   PerGenreScale(**saved["own"]))
 
 
 def describe(members: dict[str, int]) -> str:
@@ -85,17 +112,27 @@ def describe(members: dict[str, int]) -> str:
     return ", ".join(f"{weight}x {model}" for model, weight in members.items())
 
 
-class _PerGenreScale:
+@dataclass
+class PerGenreScale:
     """Each genre's mean and spread of some validation logits, to move logits onto and off a common scale."""
+    mean: np.ndarray
+    std: np.ndarray
 
-    def __init__(self, val_logits: np.ndarray):
-        self.mean, self.std = val_logits.mean(axis=0), val_logits.std(axis=0) + 1e-6
+    @classmethod
+    def of(cls, val_logits: np.ndarray) -> "PerGenreScale":
+        return cls(val_logits.mean(axis=0), val_logits.std(axis=0) + 1e-6)
+
+    def __post_init__(self) -> None:
+        self.mean, self.std = np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64)
 
     def standardise(self, logits: np.ndarray) -> np.ndarray:
         return (logits - self.mean) / self.std
 
     def restore(self, z: np.ndarray) -> np.ndarray:
         return z * self.std + self.mean
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
 def _logits(p: np.ndarray) -> np.ndarray:

@@ -37,8 +37,9 @@ def main() -> None:
 
 def explain(args: argparse.Namespace) -> None:
     predictor = load_model(args.model)
-    if predictor.head is not None:
-        raise DataError(f"{args.model}: heatmaps need a network (make finetune or make cnn), not a head")
+    if predictor.network is None:
+        raise DataError(f"{args.model}: heatmaps need a network (make finetune or make cnn), not a head or an "
+                        f"ensemble")
     if args.command == "poster":
         if args.genre not in predictor.genres:
             raise DataError(f"{args.model}: no genre {args.genre!r}; it knows {', '.join(predictor.genres)}")

@@ -5,7 +5,8 @@ labelled poster.
 can choose and the test part can score. The model users run should learn from all of them: this
 takes the head and parameters the evaluation chose (cross-validated mAP when `make heads CV=...`
 ran for every head, else validation mAP), refits it on every labelled poster, and saves it as
-models/<dataset>-final.skops with a model card (models/<dataset>-final.md) beside it.
+models/<dataset>-final.skops with a model card (models/<dataset>-final.md) beside it. With `--ensemble` it
+refits the evaluated ensemble's members instead (fit_final_ensemble).
 
 With `--union OTHER.h5` (the file `make heads UNION=...` used), the logistic head trained with the other
 data set's posters too competes as well, and when chosen is refit on every poster of both.
@@ -17,10 +18,11 @@ has seen the test part, so it has no test figures of its own; the card gives the
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import f1_score
 
 from core import cli
@@ -30,12 +32,14 @@ from evaluation.card import figures_lines, genres_lines, thresholds_text
 from evaluation.compare import picked
 from evaluation.metrics import choose_thresholds, macro_map, predict_sets
 from evaluation.results import read_results
+from extract.backbones import file_name
 from extract.features import Features, load_features
 from heads.estimators import HEADS, UNION_LOGISTIC
 from heads.train import fit_quietly, save_head
 from heads.union import Added, Union, plus_added
-from modelfiles import final_model_path
-from posters.files import write_text_atomic
+from modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir, read_network,
+                        save_ensemble)
+from posters.files import atomic_write, write_text_atomic
 from posters.split import stratified_folds
 from posters.union import describe
 
@@ -45,6 +49,20 @@ def choose(heads: list[dict]) -> tuple[dict, str]:
     if all("cv" in r for r in heads):
         return max(heads, key=lambda r: r["cv"]["mAP_macro"]["mean"]), "cross-validated mAP"
     return max(heads, key=lambda r: r["val"]["overall"]["mAP_macro"]), "validation mAP"
+
+
+def _estimator(source: dict) -> BaseEstimator:
+    """The unfitted head of result `source`, with the parameters its evaluation chose."""
+    head = UNION_LOGISTIC[0] if "union" in source else HEADS[source["head"]][0]
+    return clone(head).set_params(**source["params"])
+
+
+def refit(source: dict, features: Features, union: Union | None = None) -> tuple[BaseEstimator, np.ndarray,
+                                                                                  dict | None]:
+    """The head of result `source` fitted on every labelled poster of `features` (a union head: and on every
+    poster of the other set): (the model, the labels it learnt from, what the union added)."""
+    X, Y, report = union.everything() if "union" in source else (features.X, features.Y, None)
+    return fit_quietly(_estimator(source), X, Y), Y, report
 
 
 def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed: int,
@@ -71,16 +89,14 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
         raise DataError(f"{results_dir}/{dataset}: no head results on {features.attrs['backbone']} features; "
                         f"run `make heads` first")
     source, rule = choose(heads)
-    unified = "union" in source
-    estimator = clone(UNION_LOGISTIC[0] if unified else HEADS[source["head"]][0]).set_params(**source["params"])
+    estimator = _estimator(source)
     per_genre = source["thresholds"]["per_genre"]
-    oof = out_of_fold_scores(estimator, features.X, features.Y, folds, seed, union.added if unified else None)
+    oof = out_of_fold_scores(estimator, features.X, features.Y, folds, seed, union.added if "union" in source else None)
     thresholds = choose_thresholds(features.Y, oof, per_genre)
     oof_figures = {"mAP_macro": macro_map(features.Y, oof),
                    "f1_micro": float(f1_score(features.Y, predict_sets(oof, thresholds), average="micro",
                                               zero_division=0))}
-    X, Y, report = union.everything() if unified else (features.X, features.Y, None)
-    model = fit_quietly(estimator, X, Y)
+    model, Y, report = refit(source, features, union)
     path = final_model_path(models_dir, dataset)
     save_head(path, model, features, source["params"], thresholds.tolist(),
               final={"source": source["model"], "chosen_by": rule, "posters": len(Y), "folds": folds,
@@ -131,6 +147,91 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
     return "\n".join(lines + genres_lines(features.genres, features.Y.sum(axis=0)))
 
 
+def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, models_dir: Path | str) -> Path:
+    """The data set's evaluated ensemble, every member refit on all labelled posters, averaged with the same
+    weights and scales: models/<dataset>-final.json, its members in models/<dataset>-final-members/.
+
+    Head members are refit here, from the feature files beside `features_path` (`<dataset>-<backbone>.h5`,
+    and the other set's for a union head). A network member is the one its own training command refit with
+    --final (models/<dataset>-final.safetensors, kept in the members folder by keep_refit_network, so that
+    several network members can be refit one after the other).
+    """
+    features_path = Path(features_path)
+    features = load_features(features_path)
+    dataset = features.attrs["dataset"]
+    results = {r["model"]: r for r in read_results(results_dir).get(dataset, [])}
+    evaluated = results.get("ensemble")
+    if not evaluated or "combination" not in evaluated:
+        raise DataError(f"{results_dir}/{dataset}: no ensemble result of this version; run `make ensemble` first")
+    path = final_model_path(models_dir, dataset, ENSEMBLE_SUFFIX)
+    folder = members_dir(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    keep_refit_network(models_dir, dataset)
+    files, how, missing = {}, {}, []
+    for name in evaluated["members"]:
+        source = results[name]
+        if source["kind"] == "head":
+            member_features = load_features(features_path.with_name(f"{dataset}-{file_name(source['backbone'])}.h5"))
+            union = (Union.with_file(member_features, features_path.with_name(
+                f"{source['union']['dataset']}-{file_name(source['backbone'])}.h5")) if "union" in source else None)
+            model, Y, report = refit(source, member_features, union)
+            files[name] = f"{name}{HEAD_SUFFIX}"
+            save_head(folder / files[name], model, member_features, source["params"], source["thresholds"]["values"],
+                      final={"source": name, "posters": len(Y), **({"union": report} if report else {})})
+            how[name] = f"refit here on {len(Y)} posters" + (f" ({describe(report, len(Y))})" if report else "")
+            continue
+        kept = folder / f"{name}{NETWORK_SUFFIX}"
+        if not kept.is_file():
+            missing.append(name)
+            continue
+        files[name] = kept.name
+        how[name] = f"refit by its training command with --final, for {read_network(kept)[1]['final']['epochs']} epochs"
+    if missing:
+        raise DataError(f"the ensemble's networks {', '.join(missing)} are not refit yet: run each one's training "
+                        f"command again with --final (make finetune or make cnn ... TRAIN_ARGS=--final), then this")
+    members = {name: {"file": files[name], "weight": weight} for name, weight in evaluated["members"].items()}
+    save_ensemble(path, {"kind": "ensemble", "genres": features.genres, "thresholds": evaluated["thresholds"]["values"],
+                         "batch_size": int(features.attrs["batch_size"]), "members": members,
+                         "combination": evaluated["combination"], "final": {"source": "ensemble",
+                                                                           "posters": len(features.Y)}})
+    card = [f"# {dataset}: final model", "",
+            f"`{path.name}`: the ensemble that validation mAP picked among this data set's models "
+            f"({evaluated['val']['overall']['mAP_macro']:.3f}), each member refit on all {len(features.Y)} labelled "
+            f"posters of `{features.attrs['data']}` (the files in `{folder.name}/`), averaged with the evaluated "
+            f"ensemble's weights and per-genre scales. Reproduce: `make final-ensemble DATA={features.attrs['data']}` "
+            f"after `make ensemble` (and, for each network member, its training command with `TRAIN_ARGS=--final`).",
+            "", "| member | weight | refit |", "|---|---|---|",
+            *(f"| {name} | {weight} | {how[name]} |" for name, weight in evaluated["members"].items()), "",
+            "## Thresholds", "",
+            f"Those the evaluated ensemble chose on its validation part, which none of its members was fitted on: "
+            f"{thresholds_text(evaluated['thresholds']['values'])}. The scales that put the members on one footing "
+            f"are the evaluated members' too, taken on validation; members fitted on more posters may be a little "
+            f"more confident than those scales assume.", "",
+            *figures_lines(evaluated, len(features.Y), int((features.parts == "train").sum())),
+            *genres_lines(features.genres, features.Y.sum(axis=0))]
+    write_text_atomic(path.with_suffix(".md"), "\n".join(card))
+    print(f"{path}: the ensemble of {', '.join(evaluated['members'])}, refit on all {len(features.Y)} labelled "
+          f"posters; model card {path.with_suffix('.md')}")
+    return path
+
+
+def keep_refit_network(models_dir: Path | str, dataset: str) -> Path | None:
+    """Copy the network that its training command last refit with --final (models/<dataset>-final.safetensors)
+    into the final ensemble's members folder, named after the run it refit, where it stays when another
+    network is refit; returns the copy."""
+    refit_network = final_model_path(models_dir, dataset, NETWORK_SUFFIX)
+    if not refit_network.is_file():
+        return None
+    source = read_network(refit_network)[1].get("final", {}).get("source")
+    if not source:  # refit before refits recorded their run
+        return None
+    kept = members_dir(final_model_path(models_dir, dataset, ENSEMBLE_SUFFIX)) / f"{source}{NETWORK_SUFFIX}"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(kept) as tmp:
+        shutil.copyfile(refit_network, tmp)
+    return kept
+
+
 def _folds(text: str) -> int:
     if not text.isdigit() or int(text) < 2:
         raise argparse.ArgumentTypeError(f"{text!r}: out-of-fold predictions need 2 folds or more")
@@ -147,11 +248,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--union", default=None, metavar="OTHER.h5",
                         help="the other data set's feature file `make heads UNION=...` used: its head competes too")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="refit the members of the evaluated ensemble (make ensemble) instead, with the feature "
+                             "files beside --features")
     args = parser.parse_args()
     cli.run(lambda: final_command(args))
 
 
 def final_command(args: argparse.Namespace) -> None:
+    if args.ensemble:
+        fit_final_ensemble(args.features, args.results_dir, args.models_dir)
+        return
     features = load_features(args.features)
     fit_final(features, args.results_dir, args.models_dir, args.folds, args.seed,
               Union.with_file(features, args.union) if args.union else None)

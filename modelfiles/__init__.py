@@ -3,6 +3,8 @@
 - a network (`.safetensors`): its weights, and its settings as JSON in the file's header;
 - a head (`.skops`): a scikit-learn estimator and its settings; skops rebuilds only the types it
   trusts by default (scikit-learn's, NumPy's, plain values) and the few listed in `HEAD_TYPES`;
+- an ensemble (`.json`): a manifest naming its member files (heads and networks, in a folder beside it),
+  their weights, and the per-genre scales that average them (evaluation.ensemble.Combination);
 - a training checkpoint (`.pt`): tensors and plain values only, read with torch.load(weights_only=True);
 - a backbone's weights (`--weights`): a `.safetensors` file or a state_dict read the same safe way.
 
@@ -25,9 +27,12 @@ from skops import io as skops_io
 from torch import nn
 
 from core.errors import DataError, first_line
-from posters.files import atomic_write
+from posters.files import atomic_write, write_text_atomic
 
-NETWORK_SUFFIX, HEAD_SUFFIX = ".safetensors", ".skops"
+NETWORK_SUFFIX, HEAD_SUFFIX, ENSEMBLE_SUFFIX = ".safetensors", ".skops", ".json"
+MAX_MANIFEST_BYTES, MAX_MEMBERS = 2**20, 20
+# A member is named by its file name alone, inside the manifest's members folder: nothing can point elsewhere.
+_MEMBER_FILE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,200}}({re.escape(NETWORK_SUFFIX)}|{re.escape(HEAD_SUFFIX)})")
 # Types a head file may hold beyond skops' defaults: the project's ML-kNN, and the MLP's optimiser state.
 HEAD_TYPES = ["heads.estimators.MLkNNHead", "heads.estimators.MaskedOneVsRest",
               "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
@@ -50,13 +55,14 @@ class ModelFileError(DataError):
 
 def final_model_path(models_dir: Path | str, dataset: str, suffix: str = HEAD_SUFFIX) -> Path:
     """Where a data set's final model is saved: a head by `make final`, a network by its training command
-    with --final (`suffix` NETWORK_SUFFIX). Its model card is beside it, as .md."""
+    with --final (`suffix` NETWORK_SUFFIX), an ensemble by `make final-ensemble` (ENSEMBLE_SUFFIX). Its model
+    card is beside it, as .md."""
     return Path(models_dir) / f"{dataset}-final{suffix}"
 
 
 def find_final_model(models_dir: Path | str, dataset: str) -> Path | None:
-    """The data set's final model, the last one made when both a head and a network were refit; None if none."""
-    finals = [path for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX)
+    """The data set's final model, the last one made when several kinds were refit; None if none."""
+    finals = [path for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX, ENSEMBLE_SUFFIX)
               if (path := final_model_path(models_dir, dataset, suffix)).is_file()]
     return max(finals, key=lambda path: path.stat().st_mtime) if finals else None
 
@@ -156,6 +162,38 @@ def read_head(path: Path | str) -> tuple[object, dict]:
         raise
     except Exception as e:  # skops raises many kinds for a damaged file; none of them ran code from it
         raise ModelFileError(f"{path}: not a saved head ({first_line(e)})") from None
+
+
+def members_dir(manifest: Path | str) -> Path:
+    """The folder of an ensemble's member files: beside its manifest, named after it."""
+    manifest = Path(manifest)
+    return manifest.parent / f"{manifest.stem}-members"
+
+
+def save_ensemble(path: Path | str, settings: dict) -> None:
+    """An ensemble's manifest: `settings` with "members", each {"file": a name in members_dir(path), ...}."""
+    write_text_atomic(path, json.dumps(settings, indent=1))
+
+
+def read_ensemble(path: Path | str) -> tuple[dict[str, Path], dict]:
+    """({member: its file}, settings) of an ensemble manifest; member names that are not plain file names
+    of a member folder's model files, or a manifest too large to be ours, are refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ModelFileError(f"{path}: over {MAX_MANIFEST_BYTES // 1024} KiB, larger than any ensemble manifest")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        members = settings["members"]
+        files = {name: members_dir(path) / member["file"] for name, member in members.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ModelFileError(f"{path}: not an ensemble manifest ({first_line(e)})") from None
+    if not 0 < len(files) <= MAX_MEMBERS or not all(
+            isinstance(m["file"], str) and _MEMBER_FILE.fullmatch(m["file"]) for m in members.values()):
+        raise ModelFileError(f"{path}: not an ensemble manifest (1 to {MAX_MEMBERS} members, each a model file "
+                             f"named in {members_dir(path).name}/)")
+    return files, settings
 
 
 def save_checkpoint(path: Path | str, checkpoint: dict) -> None:

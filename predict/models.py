@@ -3,7 +3,9 @@
 - a head (`models/<dataset>-<backbone>-<head>.skops`, from `make heads`): the backbone named in
   its fingerprint embeds the posters, then the head scores them;
 - a network (`models/<dataset>-<model>.safetensors`, from `make finetune` / `make cnn`): the
-  fine-tuned CNN or PosterNet, rebuilt from the settings saved beside its weights.
+  fine-tuned CNN or PosterNet, rebuilt from the settings saved beside its weights;
+- an ensemble (`models/<dataset>-final.json`, from `make final-ensemble`): its members, each a head or a
+  network, loaded as above; their probabilities averaged as the evaluated ensemble averaged them.
 Each file also holds the genre vocabulary and the thresholds chosen on validation. modelfiles reads
 them without running code from the file; the settings are checked before anything is built from them.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,13 +24,14 @@ from torch import nn
 from cnn.model import PosterNet
 from core.device import autocast_dtype, choose_device
 from core.progress import progress
+from evaluation.ensemble import MAX_ROUNDS, Combination
 from evaluation.results import read_results
 from extract.backbones import build_backbone, is_backbone_name
 from extract.engines import ENGINES, Embedder, make_embedder
 from extract.features import embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
-from modelfiles import (HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model, load_weights, read_head,
-                        read_network)
+from modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model, load_weights,
+                        read_ensemble, read_head, read_network)
 from posters.images import ImageSpec, SkippingImages, eval_transform, pixels_transform
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
@@ -50,25 +53,49 @@ class Predictor:
     network: nn.Module | None = None  # a network: images -> logits
     head: BaseEstimator | None = None  # or a head, on the embeddings of
     embedder: Embedder | None = None  # its frozen backbone
+    members: dict[str, Predictor] | None = None  # or an ensemble of other predictors,
+    combination: Combination | None = None  # and how it averages them
     batch_size: int = 8
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype | None = None
 
     @property
     def transform(self) -> Callable:
-        """A poster image -> what predict_proba takes: uint8 pixels for a head's Embedder, normalised for a network."""
+        """A poster image -> what predict_proba takes: uint8 pixels for a head's Embedder, normalised for a network,
+        and for an ensemble a tuple of what each member takes."""
+        if self.members is not None:
+            return _EachMember([member.transform for member in self.members.values()])
         if self.head is not None:
             return pixels_transform(self.spec.size)
         return eval_transform(self.spec.size, self.spec.mean, self.spec.std)
 
     @torch.inference_mode()
-    def predict_proba(self, images: torch.Tensor) -> np.ndarray:
+    def predict_proba(self, images: torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:
+        """Probabilities (posters, genres) of a batch of transformed posters (an ensemble: one batch per member)."""
+        if self.members is not None:
+            return self.combination({name: member.predict_proba(batch)
+                                     for (name, member), batch in zip(self.members.items(), images)})
         if self.head is not None:
             return self.head.predict_proba(self.embedder(images))
         images = images.to(self.device, memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             logits = self.network(images)
         return torch.sigmoid(logits.float()).cpu().numpy()
+
+
+class _EachMember:
+    """One poster -> one transformed copy per ensemble member (a class, not a lambda, so loaders can pickle it)."""
+
+    def __init__(self, transforms: list[Callable]):
+        self.transforms = transforms
+
+    def __call__(self, image) -> tuple[torch.Tensor, ...]:
+        return tuple(transform(image) for transform in self.transforms)
+
+
+def rows(batch: torch.Tensor | Sequence[torch.Tensor], keep) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """The rows `keep` of a batch as predict_proba takes it (an ensemble's: of each member's batch)."""
+    return batch[keep] if isinstance(batch, torch.Tensor) else tuple(member[keep] for member in batch)
 
 
 def _check_settings(path: Path, settings: dict) -> None:
@@ -84,8 +111,8 @@ def _check_settings(path: Path, settings: dict) -> None:
             and all(isinstance(t, (int, float)) for t in thresholds), "thresholds")
     batch_size = settings.get("batch_size")
     require(isinstance(batch_size, int) and 0 < batch_size <= MAX_BATCH, "batch_size")
-    if "kind" not in settings:  # a head: the rest is its fingerprint, checked against the backbone
-        return
+    if settings.get("kind") in (None, "ensemble"):  # a head: the rest is its fingerprint, checked against the
+        return  # backbone; an ensemble: its members are models of their own, checked as they load
     spec, build = settings.get("spec") or {}, settings.get("build") or {}
     require(isinstance(spec.get("size"), int) and 16 <= spec["size"] <= MAX_IMAGE_SIZE, "image size")
     require(all(isinstance(spec.get(k), list) and len(spec[k]) == 3 for k in ("mean", "std")), "normalisation")
@@ -99,8 +126,9 @@ def _check_settings(path: Path, settings: dict) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, or --dataset for that data set's best saved model: how predict and serve are told what to load."""
-    parser.add_argument("--model", help="a saved model: models/*.skops (a head) or models/*.safetensors (a network); "
-                        "default: --dataset's final model, else its best by validation mAP")
+    parser.add_argument("--model", help="a saved model: models/*.skops (a head), models/*.safetensors (a network) or "
+                        "models/<dataset>-final.json (an ensemble); default: --dataset's final model, else its best "
+                        "by validation mAP")
     parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
     parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
     parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
@@ -147,6 +175,8 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = "a
     path = Path(path)
     device = choose_device()
     dtype = autocast_dtype(device, precision)
+    if path.suffix == ENSEMBLE_SUFFIX:
+        return _load_ensemble(path, weights, precision, engine)
     if path.suffix == HEAD_SUFFIX:
         head, settings = read_head(path)
         _check_settings(path, settings)
@@ -175,6 +205,28 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = "a
                      dtype=dtype)
 
 
+def _load_ensemble(path: Path, weights: str | None, precision: str, engine: str) -> Predictor:
+    files, settings = read_ensemble(path)
+    _check_settings(path, settings)
+    genres = settings["genres"]
+    members = {name: load_model(file, weights, precision, engine) for name, file in files.items()}
+    if any(member.genres != genres for member in members.values()):
+        raise ModelFileError(f"{path}: its members were trained on other genre lists than the ensemble's")
+    try:
+        combination = Combination.from_dict(settings["combination"])
+        shapes_fit = all(np.isfinite(a).all() and a.shape == (len(genres),) for scale in
+                         (*combination.scales.values(), combination.own) for a in (scale.mean, scale.std))
+        weights_fit = all(isinstance(w, int) and 0 < w <= MAX_ROUNDS for w in combination.weights.values())
+    except (KeyError, TypeError, ValueError, AttributeError):
+        shapes_fit = weights_fit = False
+    if not (shapes_fit and weights_fit and combination.weights.keys() == combination.scales.keys() == files.keys()):
+        raise ModelFileError(f"{path}: not a model this version saved (combination)")
+    first = next(iter(members.values()))
+    return Predictor(path.stem, genres, np.asarray(settings["thresholds"], dtype=np.float64), first.spec,
+                     members=members, combination=combination,
+                     batch_size=min(settings["batch_size"], *(m.batch_size for m in members.values())))
+
+
 def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> tuple[np.ndarray, dict[int, str]]:
     """Probabilities (posters, genres) for the readable posters, and {index: reason} for the others."""
     dataset = SkippingImages(paths, predictor.transform, predictor.spec.size)
@@ -185,7 +237,7 @@ def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> 
             ok = [not reason for reason in reasons]
             errors.update({start + i: reason for i, reason in enumerate(reasons) if reason})
             if any(ok):
-                scores.append(predictor.predict_proba(images[ok]))
+                scores.append(predictor.predict_proba(rows(images, ok)))
             bar.update(len(reasons))
     probabilities = np.concatenate(scores) if scores else np.zeros((0, len(predictor.genres)), np.float32)
     return probabilities, errors

@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from torch.utils.data import default_collate
+
 from core import cli
 from evaluation.metrics import predict_sets
 from explain.gradcam import grad_cam, overlay
@@ -48,12 +50,12 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
     if genre is not None and genre not in predictor.genres:
         return 400, {"error": f"Unknown genre {genre!r}."}
     x = predictor.transform(image)
-    probabilities = predictor.predict_proba(x[None])[0]
+    probabilities = predictor.predict_proba(default_collate([x]))[0]
     chosen = predict_sets(probabilities[None], predictor.thresholds)[0]
     result = {"probabilities": {g: round(float(p), 4) for g, p in zip(predictor.genres, probabilities)},
               "predicted": [g for g, on in zip(predictor.genres, chosen) if on], "heatmap": None,
               "heatmap_genre": None}
-    if predictor.head is None:  # heatmaps need the network's gradients
+    if predictor.network is not None:  # heatmaps need a network's gradients
         shown = genre or predictor.genres[int(probabilities.argmax())]
         cam, _ = grad_cam(predictor.network, x, predictor.genres.index(shown))
         image.thumbnail((400, 400))

@@ -1,15 +1,22 @@
 """make final: the chosen head refit on every labelled poster, its threshold from out-of-fold predictions."""
+import csv
 import json
+import shutil
 
 import numpy as np
+import pytest
 from sklearn.base import clone
 
+import evaluation.ensemble
+from core.errors import DataError
+from evaluation.ensemble import Combination
 from evaluation.metrics import choose_thresholds
 from extract.features import Features
 from heads.estimators import HEADS
-from heads.final import fit_final, out_of_fold_scores
+from heads.final import fit_final, fit_final_ensemble, out_of_fold_scores
 from heads.train import run_heads
-from modelfiles import read_head, read_network
+from modelfiles import ModelFileError, members_dir, read_head, read_network
+from predict.models import load_model, predict_files
 from tests.conftest import run_module
 
 
@@ -76,3 +83,47 @@ def test_a_network_is_refit_on_every_poster_for_the_epochs_validation_chose(trai
                         str(trained / "results"), "--images", str(sample_dir / "images"), "--out",
                         str(tmp_path / "p.csv"))
     assert result.stdout.startswith(f"model: {path} ({dataset}'s final model")
+
+
+def test_the_final_ensemble_refits_its_members_and_predicts_their_average(trained, sample_dir, sample_split, tmp_path,
+                                                                          monkeypatch):
+    root = tmp_path / "run"
+    shutil.copytree(trained, root)
+    dataset = next((root / "results").iterdir()).name
+    features = root / "features" / f"{dataset}-efficientnet_lite0.h5"
+    dirs = ["--results-dir", str(root / "results"), "--models-dir", str(root / "models")]
+    run_module("extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", "efficientnet_lite0",
+               "--out", str(features))
+    run_module("heads", "--features", str(features), "--heads", "logistic", *dirs)
+    network = next((root / "results" / dataset).glob("cnn-*.json")).stem
+    weights = {"efficientnet_lite0-logistic": 2, network: 1}
+    monkeypatch.setattr(evaluation.ensemble, "select", lambda y_val, scores: weights)  # both, whatever validation says
+    evaluation.ensemble.ensemble(root / "results", dataset)
+
+    with pytest.raises(DataError, match=f"networks {network} are not refit yet"):
+        fit_final_ensemble(features, root / "results", root / "models")
+    run_module("cnn", "--data", str(sample_dir), "--split", str(sample_split), "--widths", "4,8,8,8", "--batch-size",
+               "16", "--workers", "0", "--epochs", "2", "--final", "--runs-dir", str(root / "runs"), *dirs)
+    path = fit_final_ensemble(features, root / "results", root / "models")
+
+    assert path == root / "models" / f"{dataset}-final.json"
+    head, head_settings = read_head(members_dir(path) / "efficientnet_lite0-logistic.skops")
+    assert head_settings["final"]["posters"] == 64  # every labelled poster of the sample
+    assert "| efficientnet_lite0-logistic | 2 | refit here on 64 posters |" in path.with_suffix(".md").read_text()
+    predicted = run_module("predict", "--dataset", dataset, *dirs, "--images", str(sample_dir / "images"),
+                           "--out", str(tmp_path / "p.csv"))
+    assert predicted.stdout.startswith(f"model: {path} ({dataset}'s final model")
+    images = sorted((sample_dir / "images").iterdir())
+    members = {name: predict_files(load_model(members_dir(path) / f"{name}{suffix}"), images)[0]
+               for name, suffix in (("efficientnet_lite0-logistic", ".skops"), (network, ".safetensors"))}
+    combination = Combination.from_dict(json.loads(path.read_text())["combination"])
+    with open(tmp_path / "p.csv") as f:
+        written = np.array([[float(p) for p in row[2:]] for row in list(csv.reader(f))[1:]])
+    np.testing.assert_allclose(written, combination(members), rtol=1e-5, atol=1e-7)
+
+    hostile = root / "models" / "hostile.json"
+    manifest = json.loads(path.read_text())
+    manifest["members"][network]["file"] = f"../{dataset}-final.safetensors"  # a file outside the members folder
+    hostile.write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="each a model file named in hostile-members/"):
+        load_model(hostile)

@@ -138,7 +138,8 @@ def _train_final(args: argparse.Namespace, cfg: TrainConfig, name: str, kind: st
     load_weights(model, read_checkpoint(run_dir / LAST)["model"], run_dir / LAST)
     path = final_model_path(args.models_dir, split.dataset, NETWORK_SUFFIX)
     save_network(path, model, {"kind": kind, "build": build_settings, "genres": split.genres, "spec": asdict(spec),
-                               "thresholds": evaluated["thresholds"]["values"], "batch_size": cfg.batch_size})
+                               "thresholds": evaluated["thresholds"]["values"], "batch_size": cfg.batch_size,
+                               "final": {"source": name, "epochs": epochs, "posters": len(everything.labels)}})
     card = [f"# {split.dataset}: final model", "",
             f"`{path.name}`: `{name}` trained again on all {len(everything.labels)} labelled posters of "
             f"`{args.data}` for {epochs} epochs, the epoch its validation mAP peaked at when trained on the training "
