@@ -46,7 +46,8 @@ FINETUNE = {"backbone": "efficientnet_lite0", "freeze": "stage4", "image_size": 
             "epochs": {"anime-posters": 6, "anilist-covers": 6, "movie-posters": 3}}
 # Fine-tuning on cached activations (training/cached.py) at the backbone's own 224 px, for FINETUNE's epochs, with
 # as many views as keep its wall time near FINETUNE's (measured on anime posters: 201 s against 215 s); validation
-# then says which of the two the ensemble takes. Frozen up to stage5, which beat stage6 on validation (docs/ablations.md).
+# then says which of the two the ensemble takes. Frozen up to stage5, which beat stage6 on validation
+# (docs/ablations.md).
 CACHED_FINETUNE = {"backbone": "efficientnet_lite0", "freeze": "stage5",
                    "views": {"anime-posters": 2, "anilist-covers": 2, "movie-posters": 1}}
 CNN_EPOCHS = {"anime-posters": 8, "anilist-covers": 8, "movie-posters": 4}

@@ -2,9 +2,12 @@
 the evaluated model's figures with their intervals, and the genres with their limits."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from evaluation.compare import interval
+from posters.files import write_text_atomic
 
 RARE = 20  # genres with fewer labelled posters than this are named in the card's limits
 
@@ -44,3 +47,14 @@ def genres_lines(genres: list[str], counts: np.ndarray) -> list[str]:
              if rare else f"Every genre has at least {RARE} posters."), "",
             "Genres outside this list are never predicted. The model knows only what a poster looks like; "
             "posters unlike these (another style, era or source) may score worse than the figures above.", ""]
+
+
+def write_refit_card(model: Path, intro: list[str], thresholds_note: str, evaluated: dict, labels: np.ndarray,
+                     train_posters: int, genres: list[str]) -> Path:
+    """The card of a model refit with the thresholds its evaluation chose (a network's --final, an ensemble's):
+    `intro`, where its thresholds come from, the evaluated figures and the genres. Written beside `model`."""
+    thresholds = thresholds_text(evaluated["thresholds"]["values"])
+    lines = [*intro, "", "## Thresholds", "", f"{thresholds_note}: {thresholds}.",
+             "", *figures_lines(evaluated, len(labels), train_posters), *genres_lines(genres, labels.sum(axis=0))]
+    write_text_atomic(model.with_suffix(".md"), "\n".join(lines))
+    return model.with_suffix(".md")

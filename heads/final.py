@@ -28,7 +28,7 @@ from sklearn.metrics import f1_score
 from core import cli
 from core.errors import DataError
 from core.progress import progress
-from evaluation.card import figures_lines, genres_lines, thresholds_text
+from evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
 from evaluation.compare import picked
 from evaluation.metrics import choose_thresholds, macro_map, predict_sets
 from evaluation.results import read_results
@@ -194,22 +194,19 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
                          "batch_size": int(features.attrs["batch_size"]), "members": members,
                          "combination": evaluated["combination"], "final": {"source": "ensemble",
                                                                            "posters": len(features.Y)}})
-    card = [f"# {dataset}: final model", "",
-            f"`{path.name}`: the ensemble that validation mAP picked among this data set's models "
-            f"({evaluated['val']['overall']['mAP_macro']:.3f}), each member refit on all {len(features.Y)} labelled "
-            f"posters of `{features.attrs['data']}` (the files in `{folder.name}/`), averaged with the evaluated "
-            f"ensemble's weights and per-genre scales. Reproduce: `make final-ensemble DATA={features.attrs['data']}` "
-            f"after `make ensemble` (and, for each network member, its training command with `TRAIN_ARGS=--final`).",
-            "", "| member | weight | refit |", "|---|---|---|",
-            *(f"| {name} | {weight} | {how[name]} |" for name, weight in evaluated["members"].items()), "",
-            "## Thresholds", "",
-            f"Those the evaluated ensemble chose on its validation part, which none of its members was fitted on: "
-            f"{thresholds_text(evaluated['thresholds']['values'])}. The scales that put the members on one footing "
-            f"are the evaluated members' too, taken on validation; members fitted on more posters may be a little "
-            f"more confident than those scales assume.", "",
-            *figures_lines(evaluated, len(features.Y), int((features.parts == "train").sum())),
-            *genres_lines(features.genres, features.Y.sum(axis=0))]
-    write_text_atomic(path.with_suffix(".md"), "\n".join(card))
+    write_refit_card(path, [
+        f"# {dataset}: final model", "",
+        f"`{path.name}`: the ensemble that validation mAP picked among this data set's models "
+        f"({evaluated['val']['overall']['mAP_macro']:.3f}), each member refit on all {len(features.Y)} labelled "
+        f"posters of `{features.attrs['data']}` (the files in `{folder.name}/`), averaged with the evaluated "
+        f"ensemble's weights and per-genre scales. Reproduce: `make final-ensemble DATA={features.attrs['data']}` "
+        f"after `make ensemble` (and, for each network member, its training command with `TRAIN_ARGS=--final`).",
+        "", "| member | weight | refit |", "|---|---|---|",
+        *(f"| {name} | {weight} | {how[name]} |" for name, weight in evaluated["members"].items()), "",
+        "The scales that put the members on one footing are the evaluated members', taken on validation; members "
+        "fitted on more posters may be a little more confident than those scales assume."],
+        "Those the evaluated ensemble chose on its validation part, which none of its members was fitted on",
+        evaluated, features.Y, int((features.parts == "train").sum()), features.genres)
     print(f"{path}: the ensemble of {', '.join(evaluated['members'])}, refit on all {len(features.Y)} labelled "
           f"posters; model card {path.with_suffix('.md')}")
     return path

@@ -56,7 +56,8 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     assert "| anime-posters | trained with anilist-covers too: 700 posters added (200 left out" in text
     assert re.search(r"\| anime-posters \| fine-tuning on cached activations: 224 px, frozen up to stage5, 2 views, "
                      r"6 epochs \(best 5\), against on images: 160 px, frozen up to stage4, 6 epochs \| val mAP "
-                     r"[.0-9]+, test mAP [.0-9]+, 300 s \| val mAP [.0-9]+, test mAP [.0-9]+, 290 s \| (yes|no) \|", text)
+                     r"[.0-9]+, test mAP [.0-9]+, 300 s \| val mAP [.0-9]+, test mAP [.0-9]+, 290 s \| (yes|no) \|",
+                     text)
     assert "| anime-posters | ensemble (" in text and "vs the best single model" in text
     assert "per-genre thresholds vs one global threshold (ensemble)" in text
     assert "| 60.0 | 20.0 | 3.00x |" in text and "| 60.0 | 100.0 | 0.60 |" in text

@@ -14,12 +14,11 @@ from torch import nn
 from core.cli import add_settings, settings_from
 from core.device import autocast_dtype, choose_device, setup_distributed
 from core.errors import DataError
-from evaluation.card import figures_lines, genres_lines, thresholds_text
+from evaluation.card import write_refit_card
 from evaluation.metrics import evaluate
 from evaluation.results import result_path, write_result, write_scores
 from modelfiles import NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network, save_network
 from posters.data import read_posters, read_titles
-from posters.files import write_text_atomic
 from posters.images import ImageSpec, PosterImages, eval_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
 from posters.union import added_posters, describe
@@ -140,16 +139,13 @@ def _train_final(args: argparse.Namespace, cfg: TrainConfig, name: str, kind: st
     save_network(path, model, {"kind": kind, "build": build_settings, "genres": split.genres, "spec": asdict(spec),
                                "thresholds": evaluated["thresholds"]["values"], "batch_size": cfg.batch_size,
                                "final": {"source": name, "epochs": epochs, "posters": len(everything.labels)}})
-    card = [f"# {split.dataset}: final model", "",
-            f"`{path.name}`: `{name}` trained again on all {len(everything.labels)} labelled posters of "
-            f"`{args.data}` for {epochs} epochs, the epoch its validation mAP peaked at when trained on the training "
-            f"part. Reproduce: the run's own command with `--final` (`TRAIN_ARGS=--final`).", "",
-            "## Thresholds", "",
-            f"Those the evaluated run chose on its validation part, which it was not fitted on: "
-            f"{thresholds_text(evaluated['thresholds']['values'])}.", "",
-            *figures_lines(evaluated, len(everything.labels), len(parts["train"].labels)),
-            *genres_lines(split.genres, everything.labels.sum(axis=0))]
-    write_text_atomic(path.with_suffix(".md"), "\n".join(card))
+    write_refit_card(path, [
+        f"# {split.dataset}: final model", "",
+        f"`{path.name}`: `{name}` trained again on all {len(everything.labels)} labelled posters of `{args.data}` for "
+        f"{epochs} epochs, the epoch its validation mAP peaked at when trained on the training part. Reproduce: the "
+        f"run's own command with `--final` (`TRAIN_ARGS=--final`)."],
+        "Those the evaluated run chose on its validation part, which it was not fitted on", evaluated,
+        everything.labels, len(parts["train"].labels), split.genres)
     print(f"{path}: {name} trained on all {len(everything.labels)} labelled posters for {epochs} epochs; "
           f"model card {path.with_suffix('.md')}")
     return evaluated
