@@ -242,7 +242,8 @@ def _ablations(results_dir: Path, dataset: str, models: list[dict], picked: dict
         (on_images, on_cache), config = (finetuned[cached] for cached in (False, True)), finetuned[True]["config"]
         kept = on_cache["val"]["overall"]["mAP_macro"] > on_images["val"]["overall"]["mAP_macro"]
         rows.append(f"| {dataset} | fine-tuning on cached activations: {on_cache['image_size']} px, frozen up to "
-                    f"{on_cache['freeze']}, {config['cached_views']} views, {config['epochs']} epochs (best "
+                    f"{on_cache['freeze']}, {config['cached_views']} view{'s' if config['cached_views'] > 1 else ''}, "
+                    f"{config['epochs']} epochs (best "
                     f"{on_cache['best_epoch']}), against on images: {on_images['image_size']} px, frozen up to "
                     f"{on_images['freeze']}, {on_images['config']['epochs']} epochs | {_maps(on_images)}, "
                     f"{walls[on_images['model']]:.0f} s | {_maps(on_cache)}, {walls[on_cache['model']]:.0f} s | "
@@ -298,7 +299,9 @@ def _preamble(command: str, total: float) -> list[str]:
             f"validation mAP over its grid. Fine-tuning: `{FINETUNE['backbone']}`, frozen up to "
             f"`{FINETUNE['freeze']}`, "
             f"{FINETUNE['image_size']}x{FINETUNE['image_size']} input, `light` augmentation, epochs "
-            f"{FINETUNE['epochs']}. PosterNet: 160x160 from scratch, `strong` augmentation, epochs {CNN_EPOCHS}. "
+            f"{FINETUNE['epochs']}; and on cached activations (`--cached-views`), frozen up to "
+            f"`{CACHED_FINETUNE['freeze']}`, 224x224 input, the same epochs, views {CACHED_FINETUNE['views']}. "
+            f"PosterNet: 160x160 from scratch, `strong` augmentation, epochs {CNN_EPOCHS}. "
             "Ensemble: the rows above averaged (logits standardised per genre), members added greedily while "
             "validation mAP rises. Wall time is each row's own step: heads include the shared feature "
             "extraction, the ensemble its members' time; posters/s is the data set's posters over that time.", "",
