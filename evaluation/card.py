@@ -52,9 +52,10 @@ def genres_lines(genres: list[str], counts: np.ndarray) -> list[str]:
 def write_refit_card(model: Path, intro: list[str], thresholds_note: str, evaluated: dict, labels: np.ndarray,
                      train_posters: int, genres: list[str]) -> Path:
     """The card of a model refit with the thresholds its evaluation chose (a network's --final, an ensemble's):
-    `intro`, where its thresholds come from, the evaluated figures and the genres. Written beside `model`."""
+    `intro`, where its thresholds come from, the evaluated figures and the genres (`labels`: 1 for a genre,
+    0 or -1 for none or unknown). Written beside `model`."""
     thresholds = thresholds_text(evaluated["thresholds"]["values"])
-    lines = [*intro, "", "## Thresholds", "", f"{thresholds_note}: {thresholds}.",
-             "", *figures_lines(evaluated, len(labels), train_posters), *genres_lines(genres, labels.sum(axis=0))]
+    lines = [*intro, "", "## Thresholds", "", f"{thresholds_note}: {thresholds}.", "",
+             *figures_lines(evaluated, len(labels), train_posters), *genres_lines(genres, (labels == 1).sum(axis=0))]
     write_text_atomic(model.with_suffix(".md"), "\n".join(lines))
     return model.with_suffix(".md")

@@ -11,7 +11,7 @@ import evaluation.ensemble
 from core.errors import DataError
 from evaluation.ensemble import Combination
 from evaluation.metrics import choose_thresholds
-from extract.features import Features
+from extract.features import Features, load_features
 from heads.estimators import HEADS
 from heads.final import fit_final, fit_final_ensemble, out_of_fold_scores
 from heads.train import run_heads
@@ -94,7 +94,7 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     dirs = ["--results-dir", str(root / "results"), "--models-dir", str(root / "models")]
     run_module("extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", "efficientnet_lite0",
                "--out", str(features))
-    run_module("heads", "--features", str(features), "--heads", "logistic", *dirs)
+    run_heads(load_features(features), ["logistic"], root / "models", root / "results")
     network = next((root / "results" / dataset).glob("cnn-*.json")).stem
     weights = {"efficientnet_lite0-logistic": 2, network: 1}
     monkeypatch.setattr(evaluation.ensemble, "select", lambda y_val, scores: weights)  # both, whatever validation says

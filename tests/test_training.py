@@ -15,6 +15,7 @@ from torch import nn
 from core.errors import DataError
 from extract.backbones import TF_MEAN, TF_STD, build_backbone
 from finetune.model import FineTuned
+from modelfiles import read_network
 from posters.data import read_posters
 from posters.decode import load_image
 from posters.images import eval_transform, train_transform
@@ -176,6 +177,15 @@ def test_fine_tuning_with_another_data_sets_posters(sample_dir, sample_split, tm
                                   "--mixup", "0.2"), check=False)
     assert refused.returncode != 0 and "--union-data trains with the BCE loss" in refused.stderr
 
+    # the final model holds no poster out, so it learns from every one of the other set's, twins included
+    run_module(*cnn_cli(sample_dir, sample_split, tmp_path, "--epochs", "1", "--union-data", str(other), "--final"))
+    final = tmp_path / "models" / f"{Split.load(sample_split).dataset}-final.safetensors"
+    posters = sum(len(ids) for ids in Split.load(sample_split).parts.values())
+    assert read_network(final)[1]["final"] == {"source": "cnn-posternet-4-8-8-8-union-other", "epochs": 1,
+                                               "posters": posters + 24}
+    card = final.with_suffix(".md").read_text()
+    assert f"all {posters} labelled posters of `{sample_dir}` and all 24 of other" in card
+
 
 def test_mixup_blends_posters_and_their_genres_alike():
     torch.manual_seed(0)
@@ -262,10 +272,6 @@ def test_the_activation_cache_is_seeded_per_view_and_resumes(sample_dir, sample_
     assert computed == ["caching train view 2"] and torch.equal(again, more)  # each view has its own seed
     cache(2, seed=1)
     assert len(computed) == 3  # another seed: another cache
-
-
-def test_cached_views_need_frozen_stages(sample_dir, sample_split, tmp_path):
-    refused = run_module("finetune", "--data", str(sample_dir), "--split", str(sample_split), "--backbone",
-                         "efficientnet_lite0", "--freeze", "none", "--image-size", "64", "--cached-views", "2",
-                         "--runs-dir", str(tmp_path / "runs"), check=False)
-    assert refused.returncode != 0 and "--cached-views needs frozen stages" in refused.stderr
+    with pytest.raises(DataError, match="--cached-views needs frozen stages"):
+        cached.cached_inputs(FineTuned(build_backbone("efficientnet_lite0", "random"), 1, "none"), train, val,
+                             *transforms, 2, 0, tmp_path, 16, 0, torch.device("cpu"))

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
 
 def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, list[str]], dict | None]:
     """The split, each part's images and labels, each part's poster ids, and with --union-data, what the
-    other data set added to the training part."""
+    other data set added to the training part: its posters sharing no title with a validation or test
+    poster, or with --final (no poster held out), all of them."""
     split = Split.load(args.split)
     posters_by_part = split_posters(read_posters(args.data), split)
     parts = {name: Part([p.image for p in posters], label_matrix([p.genres for p in posters], split.genres))
@@ -53,9 +54,11 @@ def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, 
         return split, parts, ids, None
     other = read_posters(args.union_data)
     other_genres = sorted(other.genre_counts())
+    # With --final no poster is held out, so no added poster is left out as the twin of one.
+    parts_of = ["train" if args.final else part for part in PARTS for _ in ids[part]]
     keep, labels, report = added_posters(
-        [pid for part in PARTS for pid in ids[part]], [part for part in PARTS for _ in ids[part]], split.genres,
-        [p.id for p in other.posters], label_matrix([p.genres for p in other.posters], other_genres), other_genres,
+        [pid for part in PARTS for pid in ids[part]], parts_of, split.genres, [p.id for p in other.posters],
+        label_matrix([p.genres for p in other.posters], other_genres), other_genres,
         read_titles(args.data), read_titles(args.union_data), other.name)
     added = [p.image for p, kept in zip(other.posters, keep) if kept]
     parts["train"] = Part(parts["train"].paths + added, np.vstack([parts["train"].labels.astype(np.int8), labels]))
@@ -70,8 +73,8 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     The best epoch is saved with `build_settings` (what predict.models.NETWORKS[kind] rebuilds it from).
     """
     cfg = settings_from(args, TrainConfig)
-    if args.union_data and (cfg.loss != "bce" or cfg.mixup or args.final):
-        raise DataError("--union-data trains with the BCE loss, without mixup and not with --final (yet): "
+    if args.union_data and (cfg.loss != "bce" or cfg.mixup):
+        raise DataError("--union-data trains with the BCE loss and without mixup: "
                         "the genres another data set does not label are left out of the loss")
     split, parts, ids, union = _parts(args)
     name += f"-union-{union['dataset']}" if union else ""
@@ -80,7 +83,7 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     torch.manual_seed(cfg.seed)  # the new layers' initial weights: the same seed gives the same model
     model, groups = build(len(split.genres))
     if args.final:
-        return _train_final(args, cfg, name, kind, model, groups, build_settings, spec, split, parts)
+        return _train_final(args, cfg, name, kind, model, groups, build_settings, spec, split, parts, union)
     if args.test_only:
         state = load_checkpoint(run_dir / LAST, model)["state"]
     else:
@@ -116,10 +119,11 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
 
 
 def _train_final(args: argparse.Namespace, cfg: TrainConfig, name: str, kind: str, model: nn.Module, groups: dict,
-                 build_settings: dict, spec: ImageSpec, split: Split, parts: dict[str, Part]) -> dict | None:
-    """Run `name` again on every labelled poster for the epoch count its validation chose, and save the last
-    epoch as the data set's final model, with the evaluated run's thresholds (chosen on posters it was not
-    fitted on) and a model card."""
+                 build_settings: dict, spec: ImageSpec, split: Split, parts: dict[str, Part],
+                 union: dict | None) -> dict | None:
+    """Run `name` again on every labelled poster (and every poster `union` added) for the epoch count its
+    validation chose, and save the last epoch as the data set's final model, with the evaluated run's
+    thresholds (chosen on posters it was not fitted on) and a model card."""
     evaluated_path = result_path(args.results_dir, split.dataset, name)
     if not evaluated_path.is_file():
         raise DataError(f"{evaluated_path} not found: --final refits an evaluated run, so run the same command "
@@ -139,11 +143,13 @@ def _train_final(args: argparse.Namespace, cfg: TrainConfig, name: str, kind: st
     save_network(path, model, {"kind": kind, "build": build_settings, "genres": split.genres, "spec": asdict(spec),
                                "thresholds": evaluated["thresholds"]["values"], "batch_size": cfg.batch_size,
                                "final": {"source": name, "epochs": epochs, "posters": len(everything.labels)}})
+    own = len(everything.labels) - (union["added"] if union else 0)
+    also = f" and all {union['added']} of {union['dataset']} (`--union-data`)" if union else ""
     write_refit_card(path, [
         f"# {split.dataset}: final model", "",
-        f"`{path.name}`: `{name}` trained again on all {len(everything.labels)} labelled posters of `{args.data}` for "
-        f"{epochs} epochs, the epoch its validation mAP peaked at when trained on the training part. Reproduce: the "
-        f"run's own command with `--final` (`TRAIN_ARGS=--final`)."],
+        f"`{path.name}`: `{name}` trained again on all {own} labelled posters of `{args.data}`{also} for {epochs} "
+        f"epochs, the epoch its validation mAP peaked at when trained on the training part. Reproduce: the run's "
+        f"own command with `--final` (`TRAIN_ARGS=--final`)."],
         "Those the evaluated run chose on its validation part, which it was not fitted on", evaluated,
         everything.labels, len(parts["train"].labels), split.genres)
     print(f"{path}: {name} trained on all {len(everything.labels)} labelled posters for {epochs} epochs; "
