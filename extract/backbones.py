@@ -156,12 +156,14 @@ TIMM_PREFIX = "timm:"
 _TIMM_NAME = re.compile(r"timm:[a-z0-9_]+(\.[a-z0-9_]+)?")
 
 
-def _state_sha256(model: nn.Module) -> str:
-    """A digest of the weights themselves, for weights that timm downloaded to a cache of its own."""
+def state_sha256(*modules: nn.Module) -> str:
+    """A digest of the modules' weights themselves: for weights that timm downloaded to a cache of its own, and
+    for the frozen stages an activation cache was computed with."""
     digest = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for module in modules:
+        for key, tensor in module.state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -185,7 +187,7 @@ def _timm(name: str, weights: str | None) -> Backbone:
         _load_state_dict(model, weights, name, drop_prefixes=(f"{classifier}.",) if classifier else ())
         sha, source = file_sha256(weights), str(weights)
     else:
-        sha, source = _state_sha256(model), f"timm pretrained: {model.pretrained_cfg.get('hf_hub_id') or model_name}"
+        sha, source = state_sha256(model), f"timm pretrained: {model.pretrained_cfg.get('hf_hub_id') or model_name}"
     config = model.pretrained_cfg
     size = config["input_size"][-1]
     return Backbone(name, model, _output_dim(model, size), size, tuple(config["mean"]), tuple(config["std"]), sha,

@@ -71,7 +71,7 @@ def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed
     scores = np.zeros(Y.shape, np.float64)
     for held in progress(stratified_folds(Y, (1 / folds,) * folds, seed), desc="out-of-fold", unit="fold"):
         rest = np.setdiff1d(np.arange(len(Y)), held)
-        X_fit, Y_fit = plus_added(X[rest], Y[rest], added, np.isin(np.arange(len(Y)), held))
+        X_fit, Y_fit, _ = plus_added(X[rest], Y[rest], added, np.isin(np.arange(len(Y)), held))
         scores[held] = fit_quietly(estimator, X_fit, Y_fit).predict_proba(X[held])
     return scores
 
@@ -167,11 +167,19 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
     folder = members_dir(path)
     folder.mkdir(parents=True, exist_ok=True)
     keep_refit_network(models_dir, dataset)
+    loaded = {features_path: features}  # members on the same backbone share its feature file
+
+    def features_of(backbone: str) -> Features:
+        path = features_path.with_name(f"{dataset}-{file_name(backbone)}.h5")
+        if path not in loaded:
+            loaded[path] = load_features(path)
+        return loaded[path]
+
     files, how, missing = {}, {}, []
     for name in evaluated["members"]:
         source = results[name]
         if source["kind"] == "head":
-            member_features = load_features(features_path.with_name(f"{dataset}-{file_name(source['backbone'])}.h5"))
+            member_features = features_of(source["backbone"])
             union = (Union.with_file(member_features, features_path.with_name(
                 f"{source['union']['dataset']}-{file_name(source['backbone'])}.h5")) if "union" in source else None)
             model, Y, report = refit(source, member_features, union)

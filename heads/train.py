@@ -60,7 +60,7 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
             for held in stratified_folds(Y, (1 / folds,) * folds, seed + repeat):
                 rest = np.setdiff1d(np.arange(len(Y)), held)
                 fit, val = (rest[part] for part in stratified_folds(Y[rest], inner, seed + repeat))
-                X_fit, Y_fit = plus_added(X[fit], Y[fit], added, ~np.isin(np.arange(len(Y)), fit))
+                X_fit, Y_fit, _ = plus_added(X[fit], Y[fit], added, ~np.isin(np.arange(len(Y)), fit))
                 model, _, _ = tune(estimator, grid, X_fit, Y_fit, X[val], Y[val])
                 thresholds = choose_thresholds(Y[val], model.predict_proba(X[val]))
                 scores = model.predict_proba(X[held])

@@ -15,12 +15,14 @@ from posters.union import added_posters
 Added = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict]]
 
 
-def plus_added(X: np.ndarray, Y: np.ndarray, added: Added | None, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows X, Y to fit on, followed by the posters `added(held)` gives (none without `added`)."""
+def plus_added(X: np.ndarray, Y: np.ndarray, added: Added | None,
+               held: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """The rows X, Y to fit on, followed by the posters `added(held)` gives (none without `added`), and what
+    was added."""
     if added is None:
-        return X, Y
-    X_added, Y_added, _ = added(held)
-    return np.vstack([X, X_added]), np.vstack([Y.astype(np.int8), Y_added])
+        return X, Y, None
+    X_added, Y_added, report = added(held)
+    return np.vstack([X, X_added]), np.vstack([Y.astype(np.int8), Y_added]), report
 
 
 @dataclass
@@ -55,11 +57,8 @@ class Union:
 
     def everything(self) -> tuple[np.ndarray, np.ndarray, dict]:
         """Every labelled poster of the target plus every source poster: what a final model learns from."""
-        X_added, Y_added, report = self.added(np.zeros(len(self.target.ids), dtype=bool))
-        return np.vstack([self.target.X, X_added]), np.vstack([self.target.Y.astype(np.int8), Y_added]), report
+        return plus_added(self.target.X, self.target.Y, self.added, np.zeros(len(self.target.ids), dtype=bool))
 
     def training_set(self) -> tuple[np.ndarray, np.ndarray, dict]:
         """The split's training part plus the added posters: (X, Y, what was done)."""
-        X_added, Y_added, report = self.added(self.target.parts != "train")
-        X_train, Y_train = self.target.part("train")
-        return np.vstack([X_train, X_added]), np.vstack([Y_train.astype(np.int8), Y_added]), report
+        return plus_added(*self.target.part("train"), self.added, self.target.parts != "train")

@@ -10,7 +10,6 @@ backwards. The saved network is the whole model, used like any other.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -22,6 +21,7 @@ from torch import nn
 
 from core.errors import DataError
 from core.progress import progress
+from extract.backbones import state_sha256
 from posters.images import PosterImages
 
 if TYPE_CHECKING:
@@ -87,14 +87,6 @@ class CachedViews(torch.utils.data.Dataset):
         return self.views[view, i].float(), self.labels[i]
 
 
-def _frozen_digest(frozen: list[nn.Module]) -> str:
-    digest = hashlib.sha256()
-    for module in frozen:
-        for tensor in module.state_dict().values():
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _embed(model: nn.Module, boundary: nn.Module, dataset: PosterImages, out: h5py.Dataset, view: int,
            batch_size: int, workers: int, device: torch.device, desc: str) -> None:
     """Write the activations of every poster of `dataset` to out[view], in order."""
@@ -108,14 +100,17 @@ def _embed(model: nn.Module, boundary: nn.Module, dataset: PosterImages, out: h5
             start += len(batch)
 
 
-def _check_replay(model: nn.Module, boundary: nn.Module, images: torch.Tensor) -> None:
-    """Refuse a backbone whose top does not run from the boundary's input alone (a skip across it, say)."""
+def _checked_activations(model: nn.Module, boundary: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The activations of `images`; a backbone whose top does not run from them alone (a skip across the
+    boundary, say) is refused."""
     with torch.inference_mode():
         whole = model(images)
-        replayed = FromActivations(model, boundary)(activations(model, boundary, images))
+        cached = activations(model, boundary, images)
+        replayed = FromActivations(model, boundary)(cached)
     if not torch.allclose(whole, replayed, atol=1e-4, rtol=1e-4):
         raise DataError("--cached-views: this backbone's trainable stages do not run from the frozen stages' output "
                         "alone; fine-tune it without --cached-views")
+    return cached
 
 
 def _open(path: Path, key: str, shapes: dict[str, tuple[int, ...]]) -> h5py.File:
@@ -147,10 +142,9 @@ def cached_inputs(model: nn.Module, train: Part, val: Part, train_tf: Callable, 
     model.eval()
     sample = PosterImages(train.paths[:2], eval_tf)
     images = torch.stack([sample[i][0] for i in range(len(sample))]).to(device, memory_format=torch.channels_last)
-    _check_replay(model, boundary, images)
-    shape = tuple(activations(model, boundary, images).shape[1:])
+    shape = tuple(_checked_activations(model, boundary, images).shape[1:])
     key = json.dumps({"seed": seed, "train": [str(p) for p in train.paths], "val": [str(p) for p in val.paths],
-                      "train_tf": repr(train_tf), "eval_tf": repr(eval_tf), "frozen": _frozen_digest(model.frozen)})
+                      "train_tf": repr(train_tf), "eval_tf": repr(eval_tf), "frozen": state_sha256(*model.frozen)})
     with _open(run_dir / CACHE, key, {"val": (1, len(val.paths), *shape),
                                       "train": (views, len(train.paths), *shape)}) as cache:
         if cache["train"].shape[0] < views:  # more views than before: the first ones stay valid
