@@ -115,10 +115,14 @@ def run_dataset(steps: Steps, data: Path, work: Path) -> None:
     size, cached = FINETUNE["image_size"], CACHED_FINETUNE
     for seed in SEEDS[name]:
         suffix, seeded = (f"-seed{seed}" if seed else ""), ["--seed", str(seed), *dirs]
+        on_images = ["finetune", "--data", str(data), "--split", str(split), "--backbone", FINETUNE["backbone"],
+                     "--freeze", FINETUNE["freeze"], "--image-size", str(size),
+                     "--epochs", str(FINETUNE["epochs"][name]), *seeded]
         networks[f"finetune-{FINETUNE['backbone']}-freeze-{FINETUNE['freeze']}-{size}px{suffix}"] = [
-            f"{name} finetune{suffix}", "finetune", "--data", str(data), "--split", str(split), "--backbone",
-            FINETUNE["backbone"], "--freeze", FINETUNE["freeze"], "--image-size", str(size),
-            "--epochs", str(FINETUNE["epochs"][name]), *seeded]
+            f"{name} finetune{suffix}", *on_images]
+        if other:  # on images, the other set's posters helped on validation (docs/ablations.md)
+            networks[f"finetune-{FINETUNE['backbone']}-freeze-{FINETUNE['freeze']}-{size}px-union-{other}{suffix}"] = [
+                f"{name} finetune union{suffix}", *on_images, "--union-data", str(data.parent / other)]
         networks[f"finetune-{cached['backbone']}-freeze-{cached['freeze']}-cached{cached['views'][name]}{suffix}"] = [
             f"{name} finetune cached{suffix}", "finetune", "--data", str(data), "--split", str(split), "--backbone",
             cached["backbone"], "--freeze", cached["freeze"], "--cached-views", str(cached["views"][name]),
@@ -222,24 +226,27 @@ def _ablations(results_dir: Path, dataset: str, models: list[dict], picked: dict
                 if r["kind"] == "head" and r["head"] == "logistic" and "union" not in r}
     without, with_ = (logistic.get(b) for b in BACKBONE_CHOICES)
     rows = []
+    finetuned = {(bool(r["config"].get("cached_views")), "union" in r): r for r in models
+                 if r["kind"] == "finetune" and not r["config"].get("seed")}
     for union in (r for r in models if "union" in r):
-        alone, added = logistic[union["backbone"]], union["union"]
+        alone = logistic[union["backbone"]] if union["kind"] == "head" else finetuned[False, False]
+        added = union["union"]
         judged_by = "cv" if "cv" in union and "cv" in alone else "val"  # cross-validation, when both have it
         kept = _judged(union, judged_by) > _judged(alone, judged_by)
         rows.append(f"| {dataset} | trained with {added['dataset']} too: {added['added']} posters added "
                     f"({added['left_out']} left out, sharing a title with a validation or test poster; "
                     f"{added['matched']} matched in all), genres not labelled there "
-                    f"({', '.join(added['masked']) or 'none'}) unknown; logistic head, judged by "
+                    f"({', '.join(added['masked']) or 'none'}) unknown; "
+                    f"{'logistic head' if union['kind'] == 'head' else 'fine-tuning on images'}, judged by "
                     f"{'cross-validated' if judged_by == 'cv' else 'validation'} mAP | {_maps(alone)} | "
                     f"{_maps(union)} | {'yes' if kept else 'no'} |")
     if without and with_:
         kept = with_["val"]["overall"]["mAP_macro"] > without["val"]["overall"]["mAP_macro"]
         rows.append(f"| {dataset} | `{BACKBONE_CHOICES[1]}` features instead of `{BACKBONE}`, logistic head; the "
                     f"kept ones feed every head | {_maps(without)} | {_maps(with_)} | {'yes' if kept else 'no'} |")
-    finetuned = {bool(r["config"].get("cached_views")): r for r in models
-                 if r["kind"] == "finetune" and not r["config"].get("seed") and "union" not in r}
-    if len(finetuned) == 2:
-        (on_images, on_cache), config = (finetuned[cached] for cached in (False, True)), finetuned[True]["config"]
+    if (False, False) in finetuned and (True, False) in finetuned:
+        on_images, on_cache = finetuned[False, False], finetuned[True, False]
+        config = on_cache["config"]
         kept = on_cache["val"]["overall"]["mAP_macro"] > on_images["val"]["overall"]["mAP_macro"]
         rows.append(f"| {dataset} | fine-tuning on cached activations: {on_cache['image_size']} px, frozen up to "
                     f"{on_cache['freeze']}, {config['cached_views']} view{'s' if config['cached_views'] > 1 else ''}, "
@@ -348,6 +355,7 @@ def _network_step(dataset: str, r: dict) -> str:
     """The bench step that trained the network (or built the ensemble) of result `r`."""
     config = r.get("config", {})
     return (f"{dataset} {r['kind']}" + (" cached" if config.get("cached_views") else "")
+            + (" union" if "union" in r else "")
             + (f"-seed{config['seed']}" if config.get("seed") else ""))
 
 
