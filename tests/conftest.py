@@ -1,11 +1,11 @@
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from posters.sample import write_sample
+from tests import commands
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,8 +57,9 @@ def trained(sample_dir, sample_split, tmp_path_factory) -> Path:
 
 
 def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `python -m ...` from the repository root, as the Makefile does."""
-    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+    """Run `python -m ...` from the repository root, as the Makefile does (tests/commands.py: in a process of its
+    own, forked from one that imported the libraries once)."""
+    result = commands.run_module(*args)
     if check and result.returncode != 0:
         raise AssertionError(f"python -m {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
