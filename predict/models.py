@@ -12,6 +12,7 @@ them without running code from the file; the settings are checked before anythin
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -70,13 +71,22 @@ class Predictor:
         return eval_transform(self.spec.size, self.spec.mean, self.spec.std)
 
     @torch.inference_mode()
-    def predict_proba(self, images: torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:
-        """Probabilities (posters, genres) of a batch of transformed posters (an ensemble: one batch per member)."""
+    def predict_proba(self, images: torch.Tensor | Sequence[torch.Tensor],
+                      embedded: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """Probabilities (posters, genres) of a batch of transformed posters (an ensemble: one batch per member).
+
+        `embedded`: what each Embedder (by id) gave for this batch so far, so that an ensemble's heads on one
+        backbone, which share its Embedder, run it once.
+        """
         if self.members is not None:
-            return self.combination({name: member.predict_proba(batch)
+            embedded = {}
+            return self.combination({name: member.predict_proba(batch, embedded)
                                      for (name, member), batch in zip(self.members.items(), images)})
         if self.head is not None:
-            return self.head.predict_proba(self.embedder(images))
+            embedded = {} if embedded is None else embedded
+            if id(self.embedder) not in embedded:
+                embedded[id(self.embedder)] = self.embedder(images)
+            return self.head.predict_proba(embedded[id(self.embedder)])
         images = images.to(self.device, memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             logits = self.network(images)
@@ -166,11 +176,12 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
                          + (f"pass one of: {', '.join(saved[:8])}" if saved else "none is saved yet"))
 
 
-def load_model(path: Path | str, weights: str | None = None, precision: str = "auto",
-               engine: str = "auto") -> Predictor:
+def load_model(path: Path | str, weights: str | None = None, precision: str = "auto", engine: str = "auto",
+               embedders: dict[str, Embedder] | None = None) -> Predictor:
     """The model saved at `path`; `weights` is the backbone's local weights file, for a resnet50 head offline.
 
-    A head's backbone runs on `engine` (see extract.engines); a network always runs in PyTorch.
+    A head's backbone runs on `engine` (see extract.engines); a network always runs in PyTorch. `embedders`, by
+    embedding fingerprint, are reused and added to: heads loaded with the same dict share one per backbone.
     """
     path = Path(path)
     device = choose_device()
@@ -185,13 +196,18 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = "a
             raise ModelFileError(f"{path}: not a model this version saved (fingerprint)")
         tta = fingerprint["tta"] != "none"
         backbone = build_backbone(fingerprint["backbone"], weights)
-        differences = fingerprint_differences(fingerprint, embedding_fingerprint(backbone, tta))
+        ours = embedding_fingerprint(backbone, tta)
+        differences = fingerprint_differences(fingerprint, ours)
         if differences:
             raise ModelFileError(f"{path}: fitted on other features than this backbone gives ({differences}); "
                                  f"pass the backbone's weights with --weights, or refit the head")
+        embedders = {} if embedders is None else embedders
+        key = json.dumps(ours, sort_keys=True)
+        if key not in embedders:
+            embedders[key] = make_embedder(backbone, tta, engine, precision)
         return Predictor(path.stem, settings["genres"], np.asarray(settings["thresholds"], dtype=np.float64),
                          ImageSpec(backbone.image_size, backbone.mean, backbone.std), head=head,
-                         embedder=make_embedder(backbone, tta, engine, precision), batch_size=settings["batch_size"])
+                         embedder=embedders[key], batch_size=settings["batch_size"])
     state, settings = read_network(path)
     _check_settings(path, settings)
     try:
@@ -209,7 +225,8 @@ def _load_ensemble(path: Path, weights: str | None, precision: str, engine: str)
     files, settings = read_ensemble(path)
     _check_settings(path, settings)
     genres = settings["genres"]
-    members = {name: load_model(file, weights, precision, engine) for name, file in files.items()}
+    embedders: dict[str, Embedder] = {}  # heads on one backbone share its Embedder, which then runs once a batch
+    members = {name: load_model(file, weights, precision, engine, embedders) for name, file in files.items()}
     if any(member.genres != genres for member in members.values()):
         raise ModelFileError(f"{path}: its members were trained on other genre lists than the ensemble's")
     try:

@@ -11,6 +11,7 @@ import evaluation.ensemble
 from core.errors import DataError
 from evaluation.ensemble import Combination
 from evaluation.metrics import choose_thresholds
+from extract.engines import Embedder
 from extract.features import Features, load_features
 from heads.estimators import HEADS
 from heads.final import fit_final, fit_final_ensemble, out_of_fold_scores
@@ -94,9 +95,9 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     dirs = ["--results-dir", str(root / "results"), "--models-dir", str(root / "models")]
     run_module("extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", "efficientnet_lite0",
                "--out", str(features))
-    run_heads(load_features(features), ["logistic"], root / "models", root / "results")
+    run_heads(load_features(features), ["logistic", "mlknn"], root / "models", root / "results")
     network = next((root / "results" / dataset).glob("cnn-*.json")).stem
-    weights = {"efficientnet_lite0-logistic": 2, network: 1}
+    weights = {"efficientnet_lite0-logistic": 2, "efficientnet_lite0-mlknn": 1, network: 1}
     monkeypatch.setattr(evaluation.ensemble, "select", lambda y_val, scores: weights)  # both, whatever validation says
     evaluation.ensemble.ensemble(root / "results", dataset)
 
@@ -115,11 +116,20 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     assert predicted.stdout.startswith(f"model: {path} ({dataset}'s final model")
     images = sorted((sample_dir / "images").iterdir())
     members = {name: predict_files(load_model(members_dir(path) / f"{name}{suffix}"), images)[0]
-               for name, suffix in (("efficientnet_lite0-logistic", ".skops"), (network, ".safetensors"))}
+               for name, suffix in (("efficientnet_lite0-logistic", ".skops"), ("efficientnet_lite0-mlknn", ".skops"),
+                                    (network, ".safetensors"))}
     combination = Combination.from_dict(json.loads(path.read_text())["combination"])
     with open(tmp_path / "p.csv") as f:
         written = np.array([[float(p) for p in row[2:]] for row in list(csv.reader(f))[1:]])
     np.testing.assert_allclose(written, combination(members), rtol=1e-5, atol=1e-7)
+
+    # the two heads share the backbone's Embedder, which runs once a batch
+    calls, embed = [], Embedder.__call__
+    monkeypatch.setattr(Embedder, "__call__", lambda self, pixels: calls.append(len(pixels)) or embed(self, pixels))
+    ensemble = load_model(path)
+    assert len({id(member.embedder) for member in ensemble.members.values() if member.head is not None}) == 1
+    np.testing.assert_allclose(predict_files(ensemble, images[:12])[0], written[:12], rtol=1e-5, atol=1e-7)
+    assert sum(calls) == 12 and len(calls) == -(-12 // ensemble.batch_size)  # each poster embedded once
 
     hostile = root / "models" / "hostile.json"
     manifest = json.loads(path.read_text())
