@@ -115,18 +115,18 @@ def run_dataset(steps: Steps, data: Path, work: Path) -> None:
     size, cached = FINETUNE["image_size"], CACHED_FINETUNE
     for seed in SEEDS[name]:
         suffix, seeded = (f"-seed{seed}" if seed else ""), ["--seed", str(seed), *dirs]
-        on_images = ["finetune", "--data", str(data), "--split", str(split), "--backbone", FINETUNE["backbone"],
-                     "--freeze", FINETUNE["freeze"], "--image-size", str(size),
-                     "--epochs", str(FINETUNE["epochs"][name]), *seeded]
+        finetune = ["finetune", "--data", str(data), "--split", str(split), "--epochs", str(FINETUNE["epochs"][name]),
+                    *seeded]
+        on_images = [*finetune, "--backbone", FINETUNE["backbone"], "--freeze", FINETUNE["freeze"],
+                     "--image-size", str(size)]
         networks[f"finetune-{FINETUNE['backbone']}-freeze-{FINETUNE['freeze']}-{size}px{suffix}"] = [
             f"{name} finetune{suffix}", *on_images]
         if other:  # on images, the other set's posters helped on validation (docs/ablations.md)
             networks[f"finetune-{FINETUNE['backbone']}-freeze-{FINETUNE['freeze']}-{size}px-union-{other}{suffix}"] = [
                 f"{name} finetune union{suffix}", *on_images, "--union-data", str(data.parent / other)]
         networks[f"finetune-{cached['backbone']}-freeze-{cached['freeze']}-cached{cached['views'][name]}{suffix}"] = [
-            f"{name} finetune cached{suffix}", "finetune", "--data", str(data), "--split", str(split), "--backbone",
-            cached["backbone"], "--freeze", cached["freeze"], "--cached-views", str(cached["views"][name]),
-            "--epochs", str(FINETUNE["epochs"][name]), *seeded]
+            f"{name} finetune cached{suffix}", *finetune, "--backbone", cached["backbone"], "--freeze",
+            cached["freeze"], "--cached-views", str(cached["views"][name])]
         networks[f"cnn-posternet{suffix}"] = [f"{name} cnn{suffix}", "cnn", "--data", str(data), "--split", str(split),
                                               "--epochs", str(CNN_EPOCHS[name]), *seeded]
     for model, (step, *command) in networks.items():

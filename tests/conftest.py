@@ -6,8 +6,7 @@ import pytest
 
 from posters.sample import write_sample
 from tests import commands
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.commands import ROOT
 
 
 def shared_data() -> Path:
