@@ -25,6 +25,7 @@ from bench.extraction import engine_speeds
 from bench.reference_mlknn import reference_mlknn
 from evaluation.compare import compare, headline, interval
 from evaluation.ensemble import describe
+from evaluation.intervals import DESCRIPTION, MEANING
 from evaluation.metrics import cross_validated_f1, evaluate
 from evaluation.report import cross_validation_table, seeds_table
 from evaluation.results import read_results, read_scores
@@ -312,9 +313,9 @@ def _preamble(command: str, total: float) -> list[str]:
             "Ensemble: the rows above averaged (logits standardised per genre), members added greedily while "
             "validation mAP rises. Wall time is each row's own step: heads include the shared feature "
             "extraction, the ensemble its members' time; posters/s is the data set's posters over that time.", "",
-            "Each data set opens with its headline: the model validation picks, its test mAP with a 95% interval "
-            "(BCa, 2,000 resampled test parts) and paired differences against every other model on the same "
-            "resampled posters. mAP, F1 µ and top-1 carry intervals in the tables. Cross-validation "
+            "Each data set opens with its headline: the model validation picks, its test mAP with its interval "
+            f"({DESCRIPTION}) and paired differences against every other model on the same resampled posters. "
+            f"mAP, F1 µ and top-1 carry intervals in the tables. {MEANING} Cross-validation "
             f"({CV[0]} folds x {CV[1]} repeat) covers the heads that fit the time: "
             + "; ".join(f"{d}: {', '.join(h)}" for d, h in CV_HEADS.items())
             + " (the MLP's 5 folds cost about 6 min on anime posters alone). Networks run with one seed each "
