@@ -7,7 +7,7 @@
 # WEIGHTS      optional local state_dict file for the backbone
 # BATCH        extraction batch size (default: 8 on the CPU, 64 on CUDA)
 # TTA          1: average each embedding with the flipped poster's
-# PRECISION    auto | fp32 | bf16 | fp16
+# PRECISION    make features: fp32 (default, the same features on every CPU) | auto | bf16 | fp16
 # ENGINE       auto | torch | onnxruntime: runs the frozen backbone (features, predict, serve with a head);
 #              auto is onnxruntime on the CPU in fp32, several times faster there, and torch on CUDA
 # MIN_COUNT    drop genres with fewer training posters
@@ -33,7 +33,7 @@ BACKBONE ?= resnet50
 WEIGHTS ?=
 BATCH ?=
 TTA ?= 0
-PRECISION ?= auto
+PRECISION ?= fp32
 ENGINE ?= auto
 SEED ?= 0
 MIN_COUNT ?= 5

@@ -1,6 +1,6 @@
 """python -m extract --data DIR --split FILE --backbone NAME --out FILE.h5 [--tta] ..."""
 from core import cli
-from core.device import PRECISIONS
+from core.device import INFERENCE_PRECISION, PRECISIONS
 from extract.backbones import backbone_argument, build_backbone
 from extract.engines import ENGINES
 from extract.features import extract
@@ -18,7 +18,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="feature file to write (.h5)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 8 on the CPU, 64 on CUDA")
     parser.add_argument("--tta", action="store_true", help="average embeddings with the flipped poster")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
+    parser.add_argument("--precision", default=INFERENCE_PRECISION, choices=PRECISIONS,
+                        help="autocast precision (fp32 by default: the same features on every CPU)")
     parser.add_argument("--engine", default="auto", choices=ENGINES,
                         help="auto: onnxruntime on the CPU in fp32 (several times faster there), torch otherwise")
     parser.add_argument("--workers", type=int, default=None,

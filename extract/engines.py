@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.device import autocast_dtype, choose_device
+from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
 from core.errors import DataError, first_line
 from extract.backbones import Backbone, file_name
 from posters.files import atomic_write
@@ -117,8 +117,8 @@ def engine_dtype(engine: str, device: torch.device, precision: str) -> torch.dty
     return autocast_dtype(device, precision) if engine == "torch" else None
 
 
-def make_embedder(backbone: Backbone, tta: bool = False, engine: str = "auto", precision: str = "auto",
-                  device: torch.device | None = None) -> Embedder:
+def make_embedder(backbone: Backbone, tta: bool = False, engine: str = "auto",
+                  precision: str = INFERENCE_PRECISION, device: torch.device | None = None) -> Embedder:
     """An Embedder running `backbone` on the engine chosen by `resolve_engine` (on `device`, default the best)."""
     device = device or choose_device()
     engine = resolve_engine(engine, device, precision)

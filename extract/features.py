@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 import torch
 
-from core.device import Distributed, setup_distributed
+from core.device import INFERENCE_PRECISION, Distributed, setup_distributed
 from core.progress import progress
 from extract.backbones import Backbone, file_sha256
 from extract.engines import Embedder, engine_dtype, make_embedder, resolve_engine
@@ -113,7 +113,8 @@ def _batches(n: int, batch_size: int) -> list[list[int]]:
 
 
 def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path | str, batch_size: int | None = None,
-            tta: bool = False, precision: str = "auto", workers: int | None = None, engine: str = "auto") -> Path:
+            tta: bool = False, precision: str = INFERENCE_PRECISION, workers: int | None = None,
+            engine: str = "auto") -> Path:
     """Write the feature file `out` and return its path.
 
     Posters whose image is unchanged (same id, same sha256) since `out` was written with the same

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core import cli
-from core.device import PRECISIONS
+from core.device import INFERENCE_PRECISION, PRECISIONS
 from evaluation.metrics import predict_sets, score_with_intervals
 from posters.data import DataError, read_posters
 from posters.files import atomic_write, write_text_atomic
@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--part", default="test", choices=PARTS, help="with --split: the part to predict")
     parser.add_argument("--out", required=True, help="CSV to write; the JSON goes beside it")
     parser.add_argument("--weights", default=None, help="local weights of a head's backbone (resnet50 offline)")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
+    parser.add_argument("--precision", default=INFERENCE_PRECISION, choices=PRECISIONS,
+                        help="autocast precision (fp32 by default: the same probabilities on every CPU)")
     parser.add_argument("--workers", type=int, default=1, help="image decoding processes")
     args = parser.parse_args()
     cli.run(lambda: predict(args))

@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from cnn.model import PosterNet
-from core.device import autocast_dtype, choose_device
+from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
 from core.progress import progress
 from evaluation.ensemble import MAX_ROUNDS, Combination
 from evaluation.results import read_results
@@ -176,8 +176,8 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
                          + (f"pass one of: {', '.join(saved[:8])}" if saved else "none is saved yet"))
 
 
-def load_model(path: Path | str, weights: str | None = None, precision: str = "auto", engine: str = "auto",
-               embedders: dict[str, Embedder] | None = None) -> Predictor:
+def load_model(path: Path | str, weights: str | None = None, precision: str = INFERENCE_PRECISION,
+               engine: str = "auto", embedders: dict[str, Embedder] | None = None) -> Predictor:
     """The model saved at `path`; `weights` is the backbone's local weights file, for a resnet50 head offline.
 
     A head's backbone runs on `engine` (see extract.engines); a network always runs in PyTorch. `embedders`, by

@@ -71,6 +71,22 @@ def test_engine_choice():
         resolve_engine("onnxruntime", cpu, "bf16")
 
 
+def test_inference_is_fp32_unless_asked_on_a_cpu_with_bf16_units(trained, sample_dir, monkeypatch):
+    """On a CPU with bf16 units `auto` trains in bf16, but features, predictions and evaluation stay fp32 unless
+    bf16 is asked for, so the same command gives the same figures on any CPU. The bf16 path, forced, runs."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    backbone = build_backbone("efficientnet_lite0")
+    assert make_embedder(backbone, engine="torch").dtype is None
+    assert make_embedder(backbone, engine="torch", precision="auto").dtype == torch.bfloat16
+    model = next((trained / "models").glob("*.safetensors"))
+    fp32, bf16 = load_model(model), load_model(model, precision="bf16")
+    assert fp32.dtype is None and bf16.dtype == torch.bfloat16
+    images = poster_batch(sample_dir, fp32.spec, 3)
+    np.testing.assert_allclose(bf16.predict_proba(images), fp32.predict_proba(images), atol=0.05)
+    result = json.loads(next((trained / "results").rglob("*.json")).read_text())  # the one trained network's
+    assert result["training_dtype"] in ("torch.float32", "torch.bfloat16")
+
+
 def test_a_saved_network_exports_to_onnx(trained, sample_dir, tmp_path):
     import onnxruntime
 
@@ -78,7 +94,7 @@ def test_a_saved_network_exports_to_onnx(trained, sample_dir, tmp_path):
     out = tmp_path / "deploy" / "network.onnx"
     run_module("predict.export", "--model", str(model), "--out", str(out))
     card = json.loads(out.with_suffix(".json").read_text())
-    predictor = load_model(model)
+    predictor = load_model(model, precision="fp32")
     assert card["genres"] == predictor.genres and card["image_size"] == predictor.spec.size
 
     images = poster_batch(sample_dir, predictor.spec, 3)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from core.cli import add_settings, settings_from
-from core.device import autocast_dtype, choose_device, setup_distributed
+from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device, setup_distributed
 from core.errors import DataError
 from evaluation.card import write_refit_card
 from evaluation.metrics import evaluate
@@ -94,7 +94,7 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     device = choose_device()
     load_weights(model, read_network(run_dir / BEST)[0], run_dir / BEST)
     model = model.to(device, memory_format=torch.channels_last)
-    dtype = autocast_dtype(device, cfg.precision)
+    dtype = autocast_dtype(device, INFERENCE_PRECISION)  # scored as predict will score it, on any CPU
     transform = eval_transform(spec.size, spec.mean, spec.std)
     scores = {part: predict(model, PosterImages(parts[part].paths, transform, parts[part].labels), cfg.batch_size,
                             device, dtype) for part in ("val", "test")}
@@ -107,7 +107,7 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
     history = state["history"]
     write_result(args.results_dir, split.dataset, name, {
         "kind": kind, "data": str(args.data), **settings, **({"union": union} if union else {}), "tta": "none",
-        "config": asdict(cfg),
+        "config": asdict(cfg), "training_dtype": str(autocast_dtype(device, cfg.precision) or torch.float32),
         "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count}),
         "history": history, "best_epoch": state["best_epoch"], "run_dir": str(run_dir),
         "train_posters_per_s": float(np.median([h["posters_per_s"] for h in history])) if history else None,
