@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,12 @@ class PosterSet:
 
 
 def is_plain_name(poster_id: str) -> bool:
-    """Whether an id can name a file inside the images folder: no folder part, nothing hidden, no odd characters.
+    """Whether an id can name a file inside the images folder: no folder part, nothing hidden, no odd characters,
+    and at most 200 bytes of UTF-8, so that its file name, extension and temporary suffix stay under 255 bytes.
 
     Ids come from a CSV a user was given: `../../x` or `/etc/x` must never become a path.
     """
-    return (0 < len(poster_id) <= 200 and poster_id.isprintable() and not poster_id.startswith(".")
+    return (0 < len(poster_id.encode("utf-8")) <= 200 and poster_id.isprintable() and not poster_id.startswith(".")
             and not any(c in poster_id for c in '/\\:'))
 
 

@@ -1,4 +1,10 @@
-"""Decode a poster file into an RGB image, one way for every model and the downloader (PIL only, no torch)."""
+"""The one gate every poster file passes: the page, the downloader, extraction, prediction and the report decode
+images here alone (PIL only, no torch).
+
+Only FORMATS are opened: Pillow otherwise tries every plugin it has, and some hand the file to another program
+(EPS to Ghostscript) or decode inside `Image.open` (an ICO's embedded PNG), before any size check. The size comes
+from the header and is checked before a pixel is decoded. Whatever decoding raises is one skipped-poster reason.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +15,7 @@ from PIL import Image, ImageOps
 
 from posters.data import DataError
 
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # docs/bad-inputs.md: what a poster is allowed to be
 # Refuse decompression bombs: no real poster comes near this.
 MAX_PIXELS = 40_000_000
 
@@ -17,17 +24,31 @@ class TooLarge(DataError):
     """An image whose header announces more pixels than allowed; it is refused before decoding."""
 
 
-def load_image(path: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open a poster as RGB: EXIF orientation applied, alpha flattened on white, first frame only."""
+def read_image(source: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS,
+               name: str | None = None) -> tuple[Image.Image, str]:
+    """A poster as RGB (EXIF orientation applied, alpha flattened on white, first frame only) and its format.
+
+    `name` is how messages call the image (default: its path; an in-memory file is "the image").
+    """
+    name = name or (str(source) if isinstance(source, (str, Path)) else "the image")
     try:
-        with Image.open(path) as img:  # reads the header only: the size is known before decoding
+        with Image.open(source, formats=FORMATS) as img:  # reads the header only: the size is known first
             if img.width * img.height > max_pixels:
-                raise TooLarge(f"{path}: {img.width}x{img.height} pixels, over the {max_pixels:,} allowed")
-            return _to_rgb(img)
+                raise TooLarge(f"{name}: {img.width}x{img.height} pixels, over the {max_pixels:,} allowed")
+            return _to_rgb(img), img.format
     except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot decode image ({e})") from None
+        raise DataError(f"{name}: image file not found") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{name}: not an image of an allowed format ({', '.join(FORMATS)})") from None
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a hostile file can make any plugin raise anything; none may escape
+        raise DataError(f"{name}: cannot decode image ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def load_image(source: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
+    """read_image's RGB poster alone."""
+    return read_image(source, max_pixels, name)[0]
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -30,17 +30,16 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
-from PIL import Image
 
 from core.progress import progress
 from posters.data import DataError, find_image, is_plain_name, read_rows
-from posters.decode import TooLarge, load_image
+from posters.decode import TooLarge, load_image, read_image
 from posters.files import atomic_write
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS, MAX_RETRY_AFTER = 3, 30.0
-EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 
 
 @dataclass
@@ -253,9 +252,7 @@ def _fetch(fetcher: Fetcher, images: Path, poster_id: str, url: str) -> Outcome:
     except Failed as e:
         return Outcome(poster_id, url, "failed", str(e))
     try:
-        load_image(io.BytesIO(body))  # the whole body decodes, as the models will read it
-        with Image.open(io.BytesIO(body)) as img:
-            ext = EXTENSIONS[img.format]
+        ext = EXTENSIONS[read_image(io.BytesIO(body))[1]]  # the whole body decodes, as the models will read it
     except (DataError, KeyError):
         return Outcome(poster_id, url, "failed", "not an image")
     with atomic_write(images / f"{poster_id}{ext}") as tmp:  # a full disk stops the run here
@@ -285,7 +282,11 @@ def download(csv_path: Path | str, out: Path | str, cfg: DownloadConfig = Downlo
                 item = todo.get_nowait()
             except queue.Empty:
                 return
-            done.put(_fetch(fetcher, images, *item))
+            try:
+                outcome = _fetch(fetcher, images, *item)
+            except Exception as e:  # noqa: BLE001 - one poster, whatever went wrong with it, never stops the run
+                outcome = Outcome(item[0], item[1], "failed", f"unexpected error ({type(e).__name__})")
+            done.put(outcome)
 
     workers = [threading.Thread(target=work, daemon=True) for _ in range(cfg.concurrency)]
     for worker in workers:

@@ -44,7 +44,7 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
     if content_type and not content_type.startswith(ACCEPTED_TYPES):
         return 415, {"error": f"Not an image file ({content_type}): upload a JPEG, PNG, WebP or GIF poster."}
     try:
-        image = load_image(io.BytesIO(body), MAX_UPLOAD_PIXELS)
+        image = load_image(io.BytesIO(body), MAX_UPLOAD_PIXELS, name="the upload")
     except DataError as e:
         return 400, {"error": f"Not a readable image: {str(e).split(': ', 1)[-1]}."}
     if genre is not None and genre not in predictor.genres:

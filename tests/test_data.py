@@ -119,10 +119,10 @@ def test_ids_that_are_paths_touch_nothing_outside(tmp_path, capsys):
     Image.new("RGB", (20, 30)).save(tmp_path / "secret.jpg")  # outside the data folder
     folder = kaggle_folder(tmp_path, [
         "anime_id,Name,Genres", "1,Alpha,Action", "../../secret,Evil,Action", f"{tmp_path / 'secret'},Evil,Action",
-        "..,Dots,Action", "2,Beta,Comedy"])
+        "..,Dots,Action", "\u3042" * 100 + ",Long,Action", "2,Beta,Comedy"])  # 100 characters, 300 bytes
     shutil.copy(tmp_path / "secret.jpg", folder / "secret.jpg")  # reachable as images/../secret too
     posters = read_posters(folder)
     assert [p.id for p in posters.posters] == ["1", "2"]
     assert all(p.image.parent == folder / "images" for p in posters.posters)
-    assert posters.skipped == {"id not a plain file name": 3}
-    assert "3 ids are not plain file names (e.g. '../../secret'); those rows are left out" in capsys.readouterr().err
+    assert posters.skipped == {"id not a plain file name": 4}
+    assert "4 ids are not plain file names (e.g. '../../secret'); those rows are left out" in capsys.readouterr().err

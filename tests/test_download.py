@@ -4,12 +4,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from PIL import Image
 
 from bench.local_server import PosterServer
+from posters import download as download_module
 from posters.download import DownloadConfig, download, summary
 from tests.conftest import ROOT, run_module
 
@@ -204,3 +206,34 @@ def test_ctrl_c_cuts_requests_in_flight_and_lists_failures(tmp_path):
     with open(out / "download-failures.csv", newline="") as f:
         assert [row["reason"] for row in csv.DictReader(f)] == ["interrupted"] * 4
     assert not list((out / "images").iterdir())
+
+
+def test_no_answer_or_id_stops_the_run(tmp_path, monkeypatch):
+    """A SPIDER image, an id of 300 bytes in 100 characters, and a fetch that raises what nothing expects: each
+    is one failure, and the run ends with its failures CSV (a worker that died used to leave it waiting forever)."""
+    spider = io.BytesIO()
+    Image.new("F", (60, 90)).save(spider, "SPIDER")
+    long_id = "\u3042" * 100
+    real_fetch = download_module._fetch
+
+    def fetch(fetcher, images, poster_id, url):
+        if poster_id == "3":
+            raise RuntimeError("a bug")
+        return real_fetch(fetcher, images, poster_id, url)
+
+    monkeypatch.setattr(download_module, "_fetch", fetch)
+    with PosterServer({"1": poster(1), "2": spider.getvalue(), "3": poster(3)}) as server:
+        csv_path = tmp_path / "anime.csv"
+        write_csv(csv_path, [("1", f"{server.url}/ok/1"), ("2", f"{server.url}/ok/2"), ("3", f"{server.url}/ok/3"),
+                             (long_id, f"{server.url}/ok/1")])
+        outcomes = []
+        run = threading.Thread(target=lambda: outcomes.extend(download(csv_path, tmp_path / "data", FAST)),
+                               daemon=True)
+        run.start()
+        run.join(timeout=30)
+        assert not run.is_alive()
+    reasons = {"2": "not an image", "3": "unexpected error (RuntimeError)", long_id: "id not a plain file name"}
+    assert {o.id: o.reason for o in outcomes if o.status == "failed"} == reasons
+    with open(tmp_path / "data" / "download-failures.csv", newline="", encoding="utf-8") as f:
+        assert {row["anime_id"]: row["reason"] for row in csv.DictReader(f)} == reasons
+    assert sorted(p.name for p in (tmp_path / "data" / "images").iterdir()) == ["1.jpg"]
