@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.markup import md_text
 from evaluation.compare import interval
+from evaluation.intervals import DESCRIPTION
 from posters.files import write_text_atomic
 
 RARE = 20  # genres with fewer labelled posters than this are named in the card's limits
@@ -18,7 +20,7 @@ def figures_lines(source: dict, posters: int, train_posters: int) -> list[str]:
     lines = ["## Figures", "",
              "The final model has seen every labelled poster, test part included, so it has no test figures of its "
              f"own. The same model fitted on the training part alone scored, on {test['posters']:.0f} test posters "
-             f"(95% BCa intervals): mAP {interval(source)}, micro-F1 {interval(source, 'f1_micro')}, "
+             f"({DESCRIPTION}): mAP {interval(source)}, micro-F1 {interval(source, 'f1_micro')}, "
              f"top-1 {interval(source, 'top1_accuracy')}. Fitted on {posters / train_posters:.1f}x as many posters, "
              "the final model is expected to do at least as well.", ""]
     if "cv" in source:
@@ -39,10 +41,10 @@ def thresholds_text(thresholds: np.ndarray | list[float]) -> str:
 
 
 def genres_lines(genres: list[str], counts: np.ndarray) -> list[str]:
-    rare = [f"{g} ({c})" for g, c in zip(genres, counts) if c < RARE]
+    rare = [f"{md_text(g)} ({c})" for g, c in zip(genres, counts) if c < RARE]
     return ["## Genres and limits", "",
-            f"{len(genres)} genres, with labelled posters: " + ", ".join(f"{g} {c}" for g, c in zip(genres, counts))
-            + ".", "",
+            f"{len(genres)} genres, with labelled posters: "
+            + ", ".join(f"{md_text(g)} {c}" for g, c in zip(genres, counts)) + ".", "",
             (f"Genres with fewer than {RARE} posters, whose predictions are least reliable: {', '.join(rare)}."
              if rare else f"Every genre has at least {RARE} posters."), "",
             "Genres outside this list are never predicted. The model knows only what a poster looks like; "

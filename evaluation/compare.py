@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluation.intervals import paired_difference
+from core.markup import md_text
+from evaluation.intervals import DESCRIPTION, paired_difference
 from evaluation.results import align_scores, read_scores
 
 
@@ -49,9 +50,9 @@ def headline(results: list[dict], comparison: dict | None) -> list[str]:
     if choice is None:
         return []
     n = choice["test"]["overall"]["posters"]
-    text = (f"**Headline.** Validation mAP picks **{choice['model']}** (val mAP "
+    text = (f"**Headline.** Validation mAP picks **{md_text(choice['model'])}** (val mAP "
             f"{choice['val']['overall']['mAP_macro']:.3f}): test mAP {interval(choice)} on {n:.0f} test posters "
-            "(95% BCa intervals from 2,000 resampled test parts)")
+            f"({DESCRIPTION})")
     if comparison is None:
         return [text + "; its scores file is missing, so no paired comparison.", ""]
     vs = comparison["vs"]
@@ -63,12 +64,12 @@ def headline(results: list[dict], comparison: dict | None) -> list[str]:
     others = {m: d for m, d in vs.items() if not m.startswith("baseline-")}
     apart = [m for m, d in others.items() if d["verdict"] != "not distinguishable"]
     close = [m for m, d in others.items() if d["verdict"] == "not distinguishable"]
-    text += (". At 95%, it is distinguishable from " + (", ".join(f"{m} ({others[m]['verdict']})" for m in apart)
-                                                        or "no other model")
-             + "; not from " + (", ".join(close) or "any other model") + ".")
+    text += (". At 95%, it is distinguishable from "
+             + (", ".join(f"{md_text(m)} ({others[m]['verdict']})" for m in apart) or "no other model")
+             + "; not from " + (", ".join(md_text(m) for m in close) or "any other model") + ".")
     lines = [text, "", "| model | test mAP (95% CI) | minus the picked model (95% CI) | verdict |", "|---|---|---|---|"]
     by_name = {r["model"]: r for r in results}
-    lines.append(f"| {choice['model']} (picked) | {interval(choice)} | | |")
+    lines.append(f"| {md_text(choice['model'])} (picked) | {interval(choice)} | | |")
     for model, d in sorted(vs.items(), key=lambda item: -item[1]["difference"]):
-        lines.append(f"| {model} | {interval(by_name[model])} | {_difference(d)} | {d['verdict']} |")
+        lines.append(f"| {md_text(model)} | {interval(by_name[model])} | {_difference(d)} | {d['verdict']} |")
     return lines + [""]

@@ -8,13 +8,14 @@ import re
 import shutil
 from pathlib import Path
 
-import markdown
 import numpy as np
 
 from core import cli
+from core.markup import markdown_to_html, md_text
 from evaluation import charts
 from evaluation.compare import compare, headline, interval, picked
 from evaluation.ensemble import describe
+from evaluation.intervals import DESCRIPTION, MEANING
 from evaluation.metrics import predict_sets
 from evaluation.results import read_results, read_scores
 from modelfiles import find_final_model
@@ -77,7 +78,7 @@ def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
     lines = ["Each family's model with the best **validation** mAP, and its **test** mAP:", ""]
     for kind, r in chosen.items():
         test_map = r["test"]["overall"]["mAP_macro"]
-        lines.append(f"- {families[kind]}: {r['model']}, {test_map:.3f} ({test_map - prior_map:+.3f} over the "
+        lines.append(f"- {families[kind]}: {md_text(r['model'])}, {test_map:.3f} ({test_map - prior_map:+.3f} over the "
                      f"prior baseline's {prior_map:.3f})")
     return lines + [""]
 
@@ -101,7 +102,7 @@ def cross_validation_table(models: list[dict]) -> list[str]:
     for r in rows:
         figures = [f"{r['cv'][k]['mean']:.3f} ± {r['cv'][k]['std']:.3f}" for k in ("mAP_macro", "f1_micro",
                                                                                      "top1_accuracy")]
-        lines.append(f"| {r['model']} | " + " | ".join(figures) + f" | {interval(r)} |")
+        lines.append(f"| {md_text(r['model'])} | " + " | ".join(figures) + f" | {interval(r)} |")
     return lines + ["", f"*Reproduce: `{_command(rows[0])} CV={cv['folds']}x{cv['repeats']}`.*", ""]
 
 
@@ -129,7 +130,7 @@ def seeds_table(trained: list[dict]) -> list[str]:
 def _split_lines(dataset: str, split: Split, figures: Path, out_dir: Path, command: str) -> list[str]:
     sizes = ", ".join(f"{p} {len(split.parts[p])}" for p in PARTS)
     left = ", ".join(f"{k}: {v}" for k, v in split.left_out.items()) or "none"
-    dropped = ", ".join(f"{g} ({n})" for g, n in split.dropped_genres.items()) or "none"
+    dropped = ", ".join(f"{md_text(g)} ({n})" for g, n in split.dropped_genres.items()) or "none"
     totals: dict[str, int] = {}
     for part in PARTS:
         for genre, n in split.genre_counts.get(part, {}).items():
@@ -149,11 +150,11 @@ def _results_table(results: list[dict], command: str) -> list[str]:
     models = sorted((r for r in results if r["kind"] != "baseline"), key=lambda r: -r["val"]["overall"]["mAP_macro"])
     lines = ["### Test results", "",
              "Thresholds are chosen on the validation part; every poster gets at least its top genre. "
-             "Heads are tuned on validation mAP. µ = micro, M = macro, s = samples. In brackets: 95% BCa "
-             "intervals from 2,000 resampled test parts.", "",
+             f"Heads are tuned on validation mAP. µ = micro, M = macro, s = samples. In brackets: {DESCRIPTION}. "
+             + MEANING, "",
              "| model | val mAP | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---|" + "---|" * (len(COLUMNS) + 1)]
     for r in [r for r in results if r["kind"] == "baseline"] + models:
-        lines.append(f"| {r['model']} | {_fmt(r['val']['overall']['mAP_macro'])} | "
+        lines.append(f"| {md_text(r['model'])} | {_fmt(r['val']['overall']['mAP_macro'])} | "
                      + " | ".join(interval(r, k) for k, _ in COLUMNS) + " |")
     return lines + ["", f"*Reproduce: `{command}`; each row's settings are below.*", ""]
 
@@ -161,10 +162,10 @@ def _results_table(results: list[dict], command: str) -> list[str]:
 def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, out_dir: Path) -> list[str]:
     """The picked model up close: per-genre figures, precision-recall curves, co-occurrence, example posters."""
     genres = [g["genre"] for g in best["test"]["per_genre"]]
-    lines = [f"### Per genre: {best['model']} (best validation mAP)", "",
+    lines = [f"### Per genre: {md_text(best['model'])} (best validation mAP)", "",
              "| genre | test support | precision | recall | F1 | AP |", "|---|---|---|---|---|---|"]
     for g in best["test"]["per_genre"]:
-        lines.append(f"| {g['genre']} | {g['support']} | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
+        lines.append(f"| {md_text(g['genre'])} | {g['support']} | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
                      f"{_fmt(g['f1'])} | {_fmt(g['ap'])} |")
     lines.append("")
     scores_path = results_dir / dataset / f"{best['model']}.scores.npz"
@@ -208,8 +209,8 @@ def _settings_table(models: list[dict]) -> list[str]:
     for r in models:
         thresholds = r["thresholds"]
         threshold = "per genre" if thresholds["per_genre"] else f"{thresholds['values'][0]:.2f}"
-        lines.append(f"| {r['model']} | {r.get('backbone', '–')} | `{r.get('weights_sha256', '–')[:12]}` | "
-                     f"{r.get('tta', '–')} | {_setting(r)} | {threshold} | `{_command(r)}` |")
+        lines.append(f"| {md_text(r['model'])} | {md_text(r.get('backbone', '–'))} | "
+                     f"`{r.get('weights_sha256', '–')[:12]}` | {r.get('tta', '–')} | {_setting(r)} | {threshold} | `{_command(r)}` |")
     return lines + [""]
 
 
@@ -310,15 +311,21 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
 
 
 def write_html(markdown_path: Path) -> Path:
-    """The Markdown report as one HTML file, its images embedded, so it can be mailed or opened anywhere."""
-    body = markdown.markdown(markdown_path.read_text(encoding="utf-8"), extensions=["tables"])
+    """The Markdown report as one HTML file, its images embedded, so it can be mailed or opened anywhere.
+
+    Only the report's own figures are embedded: PNG files under its folder, named by a relative path. Any other
+    image (another file on this machine, a remote address) is left out, so opening the report fetches nothing."""
+    body = markdown_to_html(markdown_path.read_text(encoding="utf-8"))
+    folder = markdown_path.parent.resolve()
 
     def embedded(match: re.Match) -> str:
-        image = markdown_path.parent / html.unescape(match[1])
-        if not image.is_file():
-            return match[0]
-        return f'src="data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()}"'
-    body = re.sub(r'src="([^"]+\.png)"', embedded, body)
+        alt, source = match[1], html.unescape(match[2])
+        image = (folder / source).resolve()
+        if Path(source).is_absolute() or not image.is_relative_to(folder) or image.suffix != ".png" \
+                or not image.is_file():
+            return f"<em>(image left out: {html.escape(source)})</em>"
+        return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()}" />'
+    body = re.sub(r'<img alt="([^"]*)" src="([^"]*)" />', embedded, body)
     page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>postergenre report</title><style>{CSS}"
             f"</style></head><body>{body}</body></html>")
     path = markdown_path.with_suffix(".html")

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import rgb_to_hsv  # noqa: E402
+from core.markup import md_text, slug  # noqa: E402
 from core.progress import progress  # noqa: E402
 
 from explain.gradcam import grad_cam, overlay  # noqa: E402
@@ -58,7 +59,7 @@ def colour_summary(genre: str, has: np.ndarray, stats: np.ndarray) -> str:
     (hue, degrees), (rest_hue, rest_degrees) = _hue_name(*mine[:2]), _hue_name(*rest[:2])
     if hue != rest_hue:
         notes.append(f"hue leans {hue} (mean {degrees:.0f}° vs {rest_degrees:.0f}°)")
-    return f"**{genre}** ({has.sum()} posters): " + (", ".join(notes) or "close to the others in colour") + "."
+    return f"**{md_text(genre)}** ({has.sum()} posters): " + (", ".join(notes) or "close to the others in colour") + "."
 
 
 def _tiles(predictor: Predictor, posters: list[Poster], labels: np.ndarray, scores: np.ndarray, g: int, path: Path,
@@ -122,10 +123,10 @@ def write_genre_section(predictor: Predictor, dataset: str, posters: dict[str, l
              f"{len(everyone)} posters of the data set, each genre against the posters without it. "
              f"Reproduce: `{command}`.", ""]
     for g, genre in enumerate(progress(predictor.genres, desc="heatmaps", unit="genre")):
-        path = figures / f"{g:02d}-{genre.replace(' ', '-').lower()}.png"
+        path = figures / f"{g:02d}-{slug(genre)}.png"
         _tiles(predictor, posters["test"], test_labels[:, g], test_scores[:, g], g, path)
         lines += [colour_summary(genre, all_labels[:, g], stats), "",
-                  f"![{genre}]({path.relative_to(out_dir)})", ""]
+                  f"![{md_text(genre)}]({path.relative_to(out_dir)})", ""]
     if features is not None:
         path = figures / "nearest-neighbours.png"
         _neighbours(features, {p.id: p for p in everyone}, path)
