@@ -162,6 +162,8 @@ test: install .venv/dev-installed
 # The whole comparison on the three real data sets (reports/bench.md), then the speed figures.
 bench: install .venv/dev-installed
 	$(PYTHON) -m bench.comparison --data-root $(SHARED_DATA)
+	$(PYTHON) -m bench.intervals --features runs/bench/features/movie-posters-efficientnet_lite0_multiscale.h5 \
+		runs/bench/features/anime-posters-efficientnet_lite0_multiscale.h5
 	$(PYTHON) -m bench.downloads --data $(SHARED_DATA)/anime-posters
 	if [ -f $(SERVE_MODEL) ]; then $(PYTHON) -m bench.page --model $(SERVE_MODEL) \
 		--image $(SHARED_DATA)/anime-posters/images/1.jpg; else echo "bench.page: no $(SERVE_MODEL); skipped"; fi
