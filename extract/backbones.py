@@ -152,6 +152,7 @@ def _timm_stages(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
 
 
 TIMM_PREFIX = "timm:"
+MAX_TIMM_PARAMETERS = 400_000_000  # ViT-L (304 M) fits; ViT-H (632 M) and the 7 B models do not
 # timm's model names: lower-case letters, digits, "_" and "." (a pretrained tag); nothing that reaches a path.
 _TIMM_NAME = re.compile(r"timm:[a-z0-9_]+(\.[a-z0-9_]+)?")
 
@@ -173,6 +174,11 @@ def _timm(name: str, weights: str | None) -> Backbone:
     model_name = name.removeprefix(TIMM_PREFIX)
     if model_name.split(".")[0] not in timm.list_models():
         raise BackboneError(f"{name}: timm has no model {model_name!r} (see timm.list_models())")
+    with torch.device("meta"):  # its size, from its config, with nothing allocated or downloaded
+        parameters = sum(p.numel() for p in timm.create_model(model_name, pretrained=False, num_classes=0).parameters())
+    if parameters > MAX_TIMM_PARAMETERS:
+        raise BackboneError(f"{name}: {parameters / 1e6:,.0f} M parameters, over the {MAX_TIMM_PARAMETERS / 1e6:.0f} M "
+                            f"a backbone may have here")
     pretrained = weights is None
     try:
         model = timm.create_model(model_name, pretrained=pretrained, num_classes=0)

@@ -75,6 +75,7 @@ class Features:
 
 
 FINGERPRINT_KEYS = ("backbone", "weights_sha256", "image_size", "preprocessing", "tta")
+MAX_FEATURE_BYTES = 2**33  # one array of a feature file: 1 million posters of 2,048 floats
 
 
 def embedding_fingerprint(backbone: Backbone, tta: bool) -> dict:
@@ -94,13 +95,26 @@ def fingerprint_differences(theirs: dict, ours: dict) -> str:
     return "; ".join(details)
 
 
+def _plain_dataset(f: h5py.File, name: str, path: Path | str) -> h5py.Dataset:
+    """`name` in `f` if its data lives in this file and is of a size a feature file has: no external link or
+    external raw storage (which could read another local file into the features), no huge declared shape."""
+    if not isinstance(f.get(name, getlink=True), h5py.HardLink):
+        raise DataError(f"{path}: not a feature file this version wrote ({name} links elsewhere)")
+    dataset = f[name]
+    if dataset.external or dataset.size * dataset.dtype.itemsize > MAX_FEATURE_BYTES:
+        raise DataError(f"{path}: not a feature file this version wrote ({name}: external storage or over "
+                        f"{MAX_FEATURE_BYTES // 2**30} GiB)")
+    return dataset
+
+
 def load_features(path: Path | str) -> Features:
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
             genres = json.loads(attrs["genres"])
-            return Features(f["ids"].asstr()[:], f["parts"].asstr()[:], f["embeddings"][:],
-                            f["labels"][:], genres, attrs)
+            ids, parts, embeddings, labels = (_plain_dataset(f, name, path)
+                                              for name in ("ids", "parts", "embeddings", "labels"))
+            return Features(ids.asstr()[:], parts.asstr()[:], embeddings[:], labels[:], genres, attrs)
     except FileNotFoundError:
         raise DataError(f"{path}: feature file not found (run `make features` first)") from None
     except (OSError, KeyError) as e:

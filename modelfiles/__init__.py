@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import struct
 import re
 import zipfile
 from pathlib import Path
@@ -34,9 +35,11 @@ MAX_MANIFEST_BYTES, MAX_MEMBERS = 2**20, 20
 # A member is named by its file name alone, inside the manifest's members folder: nothing can point elsewhere.
 _MEMBER_FILE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,200}}({re.escape(NETWORK_SUFFIX)}|{re.escape(HEAD_SUFFIX)})")
 # Types a head file may hold beyond skops' defaults: the project's ML-kNN, and the MLP's optimiser state.
+# And scikit-learn's stand-in for a genre on every training poster (or none), which one-vs-rest fits then.
 HEAD_TYPES = ["heads.estimators.MLkNNHead", "heads.estimators.MaskedOneVsRest",
-              "sklearn.neural_network._stochastic_optimizers.AdamOptimizer"]
+              "sklearn.neural_network._stochastic_optimizers.AdamOptimizer", "sklearn.multiclass._ConstantPredictor"]
 MAX_HEAD_BYTES = 2**30  # a head file may unzip to at most 1 GiB (ML-kNN keeps its training features)
+MAX_NETWORK_BYTES, MAX_HEADER_BYTES = 2**31, 2**24  # a network's weights and header: ResNet-50's are 0.1 GiB
 SETTINGS_KEY = "postergenre"
 # efficientnet-lite-pytorch's names -> timm's, outside the blocks and inside them; the first stage's blocks
 # have no expansion conv, so their layers are named one step earlier.
@@ -90,14 +93,34 @@ def read_network(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
     _refuse_pickles(path)
     try:
+        _check_declared_size(path)
         with safe_open(str(path), framework="pt") as f:
             settings = json.loads((f.metadata() or {})[SETTINGS_KEY])
             weights = {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError, KeyError, ValueError) as e:
+    except ModelFileError:
+        raise
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError, RuntimeError, struct.error) as e:
         raise ModelFileError(f"{path}: not a saved network ({first_line(e)})") from None
     if not isinstance(settings, dict):
         raise ModelFileError(f"{path}: not a saved network (its settings are not a JSON object)")
     return weights, settings
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse a file whose safetensors header declares more weights than a network has, before it is mapped: a
+    sparse file can declare far more than it holds on disk. (RecursionError: JSON nested past any of ours.)"""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        if length > MAX_HEADER_BYTES:
+            raise ModelFileError(f"{path}: a {length:,}-byte header, over the {MAX_HEADER_BYTES:,} a network has")
+        try:
+            header = json.loads(f.read(length))
+        except RecursionError:
+            raise ModelFileError(f"{path}: not a saved network (its header is nested too deep)") from None
+    declared = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if declared > MAX_NETWORK_BYTES:
+        raise ModelFileError(f"{path}: declares {declared / 2**30:.1f} GiB of weights, over the "
+                             f"{MAX_NETWORK_BYTES // 2**30} GiB a network may have")
 
 
 def load_weights(model: nn.Module, weights: dict, path: Path | str) -> None:
@@ -187,7 +210,7 @@ def read_ensemble(path: Path | str) -> tuple[dict[str, Path], dict]:
         settings = json.loads(path.read_text(encoding="utf-8"))
         members = settings["members"]
         files = {name: members_dir(path) / member["file"] for name, member in members.items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise ModelFileError(f"{path}: not an ensemble manifest ({first_line(e)})") from None
     if not 0 < len(files) <= MAX_MEMBERS or not all(
             isinstance(m["file"], str) and _MEMBER_FILE.fullmatch(m["file"]) for m in members.values()):

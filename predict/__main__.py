@@ -53,7 +53,7 @@ def main() -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
-    predictor = load_model(chosen_model(args), args.weights, args.precision, args.engine)
+    predictor = load_model(chosen_model(args), args.weights, args.precision, args.engine, trust_timm=args.trust_timm)
     genre_sets = None
     if args.images:
         paths = image_files(Path(args.images))

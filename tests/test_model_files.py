@@ -1,6 +1,8 @@
 """Model files run no code when loaded: every loader refuses pickles, untrusted types and hostile settings."""
 import json
 import os
+import re
+import struct
 import shutil
 
 import joblib
@@ -100,12 +102,32 @@ def test_network_settings_are_checked_before_anything_is_built(trained, tmp_path
         return path
 
     huge = with_settings("huge", build={"widths": [10**6] * 4})  # would ask for terabytes
-    with pytest.raises(ModelFileError, match="not a model this version saved \\(network kind or widths\\)"):
+    with pytest.raises(ModelFileError, match="not a model this version saved \\(cnn.build.widths.0: "):
         load_model(huge)
-    with pytest.raises(ModelFileError, match="\\(genres\\)"):
+    with pytest.raises(ModelFileError, match="\\(cnn.genres: "):
         load_model(with_settings("genres", genres=["Action"] * 5000, thresholds=[0.5] * 5000))
-    with pytest.raises(ModelFileError, match="\\(backbone\\)"):
+    with pytest.raises(ModelFileError, match="\\(finetune.build.backbone: Value error, not a backbone name\\)"):
         load_model(with_settings("backbone", kind="finetune", build={"backbone": "../../etc", "freeze": "none"}))
+    malformed = {  # each a one-line refusal naming what is wrong, before anything is built
+        "extra key": ({"surprise": 1}, "cnn.surprise: Extra inputs"),
+        "list for a dict": ({"spec": [224]}, "cnn.spec: Input should be a valid dictionary"),
+        "zero std": ({"spec": {**settings["spec"], "std": [0, 1, 1]}}, "cnn.spec.std.0: Input should be greater"),
+        "boolean batch size": ({"batch_size": True}, "cnn.batch_size: Input should be a valid integer"),
+        "NaN threshold": ({"thresholds": [float("nan")] * len(settings["genres"])}, "cnn.thresholds.0: "),
+        "unknown kind": ({"kind": "vit"}, "settings: Input tag 'vit' found"),
+    }
+    for name, (changes, message) in malformed.items():
+        with pytest.raises(ModelFileError, match=re.escape(message)) as error:
+            load_model(with_settings(name.replace(" ", "-"), **changes))
+        assert "\n" not in str(error.value), name
+    deep = tmp_path / "deep.safetensors"
+    save_file(weights, str(deep), metadata={"postergenre": "[" * 200_000 + "]" * 200_000})
+    with pytest.raises(ModelFileError, match="not a saved network"):
+        load_model(deep)
+    timm_net = with_settings("timm", kind="finetune", build={"backbone": "timm:vit_huge_patch14_224", "freeze": "none"})
+    with pytest.raises(ModelFileError, match="built on timm:vit_huge_patch14_224, not a built-in backbone; pass "
+                                             "--trust-timm"):
+        load_model(timm_net)
     with pytest.raises(ModelFileError, match="weights of another architecture"):
         load_model(with_settings("wider", build={"widths": [4, 8, 8, 16]}))
     (tmp_path / "garbage.safetensors").write_bytes(b"garbage")
@@ -114,6 +136,18 @@ def test_network_settings_are_checked_before_anything_is_built(trained, tmp_path
     with pytest.raises(ModelFileError, match="model file not found"):
         load_model(tmp_path / "nope.safetensors")
     assert sorted(load_file(saved)) == sorted(weights)
+
+
+def test_a_sparse_file_declaring_huge_weights_is_refused_unread(tmp_path):
+    """A 64 GiB tensor declared in the header of a file that is sparse on disk: refused from the header."""
+    path = tmp_path / "sparse.safetensors"
+    header = json.dumps({"__metadata__": {"postergenre": "{}"},
+                         "w": {"dtype": "F32", "shape": [2**34], "data_offsets": [0, 2**36]}}).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + 2**36)  # a hole: nothing on disk
+    with pytest.raises(ModelFileError, match="declares 64.0 GiB of weights, over the 2 GiB"):
+        load_model(path)
 
 
 def test_a_head_is_checked_against_the_features_its_backbone_gives(tmp_path):
@@ -133,3 +167,18 @@ def test_a_head_is_checked_against_the_features_its_backbone_gives(tmp_path):
         load_model(saved("resized.skops", image_size=260))
     with pytest.raises(ModelFileError, match="weights_sha256: head has 'other'"):
         load_model(saved("reweighted.skops", weights_sha256="other"))
+    with pytest.raises(ModelFileError, match="built on timm:resnet18, not a built-in backbone"):
+        load_model(saved("timm.skops", backbone="timm:resnet18"))  # refused before timm downloads anything
+
+
+@pytest.mark.parametrize("name", ["logistic", "mlp"])
+def test_every_head_the_project_saves_loads_again_with_a_genre_on_every_poster(tmp_path, name):
+    """One-vs-rest fits scikit-learn's _ConstantPredictor for a genre on every training poster: still a head."""
+    backbone = build_backbone("efficientnet_lite0")
+    X = np.random.default_rng(0).normal(size=(40, backbone.dim))
+    Y = np.column_stack([np.ones(40, dtype=np.uint8), np.tile([0, 1], 20)])  # "Anime" is on every poster
+    features = Features(np.arange(40).astype(str), np.array(["train"] * 40), X, Y, ["Anime", "Action"],
+                        {**embedding_fingerprint(backbone, tta=False), "batch_size": 8})
+    save_head(tmp_path / "head.skops", clone(HEADS[name][0]).fit(X, Y), features, {}, [0.5, 0.5])
+    predictor = load_model(tmp_path / "head.skops")
+    assert (predictor.head.predict_proba(X[:3])[:, 0] > 0.9).all()

@@ -58,7 +58,7 @@ def test_features_finetuning_and_predict_with_a_timm_backbone(sample_dir, sample
                "--results-dir", str(tmp_path / "results"), "--models-dir", str(tmp_path / "models"))
     saved = next((tmp_path / "models").glob("*.safetensors"))
     assert saved.name.endswith(f"-finetune-timm-{ARCHITECTURE}-freeze-stage3-64px.safetensors")
-    predictor = load_model(saved)
+    predictor = load_model(saved, trust_timm=True)  # the user built it: the file is theirs
     images = [p.image for p in read_posters(sample_dir).posters[:5]]
     probabilities, errors = predict_files(predictor, images)
     assert probabilities.shape == (5, len(predictor.genres)) and not errors
@@ -72,3 +72,5 @@ def test_timm_names_are_checked_before_anything_loads():
         backbone_argument("timm:../x")
     with pytest.raises(BackboneError, match="timm has no model 'no_such_net'"):
         build_backbone("timm:no_such_net", "random")
+    with pytest.raises(BackboneError, match="timm:vit_7b_patch16_dinov3: 6,716 M parameters, over the 400 M"):
+        build_backbone("timm:vit_7b_patch16_dinov3", "random")  # sized from its config: nothing allocated

@@ -1,0 +1,118 @@
+"""The settings a model file carries, as typed schemas (pydantic): a file whose settings do not fit is refused in
+one line, before anything is built from them. Every bound is on what a hostile file could make us allocate."""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from extract.backbones import TIMM_PREFIX, is_backbone_name
+from modelfiles import MAX_MEMBERS, ModelFileError
+
+MAX_GENRES, MAX_WIDTH, MAX_BLOCKS, MAX_IMAGE_SIZE, MAX_BATCH = 1000, 1024, 8, 1024, 1024
+
+
+def _backbone(name: str) -> str:
+    if not is_backbone_name(name):
+        raise ValueError("not a backbone name")
+    return name
+
+
+Genre = Annotated[str, Field(min_length=1, max_length=100)]
+Threshold = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Backbone = Annotated[str, AfterValidator(_backbone)]
+Short = Annotated[str, Field(max_length=200)]
+Value = Union[None, bool, int, float, Short]  # a parameter or record value: no structure inside
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Model(_Schema):
+    """What every model file has: the genres it predicts, a threshold each, and the batch size it runs at."""
+    genres: list[Genre] = Field(min_length=1, max_length=MAX_GENRES)
+    thresholds: list[Threshold]
+    batch_size: int = Field(gt=0, le=MAX_BATCH)
+    final: dict | None = None  # how a final model was refit: a record that nothing reads back
+
+    @model_validator(mode="after")
+    def _a_threshold_per_genre(self) -> "_Model":
+        if len(self.thresholds) != len(self.genres):
+            raise ValueError("one threshold per genre")
+        return self
+
+
+class Fingerprint(_Schema):
+    """The features a head was fitted on (extract.features.FINGERPRINT_KEYS and the genres)."""
+    backbone: Backbone
+    weights_sha256: Short
+    image_size: int = Field(ge=16, le=MAX_IMAGE_SIZE)
+    preprocessing: Short
+    tta: Literal["none", "hflip-mean"]
+    genres: list[Genre] = Field(max_length=MAX_GENRES)
+
+
+class HeadSettings(_Model):
+    fingerprint: Fingerprint
+    params: dict[Short, Value]
+
+
+class Spec(_Schema):
+    size: int = Field(ge=16, le=MAX_IMAGE_SIZE)
+    mean: list[Finite] = Field(min_length=3, max_length=3)  # one per colour channel
+    std: list[Positive] = Field(min_length=3, max_length=3)
+
+
+class FineTunedBuild(_Schema):
+    backbone: Backbone
+    freeze: Annotated[str, Field(max_length=50)]
+
+
+class PosterNetBuild(_Schema):
+    widths: list[Annotated[int, Field(gt=0, le=MAX_WIDTH)]] = Field(min_length=1, max_length=MAX_BLOCKS)
+
+
+class FineTunedSettings(_Model):
+    kind: Literal["finetune"]
+    build: FineTunedBuild
+    spec: Spec
+
+
+class PosterNetSettings(_Model):
+    kind: Literal["cnn"]
+    build: PosterNetBuild
+    spec: Spec
+
+
+NetworkSettings = Annotated[Union[FineTunedSettings, PosterNetSettings], Field(discriminator="kind")]
+
+
+class Member(_Schema):
+    file: Short
+    weight: int = Field(gt=0, le=100)
+
+
+class EnsembleSettings(_Model):
+    kind: Literal["ensemble"]
+    members: dict[Short, Member] = Field(min_length=1, max_length=MAX_MEMBERS)
+    combination: dict  # checked by evaluation.ensemble when it is rebuilt
+
+
+def parse(kind: object, settings: object, path: object):
+    """`settings` as `kind` (a schema above), or one line naming the file and the first thing wrong."""
+    try:
+        return TypeAdapter(kind).validate_python(settings)
+    except ValidationError as e:
+        error = e.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        raise ModelFileError(f"{path}: not a model this version saved ({where}: {error['msg']})") from None
+
+
+def timm_backbones(settings: HeadSettings | FineTunedSettings | PosterNetSettings) -> list[str]:
+    """The timm backbones a model would build: refused unless trusted (predict.models.load_model)."""
+    backbone = settings.fingerprint.backbone if isinstance(settings, HeadSettings) else \
+        getattr(settings.build, "backbone", "")
+    return [backbone] if backbone.startswith(TIMM_PREFIX) else []
