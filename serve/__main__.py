@@ -7,9 +7,10 @@ serving adds no dependency.
 
 Limits, so that no client can hold the server: uploads over --max-mb are refused unread, a
 Content-Length that is missing (411) or not a number (400) is refused, images over
-MAX_UPLOAD_PIXELS are refused from their header before decoding, a client silent for
---timeout seconds is disconnected, and at most --max-clients connections are served at once:
-the next ones get a 503 at once, without a thread.
+MAX_UPLOAD_PIXELS are refused from their header before decoding, a request whose line, headers
+and body have not all arrived --timeout seconds after it connected is cut off (a total deadline:
+a client sending a header line every few seconds never trips a per-read timeout), and at most
+--max-clients connections are served at once: the next ones get a 503 at once, without a thread.
 """
 import argparse
 import base64
@@ -20,6 +21,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -65,6 +67,23 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
     return 200, result
 
 
+class _Deadline(io.RawIOBase):
+    """A connection's reads, each allowed only the time left before the request's deadline."""
+
+    def __init__(self, connection: socket.socket, deadline: float):
+        self.connection, self.deadline = connection, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.connection.settimeout(left)
+        return self.connection.recv_into(buffer)
+
+
 class BoundedServer(ThreadingHTTPServer):
     """A thread per connection, up to `max_clients`; past that a 503 is written at once and the socket closed."""
     daemon_threads = True
@@ -95,14 +114,14 @@ class BoundedServer(ThreadingHTTPServer):
 
 
 def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float = 10.0,
-                max_clients: int = 8) -> BoundedServer:
+                max_clients: int = 32) -> BoundedServer:
     page = PAGE.read_text().replace("MODEL_NAME", html.escape(predictor.name)).encode()
     lock = threading.Lock()  # one prediction at a time: the model and its Grad-CAM hooks are shared
 
     class Handler(BaseHTTPRequestHandler):
         def setup(self) -> None:
-            self.timeout = timeout  # a silent client is disconnected, its thread freed
             super().setup()
+            self.rfile = io.BufferedReader(_Deadline(self.connection, time.monotonic() + timeout))
 
         def do_GET(self) -> None:
             if urlsplit(self.path).path != "/":
@@ -138,6 +157,7 @@ def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float 
             self._send(status, json.dumps(result).encode(), "application/json")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.connection.settimeout(timeout)  # the answer gets time of its own, whatever the request took
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -156,8 +176,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000, help="local port (0: any free one)")
     parser.add_argument("--max-mb", type=float, default=10.0, help="largest upload accepted")
     parser.add_argument("--weights", default=None, help="local weights of a head's backbone (resnet50 offline)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds a client may stay silent")
-    parser.add_argument("--max-clients", type=int, default=8, help="connections served at once; more get a 503")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds a request may take to arrive, its line, headers and body together")
+    parser.add_argument("--max-clients", type=int, default=32, help="connections served at once; more get a 503")
     args = parser.parse_args()
     cli.run(lambda: serve(args), interrupted="stopped")
 

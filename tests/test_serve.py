@@ -2,11 +2,13 @@
 import io
 import json
 import os
+import select
 import socket
 import statistics
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,6 +60,24 @@ def resident_mb(pid: int) -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
 
 
+def slow_client_seconds(url: str, every: float, lines: int) -> float:
+    """A client that sends a header line every `every` seconds, never finishing: seconds until the server hung up
+    (or all `lines` were sent)."""
+    address = urlsplit(url)
+    start = time.monotonic()
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        for i in range(lines):
+            time.sleep(every)
+            if select.select([sock], [], [], 0)[0] and not sock.recv(1):
+                break
+            try:
+                sock.sendall(f"X-Slow-{i}: {'a' * 20}\r\n".encode())
+            except OSError:
+                break
+    return time.monotonic() - start
+
+
 def good_request_seconds(url: str, poster: bytes) -> float:
     start = time.perf_counter()
     request = urllib.request.Request(url + "predict", data=poster, method="POST",
@@ -99,6 +119,14 @@ def test_abusive_requests_leave_the_server_answering(trained, sample_dir):
         for sock in idle:
             sock.close()
         assert good_request_seconds(url, poster) < 3 * usual + 0.5
+
+        # 3 clients each sending a header line every 0.4 s: cut off at the 2 s deadline, however often they
+        # send, and the slot left answers good requests meanwhile
+        with ThreadPoolExecutor(3) as pool:
+            slow = [pool.submit(slow_client_seconds, url, 0.4, 15) for _ in range(3)]
+            time.sleep(0.5)
+            assert good_request_seconds(url, poster) < 3 * usual + 0.5
+            assert all(1.9 < s.result() < 3.0 for s in slow), [s.result() for s in slow]
     finally:
         process.terminate()
         process.wait()
