@@ -130,7 +130,7 @@ def seeds_table(trained: list[dict]) -> list[str]:
 def _split_lines(dataset: str, split: Split, figures: Path, out_dir: Path, command: str) -> list[str]:
     sizes = ", ".join(f"{p} {len(split.parts[p])}" for p in PARTS)
     left = ", ".join(f"{k}: {v}" for k, v in split.left_out.items()) or "none"
-    dropped = ", ".join(f"{md_text(g)} ({n})" for g, n in split.dropped_genres.items()) or "none"
+    dropped = md_text(split.dropped_text())
     totals: dict[str, int] = {}
     for part in PARTS:
         for genre, n in split.genre_counts.get(part, {}).items():

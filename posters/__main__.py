@@ -41,7 +41,7 @@ def split_command(args: argparse.Namespace) -> None:
     result.save(args.out)
     sizes = ", ".join(f"{part} {len(ids)}" for part, ids in result.parts.items())
     print(f"{args.out}: {sizes}; {len(result.genres)} genres; "
-          f"dropped {result.dropped_genres or 'none'}; left out {result.left_out or 'none'}")
+          f"dropped {result.dropped_text()}; left out {result.left_out or 'none'}")
 
 
 def download_command(args: argparse.Namespace) -> None:

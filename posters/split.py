@@ -31,6 +31,12 @@ class Split:
     parts: dict[str, list[str]] = field(default_factory=dict)  # part -> poster ids
     genre_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # part -> genre -> posters
 
+    def dropped_text(self, shown: int = 10) -> str:
+        """The dropped genres with their training posters, the first `shown` of them: a CSV can have thousands."""
+        items = [f"{genre} ({n})" for genre, n in list(self.dropped_genres.items())[:shown]]
+        more = len(self.dropped_genres) - shown
+        return (", ".join(items) + (f" and {more:,} more" if more > 0 else "")) or "none"
+
     def part_of(self) -> dict[str, str]:
         return {pid: part for part, ids in self.parts.items() for pid in ids}
 
@@ -83,8 +89,12 @@ def stratified_folds(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> 
 def make_split(posters: PosterSet, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
                min_count: int = 5) -> Split:
     items: list[Poster] = posters.posters
-    all_genres = sorted(posters.genre_counts())
-    folds = stratified_folds(label_matrix([p.genres for p in items], all_genres), fractions, seed)
+    totals = posters.genre_counts()
+    all_genres = sorted(totals)
+    # A genre with fewer than min_count posters in all can never have min_count training posters: it is not
+    # stratified on (iterative stratification's time grows with the genres; 20,000 one-poster genres took minutes).
+    stratified = [g for g in all_genres if totals[g] >= min_count]
+    folds = stratified_folds(label_matrix([p.genres for p in items], stratified), fractions, seed)
     part_items = {part: [items[i] for i in sorted(fold)] for part, fold in zip(PARTS, folds)}
 
     train_counts = Counter(g for p in part_items["train"] for g in p.genres)

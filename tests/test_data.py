@@ -1,9 +1,11 @@
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from posters.data import DataError, read_genre_table, read_posters
+from posters.data import DataError, Poster, PosterSet, read_genre_table, read_posters
 from posters.split import Split, make_split
 
 
@@ -88,6 +90,21 @@ def test_split_is_seeded_stratified_and_disjoint(data_root, tmp_path):
 
     split.save(tmp_path / "split.json")
     assert Split.load(tmp_path / "split.json") == split
+
+
+def test_genres_under_min_count_overall_do_not_enter_the_stratification():
+    """Thousands of one-poster genres (a CSV where each row has its own) cost the stratified split nothing: they
+    can never reach min_count training posters, so the parts are those of the data without them."""
+    rng = np.random.default_rng(0)
+    common = [tuple(g for g in ("Action", "Drama", "Comedy") if rng.random() < 0.4) or ("Action",)
+              for _ in range(600)]
+    plain = PosterSet("x", Path("x"), [Poster(str(i), Path(f"{i}.jpg"), g) for i, g in enumerate(common)])
+    noisy = PosterSet("x", Path("x"), [Poster(str(i), Path(f"{i}.jpg"), g + (f"Unique{i}",))
+                                       for i, g in enumerate(common)])
+    split = make_split(noisy, seed=0, min_count=5)
+    assert split.parts == make_split(plain, seed=0, min_count=5).parts
+    assert split.genres == ["Action", "Comedy", "Drama"] and len(split.dropped_genres) == 600
+    assert split.dropped_text(3).endswith("and 597 more")
 
 
 def kaggle_folder(tmp_path, lines: list[str], encoding: str = "utf-8"):
