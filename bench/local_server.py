@@ -7,8 +7,8 @@ the first time only; /html/<name> is an HTML page with status 200.
 
 Hostile answers: /gzip-bomb/<name> is gzip that inflates to `bomb_mb` MB of zeros; /padded/<name>
 the poster followed by `bomb_mb` MB of zeros; /trickle/<name> one byte every `slow_seconds` / 10;
-/away/<name> redirects to another host (localhost), /ftp/<name> to an ftp:// URL and /hop/<name>
-to /ok/<name> on this host.
+/away/<name> redirects to another host (localhost), /port/<name> to another port of this host,
+/ftp/<name> to an ftp:// URL and /hop/<name> to /ok/<name> on this host.
 """
 from __future__ import annotations
 
@@ -47,10 +47,10 @@ class PosterServer:
                     return self._answer(200, server.bomb, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
                 if kind == "padded":
                     return self._answer(200, body + server.padding, {"Content-Type": "image/jpeg"})
-                if kind in ("away", "ftp", "hop"):
+                if kind in ("away", "ftp", "hop", "port"):
                     port = server.httpd.server_address[1]
                     target = {"away": f"http://localhost:{port}/ok/{name}", "ftp": f"ftp://127.0.0.1/{name}",
-                              "hop": f"/ok/{name}"}[kind]
+                              "hop": f"/ok/{name}", "port": f"http://127.0.0.1:{port + 1}/ok/{name}"}[kind]
                     return self._answer(302, b"", {"Location": target})
                 if kind == "trickle":
                     self.send_response(200)

@@ -25,8 +25,8 @@ from torch import nn
 
 from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
 from core.errors import DataError, first_line
-from extract.backbones import Backbone, file_name
-from posters.files import atomic_write
+from extract.backbones import Backbone, file_name, file_sha256
+from posters.files import atomic_write, write_text_atomic
 
 ENGINES = ("auto", "torch", "onnxruntime")
 # Largest absolute difference between the engines' embeddings; measured about 1e-5 on EfficientNet-Lite0.
@@ -137,10 +137,13 @@ def _onnx_session(backbone: Backbone, model: Normalised):
             path = export_onnx(model, backbone.image_size, Path(tmp) / "model.onnx", torch.uint8)
             return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     path = (cache_dir() / f"{file_name(backbone.name)}-{backbone.image_size}px-uint8-{backbone.weights_sha256}.onnx")
-    if not path.is_file():
-        print(f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", flush=True)
+    checksum = path.with_name(path.name + ".sha256")  # a cached graph changed since its export is not trusted
+    if not path.is_file() or not checksum.is_file() or checksum.read_text().strip() != file_sha256(path):
+        print(f"{path}: differs from the graph exported, exporting it again" if path.is_file() else
+              f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, backbone.image_size, path, torch.uint8)
+        write_text_atomic(checksum, file_sha256(path))
     try:
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for a damaged graph

@@ -12,7 +12,6 @@ image. A rerun reuses the embeddings of unchanged posters and embeds only new or
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import io
 import itertools
@@ -34,7 +33,7 @@ from core.progress import progress
 from extract.backbones import Backbone, file_sha256
 from extract.engines import Embedder, engine_dtype, make_embedder, resolve_engine
 from posters.data import DataError, Poster, PosterSet
-from posters.files import atomic_write, write_text_atomic
+from posters.files import atomic_write, write_csv_atomic, write_text_atomic
 from posters.images import SkippingImages, pixels_transform
 from posters.split import PARTS, Split, label_matrix, split_posters
 
@@ -293,10 +292,7 @@ def _list_skipped(out: Path, skipped: list[tuple[Poster, str]]) -> None:
     if not skipped:
         path.unlink(missing_ok=True)
         return
-    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "image", "reason"])
-        writer.writerows([poster.id, str(poster.image), reason] for poster, reason in skipped)
+    write_csv_atomic(path, ["id", "image", "reason"], ([p.id, str(p.image), reason] for p, reason in skipped))
 
 
 def _same_attrs(path: Path, attrs: dict) -> bool:

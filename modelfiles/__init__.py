@@ -216,6 +216,10 @@ def read_ensemble(path: Path | str) -> tuple[dict[str, Path], dict]:
             isinstance(m["file"], str) and _MEMBER_FILE.fullmatch(m["file"]) for m in members.values()):
         raise ModelFileError(f"{path}: not an ensemble manifest (1 to {MAX_MEMBERS} members, each a model file "
                              f"named in {members_dir(path).name}/)")
+    folder = members_dir(path).resolve()
+    outside = [name for name, file in files.items() if not file.resolve().is_relative_to(folder)]
+    if outside:  # a member named plainly can still be a symlink to a file elsewhere
+        raise ModelFileError(f"{path}: member {outside[0]!r} links out of {members_dir(path).name}/; not loaded")
     return files, settings
 
 

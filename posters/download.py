@@ -18,7 +18,6 @@ Safe with a hostile CSV or server:
 """
 from __future__ import annotations
 
-import csv
 import io
 import queue
 import shutil
@@ -34,7 +33,7 @@ import urllib3
 from core.progress import progress
 from posters.data import DataError, find_image, is_plain_name, read_rows
 from posters.decode import TooLarge, load_image, read_image
-from posters.files import atomic_write
+from posters.files import atomic_write, write_csv_atomic
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
@@ -107,13 +106,19 @@ def read_image_urls(csv_path: Path | str) -> list[tuple[str, str]]:
     return urls
 
 
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        port = None
+    return parts.scheme, parts.hostname, port
+
+
 def same_site(url: str, target: str) -> bool:
-    """The redirect rule: the same host, or a host under the same last two name labels (not for IP addresses)."""
-    a, b = urlsplit(url).hostname, urlsplit(target).hostname
-    if not a or not b or a == b:
-        return bool(a) and a == b
-    site = ".".join(a.split(".")[-2:])
-    return not site.replace(".", "").isdigit() and (b == site or b.endswith("." + site))
+    """The redirect rule: the same scheme, host and port (another port of the same host is another server)."""
+    origin = _origin(url)
+    return origin[1] is not None and origin[2] is not None and _origin(target) == origin
 
 
 def _connection_failure(error: urllib3.exceptions.HTTPError) -> Retryable:
@@ -178,7 +183,7 @@ class Fetcher:
             if urlsplit(target).scheme not in ("http", "https"):
                 raise Failed("redirect to a URL that is not http(s)")
             if not same_site(url, target):
-                raise Failed(f"redirect to another site ({urlsplit(target).hostname})")
+                raise Failed(f"redirect to another site ({urlsplit(target).netloc[:100]})")
             url = target
         raise Failed("too many redirects")
 
@@ -312,10 +317,7 @@ def download(csv_path: Path | str, out: Path | str, cfg: DownloadConfig = Downlo
 
 
 def _write_failures(path: Path, failures: list[Outcome]) -> None:
-    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["anime_id", "url", "reason"])
-        writer.writerows([o.id, o.url, o.reason] for o in failures)
+    write_csv_atomic(path, ["anime_id", "url", "reason"], ([o.id, o.url, o.reason] for o in failures))
 
 
 def summary(outcomes: list[Outcome], seconds: float) -> str:

@@ -1,30 +1,42 @@
 """Writing files so that a reader sees the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import csv
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from core.errors import DataError, first_line
+
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # read once: the final file gets the permissions a plain open() would have given it
 
 
 @contextmanager
 def atomic_write(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path`, to write; it replaces `path` when the block ends.
 
-    If the block fails (a full disk, Ctrl-C, a bug) the temporary file is removed and `path` keeps
-    its previous content. Write errors become one-line DataErrors naming the file.
+    The temporary file is created exclusively under a random name (`.<name>.<random>.tmp`): a name
+    known in advance could be a planted symlink that the write would follow. If the block fails (a
+    full disk, Ctrl-C, a bug) it is removed and `path` keeps its previous content. Write errors become
+    one-line DataErrors naming the file.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = None
     try:
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(descriptor)
+        tmp = Path(name)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the file
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise DataError(f"{path}: could not write ({first_line(e)}); the previous file is untouched") from None
         raise
@@ -33,3 +45,16 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
 def write_text_atomic(path: Path | str, text: str) -> None:
     with atomic_write(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def formula_safe(cell: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: one starting like a formula gets a leading apostrophe."""
+    return f"'{cell}" if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
+def write_csv_atomic(path: Path | str, header: list[str], rows: Iterable[Iterable[object]]) -> None:
+    """A UTF-8 CSV, written atomically, whose cells from data (genres, ids, titles, reasons) run no formula."""
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([formula_safe(cell) for cell in header])
+        writer.writerows([formula_safe(cell) for cell in row] for row in rows)

@@ -7,7 +7,6 @@ known, so the predictions are also scored by the evaluation module; genres the m
 trained on are counted and left out of that score.
 """
 import argparse
-import csv
 import json
 import sys
 from collections import Counter
@@ -19,7 +18,7 @@ from core import cli
 from core.device import INFERENCE_PRECISION, PRECISIONS
 from evaluation.metrics import predict_sets, score_with_intervals
 from posters.data import DataError, read_posters
-from posters.files import atomic_write, write_text_atomic
+from posters.files import write_csv_atomic, write_text_atomic
 from posters.split import PARTS, Split, label_matrix, split_posters
 from predict.models import Predictor, add_model_arguments, chosen_model, load_model, predict_files
 
@@ -91,11 +90,9 @@ def write_predictions(out: Path, predictor: Predictor, paths: list[Path], probab
         print(f"{len(kept)} posters: mAP {overall['mAP_macro']:.3f}, micro-F1 {overall['f1_micro']:.3f}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "predicted", *predictor.genres])
-        writer.writerows([row["image"], "|".join(row["predicted"]),
-                          *(f"{p:.9g}" for p in row["probabilities"].values())] for row in rows)  # float32 exact
+    write_csv_atomic(out, ["image", "predicted", *predictor.genres],
+                     ([row["image"], "|".join(row["predicted"]), *(f"{p:.9g}" for p in row["probabilities"].values())]
+                      for row in rows))  # float32 exact
     write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=1))
     print(f"{len(rows)} posters predicted, {len(errors)} skipped: {out} and {out.with_suffix('.json')}")
 

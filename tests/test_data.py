@@ -1,3 +1,4 @@
+import csv
 import shutil
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 from PIL import Image
 
 from posters.data import DataError, Poster, PosterSet, read_genre_table, read_posters
+from posters.files import UMASK, write_csv_atomic, write_text_atomic
 from posters.split import Split, make_split
 
 
@@ -143,3 +145,26 @@ def test_ids_that_are_paths_touch_nothing_outside(tmp_path, capsys):
     assert all(p.image.parent == folder / "images" for p in posters.posters)
     assert posters.skipped == {"id not a plain file name": 4}
     assert "4 ids are not plain file names (e.g. '../../secret'); those rows are left out" in capsys.readouterr().err
+
+
+def test_writes_never_follow_a_planted_temporary_name(tmp_path):
+    """The temporary file is created exclusively under a random name: a symlink planted at the old predictable
+    '<out>.tmp' leads nowhere, and the result has a plain file's permissions."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "report.md"
+    (tmp_path / "report.md.tmp").symlink_to(victim)
+    write_text_atomic(out, "new")
+    assert out.read_text() == "new" and victim.read_text() == "keep me"
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~UMASK)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "report.md.tmp", "victim.txt"]
+
+
+def test_csv_cells_from_data_never_run_as_formulas(tmp_path):
+    """Genres, ids and reasons go into CSVs that users open in spreadsheets: a cell starting like a formula is
+    text there; numbers stay numbers."""
+    path = tmp_path / "predictions.csv"
+    write_csv_atomic(path, ["image", "=HYPERLINK(\"http://x\")", "Action"], [["@SUM(A1)", "+1", "0.25"]])
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["image", "'=HYPERLINK(\"http://x\")", "Action"], ["'@SUM(A1)", "'+1", "0.25"]]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
@@ -144,12 +145,12 @@ def closed_port() -> int:
 
 
 def test_hostile_answers_stop_at_their_limits(tmp_path):
-    with PosterServer({str(i): poster(i) for i in range(1, 8)}, slow_seconds=2.0, bomb_mb=50) as server:
+    with PosterServer({str(i): poster(i) for i in range(1, 9)}, slow_seconds=2.0, bomb_mb=50) as server:
         csv_path = tmp_path / "anime.csv"
         write_csv(csv_path, [("1", f"{server.url}/gzip-bomb/1"), ("2", f"{server.url}/padded/2"),
                              ("3", f"{server.url}/trickle/3"), ("4", f"{server.url}/away/4"),
                              ("5", f"{server.url}/ftp/5"), ("6", f"{server.url}/hop/6"),
-                             ("7", f"http://127.0.0.1:{closed_port()}/ok/7")])
+                             ("7", f"http://127.0.0.1:{closed_port()}/ok/7"), ("8", f"{server.url}/port/8")])
         cfg = DownloadConfig(concurrency=4, rate=1000, timeout=0.5, deadline=1.5, max_mb=1, retries=1, backoff=0.05)
         start = time.monotonic()
         outcomes = download(csv_path, tmp_path / "data", cfg)
@@ -158,8 +159,9 @@ def test_hostile_answers_stop_at_their_limits(tmp_path):
             "1": "over 1 MB",  # 50 MB once inflated: refused after about 1 MB
             "2": "over 1 MB",  # a poster followed by 50 MB of zeros: refused from its Content-Length
             "3": "over the 1.5 s deadline",  # a byte every 0.2 s never trips the 0.5 s read timeout
-            "4": "redirect to another site (localhost)", "5": "redirect to a URL that is not http(s)",
-            "7": "connection refused"}
+            "4": f"redirect to another site (localhost:{urlsplit(server.url).port})",
+            "5": "redirect to a URL that is not http(s)", "7": "connection refused",
+            "8": f"redirect to another site (127.0.0.1:{urlsplit(server.url).port + 1})"}  # another port: refused
         assert sorted(p.name for p in (tmp_path / "data" / "images").iterdir()) == ["6.jpg"]  # followed on-site
         assert server.count("/ok/4") == 0 and server.count("/ok/6") == 1  # the other host was never asked
 

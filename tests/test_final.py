@@ -137,3 +137,10 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     hostile.write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match="each a model file named in hostile-members/"):
         load_model(hostile)
+    linked = root / "models" / "linked.json"  # a plainly named member that is a symlink out of its folder
+    members_dir(linked).mkdir()
+    manifest["members"][network]["file"] = "escape.safetensors"
+    (members_dir(linked) / "escape.safetensors").symlink_to(root / "models" / f"{dataset}-final.safetensors")
+    linked.write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match=f"member '{network}' links out of linked-members/"):
+        load_model(linked)
