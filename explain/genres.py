@@ -49,6 +49,8 @@ def _hue_name(cos: float, sin: float) -> tuple[str, float]:
 
 def colour_summary(genre: str, has: np.ndarray, stats: np.ndarray) -> str:
     """One sentence: how posters of the genre differ from the rest in brightness, saturation and hue."""
+    if not has.any() or has.all():  # a model's genre that this data set has on no poster, or on every one
+        return f"**{md_text(genre)}** ({has.sum()} posters): no posters to compare its colours with."
     mine, rest = stats[has].mean(axis=0), stats[~has].mean(axis=0)
     notes = []
     for index, more, less, name in ((3, "brighter", "darker", "brightness"),

@@ -59,6 +59,9 @@ def test_colour_summary_names_what_differs():
     has = np.array([True] * 5 + [False] * 5)
     assert colour_summary("Horror", has, stats) == ("**Horror** (5 posters): darker (brightness 0.30 vs 0.70), "
                                                     "less saturated (saturation 0.20 vs 0.40).")
+    # a model's genre that no poster of this data set has: said plainly, not an IndexError from a NaN hue
+    absent = colour_summary("<b>Shoujo/Ai</b>", np.zeros(10, dtype=bool), stats)
+    assert absent == "**&lt;b&gt;Shoujo/Ai&lt;/b&gt;** (0 posters): no posters to compare its colours with."
 
 
 def test_explain_commands(trained, sample_dir, sample_split, tmp_path):
