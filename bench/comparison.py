@@ -42,7 +42,7 @@ BACKBONE = "efficientnet_lite0_multiscale"
 # Lite2 features raised AniList's validation mAP before, at half the speed; with ONNX Runtime the bench can afford
 # to extract both and let each data set's validation mAP (of the logistic head) choose the one all heads use.
 BACKBONE_CHOICES = (BACKBONE, "efficientnet_lite2_multiscale")
-# Chosen to keep the whole bench near an hour on a 2-core CPU (README, "Results").
+# Chosen to keep the whole bench near an hour on a 2-core CPU (docs/results.md).
 FINETUNE = {"backbone": "efficientnet_lite0", "freeze": "stage4", "image_size": 160,
             "epochs": {"anime-posters": 6, "anilist-covers": 6, "movie-posters": 3}}
 # Fine-tuning on cached activations (training/cached.py) at the backbone's own 224 px, for FINETUNE's epochs, with
@@ -55,7 +55,7 @@ CNN_EPOCHS = {"anime-posters": 8, "anilist-covers": 8, "movie-posters": 4}
 # Trained with the other anime set too (heads/union.py): anime posters and AniList covers are both anime art.
 UNIONS = {"anime-posters": "anilist-covers", "anilist-covers": "anime-posters"}
 # Heads cross-validated over every labelled poster (5 folds, 1 repeat), as far as the time allows: measured on
-# anime posters, 5 folds cost 2 min for the logistic head, 8 s for ML-kNN and 6 min for the MLP (README).
+# anime posters, 5 folds cost 2 min for the logistic head, 8 s for ML-kNN and 6 min for the MLP (an earlier bench).
 CV = (5, 1)
 CV_HEADS = {"anime-posters": ("logistic", "mlknn"), "anilist-covers": ("logistic", "mlknn"),
             "movie-posters": ("mlknn",)}

@@ -257,7 +257,7 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
     if data and (Path(data) / SYNTHETIC_MARK).exists():
         lines += [f"**{dataset} is the built-in synthetic sample**: drawn posters whose genres set their colour, "
                   "motif and title position. Its figures only show that the pipeline runs; real figures need "
-                  "real posters (README, \"Running on real data\").", ""]
+                  "real posters (docs/usage.md, \"Running on real data\").", ""]
     if split is not None:
         lines += _split_lines(dataset, split, figures, out_dir, command)
     lines += _results_table(results, command)
