@@ -8,7 +8,9 @@ import markdown
 from markdown.extensions import Extension
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_MARKUP = re.compile(r"([\\`*_\[\]|!#{}])")  # Markdown's escapable characters that mean something mid-line
+# What could make text into a link, an image, code or another table cell. Emphasis (* and _) is left alone: it
+# only styles text, and model names such as efficientnet_lite0-mlp stay readable in report.md.
+_MARKUP = re.compile(r"([\\`\[\]|!])")
 
 
 def md_text(value: object) -> str:

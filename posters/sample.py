@@ -81,5 +81,5 @@ def write_sample(out: Path | str, n_posters: int = 360, seed: int = 0) -> None:
             count = 1 + (rng.random() < 0.5) + (rng.random() < 0.2)
             genres = list(rng.choice(names, size=count, replace=False, p=weights / weights.sum()))
             poster_id = f"s{i:04d}"
-            _poster(genres, rng).save(out / "images" / f"{poster_id}.jpg", quality=90)
+            _poster(genres, rng).save(out / "images" / f"{poster_id}.jpg", format="JPEG", quality=90)
             writer.writerow([poster_id, f"Synthetic poster {i}", "|".join(genres)])

@@ -12,7 +12,11 @@ from posters.decode import FORMATS, MAX_PIXELS, load_image
 
 
 def save(path, image, **options):
-    image.save(path, **options)
+    """Through memory: Pillow's SPIDER writer registers the extension of a file name it saves to as SPIDER's,
+    for the rest of the process (it would make every later .jpg a SPIDER candidate)."""
+    buffer = io.BytesIO()
+    image.save(buffer, **({"format": Image.registered_extensions()[path.suffix]} | options))
+    path.write_bytes(buffer.getvalue())
     return path
 
 

@@ -42,7 +42,7 @@ def test_a_folder_with_bad_files_and_unknown_genres(trained, sample_dir, sample_
     out = tmp_path / "out" / "new.csv"
     result = run_module("predict", "--model", model, "--images", str(folder), "--out", str(out))
     assert f"skipped: {folder / 'broken.jpg'}: cannot decode image" in result.stderr
-    assert f"skipped: {folder / 'notes.txt'}: cannot decode image" in result.stderr
+    assert f"skipped: {folder / 'notes.txt'}: not an image of an allowed format" in result.stderr
     report = json.loads(out.with_suffix(".json").read_text())
     assert [p["image"] for p in report["predictions"]] == [str(folder / p.name) for p in good]
     assert [s["image"] for s in report["skipped"]] == [str(folder / "broken.jpg"), str(folder / "notes.txt")]
