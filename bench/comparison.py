@@ -23,7 +23,7 @@ from sklearn.preprocessing import normalize
 
 from bench.extraction import engine_speeds
 from bench.reference_mlknn import reference_mlknn
-from evaluation.compare import compare, headline, interval
+from evaluation.compare import compare, headline, interval, picked
 from evaluation.ensemble import describe
 from evaluation.intervals import DESCRIPTION, MEANING
 from evaluation.metrics import cross_validated_f1, evaluate
@@ -281,7 +281,7 @@ def write_bench_report(work: Path, out: Path, steps: Steps, speed: dict, mlknn: 
     lines, picked_by_dataset, ablations = _preamble(command, total), {}, []
     for dataset, results in read_results(work / "results").items():
         models = [r for r in results if r["kind"] != "baseline"]
-        picked_by_dataset[dataset] = max(models, key=lambda r: r["val"]["overall"]["mAP_macro"])
+        picked_by_dataset[dataset] = picked(models)
         lines += _dataset_section(work, dataset, results, steps)
         ablations += _ablations(work / "results" / dataset, dataset, models, picked_by_dataset[dataset],
                                 _wall_seconds(dataset, results, steps))

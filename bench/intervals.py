@@ -48,8 +48,8 @@ def simulate(Y: np.ndarray, models: dict[str, tuple[np.ndarray, np.ndarray]], si
              resamples: int, target_parts: int = TARGET_PARTS) -> dict:
     """Draw `parts` test parts of `size` from a population with labels Y and {model: (scores, predicted sets)}:
     coverage, mean width and estimate-inside rates per model, figure and method; coverage, call and wrong-sign
-    rates of the paired difference (first model minus second, where there are two) per method; the size bias of macro mAP (a part's
-    expected mAP minus the population's)."""
+    rates of the paired difference (first model minus second, where there are two) per method; the size bias
+    of macro mAP (a part's expected mAP minus the population's)."""
     rng = np.random.default_rng(seed)
     draws = np.zeros((target_parts, len(Y)))  # each row: one random part of `size` population posters
     for row in draws:
@@ -100,15 +100,16 @@ def table(dataset: str, result: dict, size: int, parts: int, train: int, val: in
              f"Heads fitted on {train} posters, thresholds chosen on {val}; {parts} test parts of {size} "
              f"posters drawn from the other {population}. Target: the figure's expected value on a part of "
              f"{size} (the mean over {TARGET_PARTS} parts).", "",
-             "| head | figure | target | method | coverage | mean width | estimate inside |", "|---|---|---|---|---|---|---|"]
+             "| head | figure | target | method | coverage | mean width | estimate inside |",
+             "|---|---|---|---|---|---|---|"]
     for (name, figure, method), coverage in result["coverage"].items():
         target = result["targets"][name][FIGURES.index(figure)]
         lines.append(f"| {name} | {figure} | {target:.3f} | {method} | {coverage:.1%} | "
                      f"{result['width'][name, figure, method]:.3f} | {result['inside'][name, figure, method]:.1%} |")
     first, second = list(result["targets"])[:2]
-    lines += ["", f"Paired difference, {first} minus {second} in mAP: expected {result['true_difference']:+.4f} on a part "
-                  f"of {size}.", "", "| method | coverage | called (not 'not distinguishable') | wrong sign |",
-              "|---|---|---|---|"]
+    lines += ["", f"Paired difference, {first} minus {second} in mAP: expected {result['true_difference']:+.4f} "
+                  f"on a part of {size}.", "",
+              "| method | coverage | called (not 'not distinguishable') | wrong sign |", "|---|---|---|---|"]
     for method, d in result["difference"].items():
         lines.append(f"| {method} | {d['held']:.1%} | {d['called']:.1%} | {d['wrong_sign']:.1%} |")
     bias = ", ".join(f"{n} {b:+.3f}" for n, b in result["size_bias"].items())

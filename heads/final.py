@@ -29,7 +29,7 @@ from core import cli
 from core.errors import DataError
 from core.progress import progress
 from evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
-from evaluation.compare import picked
+from evaluation.compare import choosing_score, picked
 from evaluation.metrics import choose_thresholds, macro_map, predict_sets
 from evaluation.results import read_results
 from extract.backbones import file_name
@@ -45,10 +45,9 @@ from posters.union import describe
 
 
 def choose(heads: list[dict]) -> tuple[dict, str]:
-    """The head result the evaluation picks, and by what."""
-    if all("cv" in r for r in heads):
-        return max(heads, key=lambda r: r["cv"]["mAP_macro"]["mean"]), "cross-validated mAP"
-    return max(heads, key=lambda r: r["val"]["overall"]["mAP_macro"]), "validation mAP"
+    """The head result the evaluation picks (evaluation.compare.choosing_score), and by what."""
+    choice = picked(heads)
+    return choice, choosing_score(choice)[1]
 
 
 def _estimator(source: dict) -> BaseEstimator:
@@ -131,9 +130,10 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
         lines.append(f"| {r['model']} | {r['val']['overall']['mAP_macro']:.3f} | "
                      + (f"{cv['mean']:.3f} ± {cv['std']:.3f}" if cv else "-") + " |")
     if overall_pick and overall_pick["model"] != source["model"]:
-        lines += ["", f"Over all models, validation mAP picks `{overall_pick['model']}` "
-                      f"({overall_pick['val']['overall']['mAP_macro']:.3f}). `make final` refits heads; a network is "
-                      "refit by its own training command with `--final` (`TRAIN_ARGS=--final`), an ensemble not yet."]
+        score, rule = choosing_score(overall_pick)
+        lines += ["", f"Over all models, the {rule} picks `{overall_pick['model']}` ({score:.3f}). `make final` "
+                      "refits heads; a network is refit by its own training command with `--final` "
+                      "(`TRAIN_ARGS=--final`), an ensemble not yet."]
     lines += ["", *figures_lines(source, n, n_train)]
     lines += ["## Thresholds", "",
               f"A genre is predicted when its probability reaches {thresholds_text(thresholds)} (the top genre "

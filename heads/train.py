@@ -47,18 +47,20 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
 
 def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.ndarray, folds: int = 5,
                    repeats: int = 2, seed: int = 0, inner: tuple[float, float] = (0.8, 0.2),
-                   added: Added | None = None) -> dict:
-    """Repeated stratified k-fold over every labelled poster: mean, std and each fold's mAP, micro-F1, top-1.
+                   added: Added | None = None, rows: np.ndarray | None = None) -> dict:
+    """Repeated stratified k-fold over the posters `rows` (default all): mean, std and each fold's mAP,
+    micro-F1, top-1.
 
     Inside each training fold a stratified `inner` split chooses the parameters (validation mAP) and
     the threshold (validation micro-F1); the held-out fold is only scored. `added(held)` (Union.added)
     gives posters to add to each fit, none of them sharing a title with the rows in the mask `held`.
     """
+    rows = np.arange(len(Y)) if rows is None else np.asarray(rows)
     figures = {"mAP_macro": [], "f1_micro": [], "top1_accuracy": []}
     with progress(total=folds * repeats, desc=f"cross-validation {folds}x{repeats}", unit="fold", leave=False) as bar:
         for repeat in range(repeats):
-            for held in stratified_folds(Y, (1 / folds,) * folds, seed + repeat):
-                rest = np.setdiff1d(np.arange(len(Y)), held)
+            for held in (rows[fold] for fold in stratified_folds(Y[rows], (1 / folds,) * folds, seed + repeat)):
+                rest = np.setdiff1d(rows, held)
                 fit, val = (rest[part] for part in stratified_folds(Y[rest], inner, seed + repeat))
                 X_fit, Y_fit, _ = plus_added(X[fit], Y[fit], added, ~np.isin(np.arange(len(Y)), fit))
                 model, _, _ = tune(estimator, grid, X_fit, Y_fit, X[val], Y[val])
@@ -140,8 +142,10 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
                   result["thresholds"]["values"])
         if cv:
             start = time.perf_counter()
+            # over the training and validation parts: a model chosen by it keeps an untouched test part
             result["cv"] = cross_validate(estimator, grid, features.X, features.Y, *cv,
-                                          added=union.added if union else None)
+                                          added=union.added if union else None,
+                                          rows=np.flatnonzero(features.parts != "test"))
             result["cv"]["seconds"] = round(time.perf_counter() - start, 1)
             print(f"{dataset} {model_name}: cross-validated mAP {result['cv']['mAP_macro']['mean']:.3f} "
                   f"± {result['cv']['mAP_macro']['std']:.3f} ({result['cv']['seconds']:.0f} s)")

@@ -26,6 +26,7 @@ from torch import nn
 from cnn.model import PosterNet
 from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
 from core.progress import progress
+from evaluation.compare import choosing_score
 from evaluation.ensemble import MAX_ROUNDS, Combination
 from evaluation.results import read_results
 from extract.backbones import build_backbone
@@ -111,8 +112,8 @@ def rows(batch: torch.Tensor | Sequence[torch.Tensor], keep) -> torch.Tensor | t
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, or --dataset for that data set's best saved model: how predict and serve are told what to load."""
     parser.add_argument("--model", help="a saved model: models/*.skops (a head), models/*.safetensors (a network) or "
-                        "models/<dataset>-final.json (an ensemble); default: --dataset's final model, else its best "
-                        "by validation mAP")
+                        "models/<dataset>-final.json (an ensemble); default: --dataset's final model, else the one "
+                        "picked by cross-validated or validation mAP")
     parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
     parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
     parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
@@ -130,19 +131,19 @@ def chosen_model(args: argparse.Namespace) -> Path:
         raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
     path = default_model(args.dataset, args.models_dir, args.results_dir)
     why = ("final model, refit on all its labelled posters" if path == find_final_model(args.models_dir, args.dataset)
-           else "best saved model by validation mAP")
+           else "saved model picked by cross-validated or validation mAP")
     print(f"model: {path} ({args.dataset}'s {why})", flush=True)
     return path
 
 
 def default_model(dataset: str, models_dir: Path | str = "models", results_dir: Path | str = "results") -> Path:
-    """The final model of `dataset` (make final) if there is one, else its saved model with the best
-    validation mAP; the error lists the saved models there are."""
+    """The final model of `dataset` (make final) if there is one, else its saved model that the evaluation
+    picks (evaluation.compare.choosing_score); the error lists the saved models there are."""
     models_dir = Path(models_dir)
     if final := find_final_model(models_dir, dataset):
         return final
     ranked = sorted((r for r in read_results(results_dir).get(dataset, []) if r["kind"] in ("head", "finetune", "cnn")),
-                    key=lambda r: -r["val"]["overall"]["mAP_macro"])
+                    key=lambda r: -choosing_score(r)[0])
     for result in ranked:
         for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX):
             if (path := models_dir / f"{dataset}-{result['model']}{suffix}").is_file():

@@ -103,6 +103,12 @@ def test_cross_validation_scores_every_fold_with_a_head_fitted_without_it():
     # labels unrelated to the features: a fold scored by a head fitted on it would still look good
     shuffled = Y[np.random.default_rng(0).permutation(len(Y))]
     assert cross_validate(estimator, grid, X, shuffled, folds=4, repeats=1)["mAP_macro"]["mean"] < 0.6
+    # over chosen rows only (make heads: the training and validation parts), the others never touched: here
+    # they are NaN, which any fit or prediction on them would refuse
+    hidden = X.copy()
+    hidden[200:] = np.nan
+    within = cross_validate(estimator, grid, hidden, Y, folds=4, repeats=1, rows=np.arange(200))
+    assert len(within["mAP_macro"]["values"]) == 4 and within["mAP_macro"]["mean"] > 0.9
 
 
 def test_mlknn_passes_scikit_learns_estimator_checks():

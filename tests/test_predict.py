@@ -77,7 +77,7 @@ def test_without_a_model_the_best_saved_one_is_used(trained, sample_dir, tmp_pat
     result = run_module("predict", "--dataset", dataset, *folders, "--images", str(sample_dir / "images"),
                         "--out", str(tmp_path / "p.csv"))
     assert result.stdout.startswith(f"model: {trained / 'models' / dataset}-cnn-posternet-4-8-8-8.safetensors "
-                                    f"({dataset}'s best saved model by validation mAP)")
+                                    f"({dataset}'s saved model picked by cross-validated or validation mAP)")
     assert (tmp_path / "p.csv").exists()
     result = run_module("predict", "--dataset", "elsewhere", *folders, "--images", str(sample_dir / "images"),
                         "--out", str(tmp_path / "q.csv"), check=False)
