@@ -89,14 +89,16 @@ def _fmt(value: float | None) -> str:
 
 
 def cross_validation_table(models: list[dict]) -> list[str]:
-    """Heads scored by repeated cross-validation over all labelled posters, beside their single-split figures."""
+    """Heads scored by repeated cross-validation over the training and validation parts, beside their
+    single-split figures."""
     rows = [r for r in models if "cv" in r]
     if not rows:
         return []
     cv = rows[0]["cv"]
     repeats = f"{cv['repeats']} repeat" + "s" * (cv["repeats"] > 1)
     lines = [f"### Heads, cross-validated ({cv['folds']} folds x {repeats})", "",
-             f"Every labelled poster is scored once per repeat, by a head fitted without it: iterative stratification "
+             f"Every poster of the training and validation parts is scored once per repeat, by a head fitted without "
+             f"it: iterative stratification "
              f"into {cv['folds']} folds, and inside each training fold a stratified {cv['inner']} split chooses the "
              "parameters and the threshold. Mean ± standard deviation over the folds.", "",
              "| head | CV mAP | CV F1 µ | CV top-1 | single-split test mAP (95% CI) |", "|---|---|---|---|---|"]

@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--per-genre-thresholds", action="store_true",
                         help="one threshold per genre chosen on validation (default: one global threshold)")
     parser.add_argument("--cv", type=folds_by_repeats, default=None, metavar="FOLDSxREPEATS",
-                        help="also score each head by repeated cross-validation over every labelled poster, e.g. 5x2")
+                        help="also score each head by repeated cross-validation over the training and validation "
+                        "parts, e.g. 5x2; it then chooses between models")
     parser.add_argument("--mlknn-neighbours", default="exact", choices=("exact", "hnsw"),
                         help="ML-kNN's neighbour search: hnsw is approximate (faiss), for 100,000 posters or more")
     parser.add_argument("--union", default=None, metavar="OTHER.h5",
