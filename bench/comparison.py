@@ -55,7 +55,8 @@ CNN_EPOCHS = {"anime-posters": 8, "anilist-covers": 8, "movie-posters": 4}
 # Trained with the other anime set too (heads/union.py): anime posters and AniList covers are both anime art.
 UNIONS = {"anime-posters": "anilist-covers", "anilist-covers": "anime-posters"}
 # Heads cross-validated over the training and validation parts (5 folds, 1 repeat), as far as the time allows:
-# measured on anime posters, 5 folds cost 2 min for the logistic head, 8 s for ML-kNN and 6 min for the MLP (an earlier bench).
+# measured on anime posters, 5 folds cost 2 min for the logistic head, 8 s for ML-kNN and 6 min for the MLP (an
+# earlier bench).
 CV = (5, 1)
 CV_HEADS = {"anime-posters": ("logistic", "mlknn"), "anilist-covers": ("logistic", "mlknn"),
             "movie-posters": ("mlknn",)}

@@ -139,7 +139,7 @@ def _onnx_session(backbone: Backbone, model: Normalised):
     path = (cache_dir() / f"{file_name(backbone.name)}-{backbone.image_size}px-uint8-{backbone.weights_sha256}.onnx")
     checksum = path.with_name(path.name + ".sha256")  # a cached graph changed since its export is not trusted
     if not path.is_file() or not checksum.is_file() or checksum.read_text().strip() != file_sha256(path):
-        print(f"{path}: differs from the graph exported, exporting it again" if path.is_file() else
+        print(f"{path}: does not match the checksum of its export, exporting it again" if path.is_file() else
               f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, backbone.image_size, path, torch.uint8)
