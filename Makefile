@@ -165,6 +165,7 @@ bench: install .venv/dev-installed
 	$(PYTHON) -m bench.comparison --data-root $(SHARED_DATA)
 	$(PYTHON) -m bench.intervals --features runs/bench/features/movie-posters-efficientnet_lite0_multiscale.h5 \
 		runs/bench/features/anime-posters-efficientnet_lite0_multiscale.h5
+	$(PYTHON) -m bench.choices --results-dir runs/bench/results
 	$(PYTHON) -m bench.downloads --data $(SHARED_DATA)/anime-posters
 	if [ -f $(SERVE_MODEL) ]; then $(PYTHON) -m bench.page --model $(SERVE_MODEL) \
 		--image $(SHARED_DATA)/anime-posters/images/1.jpg; else echo "bench.page: no $(SERVE_MODEL); skipped"; fi
