@@ -59,6 +59,15 @@ RATE ?= 4
 SHARED_DATA ?= ../shared/data
 GENRE_TABLE ?= $(SHARED_DATA)/anime-dataset-2023-genres.csv
 
+# A mistyped setting stops here, in one line, instead of being dropped silently (THRESHOLDS=per_genre, TTA=yes).
+allowed = $(if $(filter-out $(2),$($(1))),$(error $(1)=$($(1)) is not one of: $(2)))
+$(call allowed,THRESHOLDS,global per-genre)
+$(call allowed,TTA,0 1)
+$(call allowed,NEIGHBOURS,exact hnsw)
+$(call allowed,PRECISION,fp32 auto bf16 fp16)
+$(call allowed,ENGINE,auto torch onnxruntime)
+$(call allowed,AUGMENT,none light strong)
+
 PYTHON   := .venv/bin/python
 # A DATA folder may have spaces in its path; the data set's name has them as underscores (as in Python).
 space    := $(subst ,, )

@@ -33,3 +33,12 @@ def test_a_data_path_with_spaces(sample_dir, tmp_path):
             assert words[words.index("--model") + 1] == "models/my net.safetensors"
     assert "features/anime_covers-efficientnet_lite0.h5" in make("-n", "features", f"DATA={data}",
                                                                 "BACKBONE=efficientnet_lite0").stdout
+
+
+def test_a_mistyped_setting_stops_make_in_one_line():
+    """Settings with a fixed set of values are checked when make starts, not dropped silently."""
+    for setting, allowed in (("THRESHOLDS=per_genre", "global per-genre"), ("TTA=yes", "0 1"),
+                             ("ENGINE=ort", "auto torch onnxruntime")):
+        result = make("-n", "heads", setting)
+        assert result.returncode != 0 and f"{setting} is not one of: {allowed}." in result.stderr, result.stderr
+    assert make("-n", "heads", "THRESHOLDS=per-genre").returncode == 0
