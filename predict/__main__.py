@@ -1,10 +1,11 @@
-"""python -m predict --model FILE (--images PATH | --data DIR [--split FILE --part test]) --out FILE.csv
+"""python -m predict --model FILE (--images PATH | --data DIR [--split FILE --part test]) [--out FILE.csv] [--json]
 
-Scores new posters with any saved model and writes one row per poster: the predicted genre set
-(thresholds chosen on validation, the top genre always in) and every genre's probability, as CSV
-and as JSON beside it. Unreadable images are reported and skipped. With --data the true genres are
-known, so the predictions are also scored by the evaluation module; genres the model was not
-trained on are counted and left out of that score.
+Scores new posters with any saved model: for each poster, the predicted genre set (every genre at or above
+its threshold, chosen on validation, and the top genre always) and every genre's probability. Without
+--out it prints one line per poster, `<image>: <genre> <probability>, ...`; with --json the whole report
+as JSON; with --out it writes them as CSV and as JSON beside it. Unreadable images are reported and skipped.
+With --data the true genres are known, so the predictions are also scored by the evaluation module;
+genres the model was not trained on are counted and left out of that score. Notes go to stderr.
 """
 import argparse
 import json
@@ -42,7 +43,8 @@ def main() -> None:
     source.add_argument("--data", help="a data set folder (CSV + images): predictions are also scored")
     parser.add_argument("--split", help="with --data: only the posters of one part of this split")
     parser.add_argument("--part", default="test", choices=PARTS, help="with --split: the part to predict")
-    parser.add_argument("--out", required=True, help="CSV to write; the JSON goes beside it")
+    parser.add_argument("--out", help="CSV to write; the JSON goes beside it (default: print to stdout)")
+    parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
     parser.add_argument("--weights", default=None, help="local weights of a head's backbone (resnet50 offline)")
     parser.add_argument("--precision", default=INFERENCE_PRECISION, choices=PRECISIONS,
                         help="autocast precision (fp32 by default: the same probabilities on every CPU)")
@@ -63,11 +65,20 @@ def predict(args: argparse.Namespace) -> None:
     probabilities, errors = predict_files(predictor, paths, args.workers)
     if len(errors) == len(paths):
         raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
-    write_predictions(Path(args.out), predictor, paths, probabilities, errors, genre_sets)
+    report = prediction_report(predictor, paths, probabilities, errors, genre_sets)
+    if args.out:
+        write_predictions(Path(args.out), predictor, report)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    elif not args.out:
+        for row in report["predictions"]:
+            print(f"{row['image']}: " + ", ".join(f"{g} {row['probabilities'][g]:.2f}" for g in row["predicted"]))
 
 
-def write_predictions(out: Path, predictor: Predictor, paths: list[Path], probabilities: np.ndarray,
-                      errors: dict[int, str], genre_sets: list[tuple[str, ...]] | None) -> None:
+def prediction_report(predictor: Predictor, paths: list[Path], probabilities: np.ndarray, errors: dict[int, str],
+                      genre_sets: list[tuple[str, ...]] | None) -> dict:
+    """{"model", "genres", "thresholds", "predictions": one {"image", "predicted", "probabilities"} per readable
+    poster, "skipped"}, with "scores" and "unknown_genres" when the true `genre_sets` are known."""
     kept = [i for i in range(len(paths)) if i not in errors]
     predicted = predict_sets(probabilities, predictor.thresholds)
     rows = [{"image": str(paths[i]), "predicted": [g for g, on in zip(predictor.genres, chosen) if on],
@@ -82,19 +93,26 @@ def write_predictions(out: Path, predictor: Predictor, paths: list[Path], probab
         unknown = Counter(g for i in kept for g in genre_sets[i] if g not in known)
         if unknown:
             listed = ", ".join(f"{g} ({n} posters)" for g, n in unknown.most_common())
-            print(f"genres not in the model's vocabulary, left out of the scores: {listed}")
+            print(f"genres not in the model's vocabulary, left out of the scores: {listed}", file=sys.stderr)
         labels = label_matrix([genre_sets[i] for i in kept], predictor.genres)
         report["unknown_genres"] = dict(unknown)
         report["scores"] = score_with_intervals(labels, probabilities, predicted, predictor.genres)
         overall = report["scores"]["overall"]
-        print(f"{len(kept)} posters: mAP {overall['mAP_macro']:.3f}, micro-F1 {overall['f1_micro']:.3f}")
+        print(f"{len(kept)} posters: mAP {overall['mAP_macro']:.3f}, micro-F1 {overall['f1_micro']:.3f}",
+              file=sys.stderr)
+    return report
 
+
+def write_predictions(out: Path, predictor: Predictor, report: dict) -> None:
+    """The report as CSV (one row per poster) at `out`, and as JSON beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    rows = report["predictions"]
     write_csv_atomic(out, ["image", "predicted", *predictor.genres],
                      ([row["image"], "|".join(row["predicted"]), *(f"{p:.9g}" for p in row["probabilities"].values())]
                       for row in rows))  # float32 exact
     write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=1))
-    print(f"{len(rows)} posters predicted, {len(errors)} skipped: {out} and {out.with_suffix('.json')}")
+    print(f"{len(rows)} posters predicted, {len(report['skipped'])} skipped: {out} and {out.with_suffix('.json')}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -132,7 +133,7 @@ def chosen_model(args: argparse.Namespace) -> Path:
     path = default_model(args.dataset, args.models_dir, args.results_dir)
     why = ("final model, refit on all its labelled posters" if path == find_final_model(args.models_dir, args.dataset)
            else "saved model picked by cross-validated or validation mAP")
-    print(f"model: {path} ({args.dataset}'s {why})", flush=True)
+    print(f"model: {path} ({args.dataset}'s {why})", file=sys.stderr, flush=True)  # stdout: the predictions
     return path
 
 

@@ -86,7 +86,7 @@ def test_split_features_heads_report(data_root, tmp_path):
     out = tmp_path / "predictions-final.csv"
     result = run_module("predict", "--dataset", "anime-slice", "--models-dir", str(models), "--results-dir",
                         str(results), "--images", str(source / "images" / "1.jpg"), "--out", str(out))
-    assert result.stdout.startswith(f"model: {models / 'anime-slice-final.skops'} (anime-slice's final model")
+    assert f"model: {models / 'anime-slice-final.skops'} (anime-slice's final model" in result.stderr
     assert len(out.read_text().splitlines()) == 2
 
 

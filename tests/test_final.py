@@ -83,7 +83,7 @@ def test_a_network_is_refit_on_every_poster_for_the_epochs_validation_chose(trai
     result = run_module("predict", "--dataset", dataset, "--models-dir", str(tmp_path / "models"), "--results-dir",
                         str(trained / "results"), "--images", str(sample_dir / "images"), "--out",
                         str(tmp_path / "p.csv"))
-    assert result.stdout.startswith(f"model: {path} ({dataset}'s final model")
+    assert f"model: {path} ({dataset}'s final model" in result.stderr
 
 
 def test_the_final_ensemble_refits_its_members_and_predicts_their_average(trained, sample_dir, sample_split, tmp_path,
@@ -113,7 +113,7 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     assert "| efficientnet_lite0-logistic | 2 | refit here on 64 posters |" in path.with_suffix(".md").read_text()
     predicted = run_module("predict", "--dataset", dataset, *dirs, "--images", str(sample_dir / "images"),
                            "--out", str(tmp_path / "p.csv"))
-    assert predicted.stdout.startswith(f"model: {path} ({dataset}'s final model")
+    assert f"model: {path} ({dataset}'s final model" in predicted.stderr
     images = sorted((sample_dir / "images").iterdir())
     members = {name: predict_files(load_model(members_dir(path) / f"{name}{suffix}"), images)[0]
                for name, suffix in (("efficientnet_lite0-logistic", ".skops"), ("efficientnet_lite0-mlknn", ".skops"),

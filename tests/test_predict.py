@@ -1,6 +1,7 @@
 """make predict with a network saved by the training loop (a tiny PosterNet on the synthetic sample)."""
 import csv
 import json
+import re
 import shutil
 
 import pytest
@@ -58,7 +59,7 @@ def test_a_folder_with_bad_files_and_unknown_genres(trained, sample_dir, sample_
     csv_path.write_text("\n".join(lines) + "\n")
     result = run_module("predict", "--model", model, "--data", str(relabelled), "--split", str(sample_split),
                         "--out", str(tmp_path / "relabelled.csv"))
-    assert "genres not in the model's vocabulary, left out of the scores: Zombie (1 posters)" in result.stdout
+    assert "genres not in the model's vocabulary, left out of the scores: Zombie (1 posters)" in result.stderr
     assert json.loads((tmp_path / "relabelled.json").read_text())["unknown_genres"] == {"Zombie": 1}
 
 
@@ -76,9 +77,17 @@ def test_without_a_model_the_best_saved_one_is_used(trained, sample_dir, tmp_pat
     folders = ["--models-dir", str(trained / "models"), "--results-dir", str(trained / "results")]
     result = run_module("predict", "--dataset", dataset, *folders, "--images", str(sample_dir / "images"),
                         "--out", str(tmp_path / "p.csv"))
-    assert result.stdout.startswith(f"model: {trained / 'models' / dataset}-cnn-posternet-4-8-8-8.safetensors "
-                                    f"({dataset}'s saved model picked by cross-validated or validation mAP)")
+    assert (f"model: {trained / 'models' / dataset}-cnn-posternet-4-8-8-8.safetensors "
+            f"({dataset}'s saved model picked by cross-validated or validation mAP)") in result.stderr
     assert (tmp_path / "p.csv").exists()
+
+    # without --out the predictions are printed, a line per poster or as JSON, and nothing is written
+    images = sorted((sample_dir / "images").iterdir())[:2]
+    printed = run_module("predict", "--dataset", dataset, *folders, "--images", str(images[0])).stdout
+    assert re.fullmatch(rf"{re.escape(str(images[0]))}: \w[^:]* \d\.\d\d(, \w[^:]* \d\.\d\d)*\n", printed), printed
+    report = json.loads(run_module("predict", "--dataset", dataset, *folders, "--images", str(images[1]),
+                                   "--json").stdout)
+    assert [row["image"] for row in report["predictions"]] == [str(images[1])] and report["predictions"][0]["predicted"]
     result = run_module("predict", "--dataset", "elsewhere", *folders, "--images", str(sample_dir / "images"),
                         "--out", str(tmp_path / "q.csv"), check=False)
     assert result.returncode == 1 and result.stderr.strip() == (
