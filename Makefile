@@ -3,6 +3,7 @@
 
 # DATA         a data set folder (CSV + images); the default is the synthetic sample
 # BACKBONE     resnet50 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 (| _multiscale for lite0, lite2)
+#              default: the built-in one DATA's last `make features` used (features/<dataset>.backbone), else resnet50
 #              | timm:<any timm model name>, e.g. timm:convnext_base.fb_in22k (timm downloads its weights when online)
 # WEIGHTS      optional local state_dict file for the backbone
 # BATCH        extraction batch size (default: 8 on the CPU, 64 on CUDA)
@@ -30,7 +31,10 @@
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
 DATA ?= data/sample
-BACKBONE ?= resnet50
+# Only a built-in name is taken from the file: its text goes into shell commands.
+REMEMBERED := resnet50 efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 efficientnet_lite0_multiscale \
+              efficientnet_lite2_multiscale
+BACKBONE ?= $(or $(firstword $(filter $(REMEMBERED),$(file <features/$(NAME).backbone))),resnet50)
 WEIGHTS ?=
 BATCH ?=
 TTA ?= 0
@@ -110,6 +114,7 @@ features: $(SPLIT) | install
 	$(PYTHON) -m extract --data "$(DATA)" --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \
 		--precision $(PRECISION) --engine $(ENGINE) $(if $(WEIGHTS),--weights "$(WEIGHTS)") \
 		$(if $(BATCH),--batch-size $(BATCH)) $(if $(filter 1,$(TTA)),--tta)
+	printf '%s\n' "$(BACKBONE)" > features/$(NAME).backbone  # what make heads, final, ... use without BACKBONE=
 
 heads: | install
 	$(PYTHON) -m heads --features $(FEATURES) $(if $(HEADS),--heads $(HEADS)) \

@@ -42,3 +42,22 @@ def test_a_mistyped_setting_stops_make_in_one_line():
         result = make("-n", "heads", setting)
         assert result.returncode != 0 and f"{setting} is not one of: {allowed}." in result.stderr, result.stderr
     assert make("-n", "heads", "THRESHOLDS=per-genre").returncode == 0
+
+
+def test_heads_use_the_backbone_that_features_used(sample_dir, tmp_path):
+    """After make features with a BACKBONE, make heads for the same DATA needs no BACKBONE= again."""
+    data = tmp_path / "remembered-set"
+    shutil.copytree(sample_dir, data)
+    remembered = ROOT / "features" / "remembered-set.backbone"
+    try:
+        assert "features/remembered-set-resnet50.h5" in make("-n", "heads", f"DATA={data}").stdout
+        remembered.write_text("efficientnet_lite0\n")  # as make features leaves it
+        assert "features/remembered-set-efficientnet_lite0.h5" in make("-n", "heads", f"DATA={data}").stdout
+        assert "features/remembered-set-efficientnet_lite2.h5" in make("-n", "heads", f"DATA={data}",
+                                                                     "BACKBONE=efficientnet_lite2").stdout
+        remembered.write_text("efficientnet_lite0; touch x\n")  # only a built-in name is taken from it
+        assert "touch" not in make("-n", "heads", f"DATA={data}").stdout
+        dry = make("-n", "features", f"DATA={data}", "BACKBONE=efficientnet_lite1").stdout
+        assert "efficientnet_lite1\" > features/remembered-set.backbone" in dry
+    finally:
+        remembered.unlink(missing_ok=True)
