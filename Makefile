@@ -187,4 +187,4 @@ bench: install .venv/dev-installed
 	$(PYTHON) -m bench.training --data $(SHARED_DATA)/anime-posters
 
 clean:
-	rm -rf features/*.h5 features/*.json features/*.parts models results reports runs
+	rm -rf features/*.h5 features/*.json features/*.parts features/*.backbone models results reports runs
