@@ -41,13 +41,31 @@ def boolean(text: str) -> bool:
     return value[text.lower()]
 
 
+def at_least(kind: type, minimum: float) -> Callable[[str], object]:
+    """An argparse type: a `kind` number no smaller than `minimum` (--epochs 0 is an error, not 12 s of work)."""
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is less than {minimum}")
+        return value
+    return parse
+
+
 def add_settings(parser: argparse.ArgumentParser, defaults: object) -> None:
-    """A --flag per field of the settings dataclass instance `defaults`, with its type, choices and help."""
+    """A --flag per field of the settings dataclass instance `defaults`, with its type, choices, lower bound
+    (metadata "minimum") and help."""
     for field in fields(defaults):
         default = getattr(defaults, field.name)
         kind = type(default) if default is not None else int  # an optional count (None: decided at run time)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", default=default,
-                            type=boolean if kind is bool else kind, choices=field.metadata.get("choices"),
+        if kind is bool:
+            kind = boolean
+        elif "minimum" in field.metadata:
+            kind = at_least(kind, field.metadata["minimum"])
+        parser.add_argument(f"--{field.name.replace('_', '-')}", default=default, type=kind,
+                            choices=field.metadata.get("choices"),
                             help=field.metadata.get("help", " "))  # " ": ArgumentDefaultsHelpFormatter shows defaults
 
 

@@ -12,6 +12,8 @@ BAD_FLAGS = [  # command, then the words argparse must say
     (["cnn", "--data", "d", "--split", "s", "--schedule", "linear"], "(choose from 'cosine', 'onecycle')"),
     (["cnn", "--data", "d", "--split", "s", "--augment", "heavy"], "(choose from 'none', 'light', 'strong')"),
     (["cnn", "--data", "d", "--split", "s", "--widths", "4,x"], "give block widths as comma-separated counts"),
+    (["cnn", "--data", "d", "--split", "s", "--epochs", "0"], "argument --epochs: 0 is less than 1"),
+    (["finetune", "--data", "d", "--split", "s", "--batch-size", "x"], "argument --batch-size: 'x' is not a number"),
     (["extract", "--data", "d", "--split", "s", "--out", "o.h5", "--backbone", "timm:../x"],
      "invalid backbone 'timm:../x'"),
     (["heads", "--features", "f.h5", "--cv", "5"], "give FOLDSxREPEATS, e.g. 5x2"),

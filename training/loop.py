@@ -36,15 +36,16 @@ SCHEDULES, LOSSES = ("cosine", "onecycle"), ("bce", "asl")
 LAST, BEST = "last.pt", "best.safetensors"  # in the run folder: the checkpoint to resume from, the best weights
 
 
-def _setting(default, help: str, choices: tuple[str, ...] | None = None):
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _setting(default, help: str, choices: tuple[str, ...] | None = None, minimum: float | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices,
+                                            **({"minimum": minimum} if minimum is not None else {})})
 
 
 @dataclass
 class TrainConfig:
     """Every training setting; each is a flag of `python -m finetune` and `python -m cnn` (core.cli.add_settings)."""
-    epochs: int = _setting(8, "at most this many epochs (early stopping on validation mAP)")
-    batch_size: int = _setting(32, "posters per step, across all processes")
+    epochs: int = _setting(8, "at most this many epochs (early stopping on validation mAP)", minimum=1)
+    batch_size: int = _setting(32, "posters per step, across all processes", minimum=1)
     lr: float = _setting(1e-3, "learning rate of the new head, or of the whole model when trained from scratch")
     body_lr: float = _setting(1e-4, "learning rate of the pretrained parameters")
     weight_decay: float = _setting(0.05, "AdamW weight decay (none on norms and biases)")
@@ -55,9 +56,9 @@ class TrainConfig:
     augment: str = _setting("light", "augmentation preset", AUGMENTATIONS)
     mixup: float = _setting(0.0, "alpha of mixup's Beta(alpha, alpha) weight; 0: no mixup")
     precision: str = _setting("auto", "auto: fp16 on CUDA, bf16 on CPUs that have it, else fp32", PRECISIONS)
-    patience: int = _setting(3, "epochs without a better validation mAP before stopping")
+    patience: int = _setting(3, "epochs without a better validation mAP before stopping", minimum=1)
     seed: int = _setting(0, "seeds the initial weights, the order of posters and the augmentation")
-    workers: int | None = _setting(None, "image decoding processes (default: half the cores, at most 4)")
+    workers: int | None = _setting(None, "image decoding processes (default: half the cores, at most 4)", minimum=0)
     cached_views: int = _setting(0, "fine-tuning: train the stages after --freeze on the frozen stages' activations, "
                                     "cached for this many augmented views of each poster (training/cached.py); 0: off")
 
