@@ -164,8 +164,10 @@ explain: | install
 serve: | install
 	$(PYTHON) -m serve $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --port $(PORT) --engine $(ENGINE)
 
+# With DATA on the command line: that data set alone; without: every data set with results, and the Kaggle table.
 report: | install
-	$(PYTHON) -m evaluation.report --genre-table $(GENRE_TABLE)
+	$(PYTHON) -m evaluation.report \
+		$(if $(filter command line,$(origin DATA)),--datasets $(NAME),--genre-table $(GENRE_TABLE))
 
 .venv/dev-installed: requirements-dev.txt .venv/installed
 	$(PYTHON) -m pip install -q -r requirements-dev.txt

@@ -150,6 +150,10 @@ def read_posters(root: Path | str) -> PosterSet:
     if unsafe:
         print(f"{csv_path}: {len(unsafe)} ids are not plain file names (e.g. {unsafe[0]!r}); those rows are "
               f"left out", file=sys.stderr)
+    commas = [g for p in posters for g in p.genres if "," in g] if parse_genres is _simple_genres else []
+    if commas:  # Kaggle's "Comedy, Drama" in the id,title,genres layout: one combined genre each, not two
+        print(f"{csv_path}: {len(commas)} genres hold a comma (e.g. {commas[0]!r}); this layout separates genres "
+              f"with |, so each is read as one genre", file=sys.stderr)
     if not posters:
         raise DataError(f"{csv_path}: no poster with both genres and an image in {root / image_folder} "
                         f"(skipped: {dict(skipped) or 'none'})")

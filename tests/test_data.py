@@ -134,6 +134,15 @@ def test_spreadsheet_quirks(tmp_path, capsys):
     assert "genres merged that differ only in case: Sci-fi -> Sci-Fi, action -> Action" in capsys.readouterr().err
 
 
+def test_kaggle_style_genres_in_the_simple_layout_are_pointed_out(tmp_path, capsys):
+    """'Comedy, Drama' in an id,title,genres CSV is one genre there (the layout separates with |): said, once."""
+    folder = kaggle_folder(tmp_path, ["id,title,genres", '1,Alpha,"Comedy, Drama"', "2,Beta,Action|Drama"])
+    posters = read_posters(folder)
+    assert [p.genres for p in posters.posters] == [("Comedy, Drama",), ("Action", "Drama")]
+    warning = capsys.readouterr().err
+    assert "1 genres hold a comma (e.g. 'Comedy, Drama'); this layout separates genres with |" in warning
+
+
 def test_ids_that_are_paths_touch_nothing_outside(tmp_path, capsys):
     Image.new("RGB", (20, 30)).save(tmp_path / "secret.jpg")  # outside the data folder
     folder = kaggle_folder(tmp_path, [

@@ -70,6 +70,11 @@ def test_split_features_heads_report(data_root, tmp_path):
         assert f"](figures/anime-slice-{figure}.png)" in section
     assert report.index("## anime-slice") < report.index("## Appendix: the full Kaggle anime 2023 genre table")
     assert (reports / "figures" / "kaggle-anime-2023-classes.png").stat().st_size > 1000
+    only = tmp_path / "only"  # make report DATA=<another set>: that set alone, no appendix
+    run_module("evaluation.report", "--results-dir", str(results), "--features-dir", str(tmp_path), "--out-dir",
+               str(only), "--models-dir", str(models), "--datasets", "another-set")
+    alone = (only / "report.md").read_text()
+    assert "## anime-slice" not in alone and "Appendix" not in alone
     assert_html_report_opens(reports / "report.html", f"The {rule} picks {picked_name}")
 
     # make predict on the test part scores exactly as the evaluation module did (TTA and all)
