@@ -1,7 +1,10 @@
 """python -m serve --model FILE [--port 8000]: a local page where anyone can try a poster.
 
 The page (serve/page.html) posts the raw bytes of the chosen poster to /predict and shows the
-genre probabilities, the predicted set and a Grad-CAM heatmap. The model is loaded once at start.
+poster, the genre probabilities, the predicted set, the thresholds that chose it and, for a network,
+a Grad-CAM heatmap. The model is loaded once at start. /predict also takes a form upload
+(`curl -F file=@poster.jpg http://127.0.0.1:8000/predict`) and answers JSON: probabilities,
+predicted, thresholds, heatmap (base64 PNG or null) and heatmap_genre; `?genre=G` asks for G's heatmap.
 No web framework: one page and one endpoint fit the standard library's ThreadingHTTPServer, so
 serving adds no dependency.
 
@@ -22,6 +25,8 @@ import socket
 import sys
 import threading
 import time
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -41,8 +46,23 @@ MAX_UPLOAD_PIXELS = 16_000_000  # 4000x4000: ten times any poster seen; a 6300x6
 ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers send "" or octet-stream for unknown types
 
 
+def form_file(body: bytes, content_type: str) -> tuple[bytes, str] | None:
+    """The first file of a multipart/form-data upload (`curl -F file=@poster.jpg`): (its bytes, its type)."""
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    if message.is_multipart():
+        for part in message.iter_parts():
+            if part.get_filename() is not None:
+                return part.get_payload(decode=True) or b"", part.get_content_type()
+    return None
+
+
 def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | None) -> tuple[int, dict]:
-    """(HTTP status, JSON answer) for one uploaded poster."""
+    """(HTTP status, JSON answer) for one uploaded poster: the raw bytes, or a form's file."""
+    if content_type.startswith("multipart/form-data"):
+        upload = form_file(body, content_type)
+        if upload is None:
+            return 400, {"error": "The form holds no file: send the poster as a file field (curl -F file=@p.jpg)."}
+        body, content_type = upload
     if content_type and not content_type.startswith(ACCEPTED_TYPES):
         return 415, {"error": f"Not an image file ({content_type}): upload a JPEG, PNG, WebP or GIF poster."}
     try:
@@ -55,8 +75,9 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
     probabilities = predictor.predict_proba(default_collate([x]))[0]
     chosen = predict_sets(probabilities[None], predictor.thresholds)[0]
     result = {"probabilities": {g: round(float(p), 4) for g, p in zip(predictor.genres, probabilities)},
-              "predicted": [g for g, on in zip(predictor.genres, chosen) if on], "heatmap": None,
-              "heatmap_genre": None}
+              "predicted": [g for g, on in zip(predictor.genres, chosen) if on],
+              "thresholds": {g: round(float(t), 4) for g, t in zip(predictor.genres, predictor.thresholds)},
+              "heatmap": None, "heatmap_genre": None}
     if predictor.network is not None:  # heatmaps need a network's gradients
         shown = genre or predictor.genres[int(probabilities.argmax())]
         cam, _ = grad_cam(predictor.network, x, predictor.genres.index(shown))
@@ -114,8 +135,9 @@ class BoundedServer(ThreadingHTTPServer):
 
 
 def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float = 10.0,
-                max_clients: int = 32) -> BoundedServer:
-    page = PAGE.read_text().replace("MODEL_NAME", html.escape(predictor.name)).encode()
+                max_clients: int = 32, host: str = "127.0.0.1") -> BoundedServer:
+    hint = " Click a genre to see its heatmap." if predictor.network is not None else ""
+    page = PAGE.read_text().replace("MODEL_NAME", html.escape(predictor.name)).replace("HEATMAP_HINT", hint).encode()
     lock = threading.Lock()  # one prediction at a time: the model and its Grad-CAM hooks are shared
 
     class Handler(BaseHTTPRequestHandler):
@@ -167,13 +189,15 @@ def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float 
         def log_message(self, format: str, *args) -> None:
             print(f"{self.address_string()} {format % args}", file=sys.stderr)
 
-    return BoundedServer(("127.0.0.1", port), Handler, max_clients)
+    return BoundedServer((host, port), Handler, max_clients)
 
 
 def main() -> None:
     parser = cli.parser("python -m serve", __doc__)
     add_model_arguments(parser)  # a network gives heatmaps too; a head, probabilities only
     parser.add_argument("--port", type=int, default=8000, help="local port (0: any free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0: every interface; the page has no login)")
     parser.add_argument("--max-mb", type=float, default=10.0, help="largest upload accepted")
     parser.add_argument("--weights", default=None, help="local weights of a head's backbone (resnet50 offline)")
     parser.add_argument("--timeout", type=float, default=10.0,
@@ -184,9 +208,13 @@ def main() -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
+    try:  # before the model loads: a busy port is one line at once, not a traceback after the loading
+        socket.create_server((args.host, args.port)).close()
+    except OSError as e:
+        raise DataError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pass another --port") from None
     predictor = load_model(chosen_model(args), args.weights, engine=args.engine, trust_timm=args.trust_timm)
-    server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients)
-    print(f"serving {predictor.name} on http://127.0.0.1:{server.server_address[1]}/", flush=True)
+    server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients, args.host)
+    print(f"serving {predictor.name} on http://{args.host}:{server.server_address[1]}/", flush=True)
     server.serve_forever()
 
 

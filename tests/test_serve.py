@@ -19,7 +19,7 @@ from bench.page import CHROMIUM, page_latencies, start_server
 from posters.decode import load_image
 from predict.models import load_model
 from serve.__main__ import answer
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_module
 
 
 @pytest.fixture
@@ -132,6 +132,29 @@ def test_abusive_requests_leave_the_server_answering(trained, sample_dir):
         process.wait()
 
 
+def test_a_form_upload_answers_with_the_thresholds_and_a_busy_port_is_one_line(trained, sample_dir):
+    """`curl -F file=@poster.jpg` works as the page's raw upload does, the answer says each genre's threshold,
+    and a port already in use stops serve at once, before the model loads."""
+    model = next((trained / "models").glob("*.safetensors"))
+    predictor = load_model(model)
+    poster = sorted((sample_dir / "images").iterdir())[0].read_bytes()
+    boundary = "----postergenre"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + poster + f"\r\n--{boundary}--\r\n".encode()
+    status, posted = answer(predictor, form, f"multipart/form-data; boundary={boundary}", None)
+    assert status == 200 and posted == answer(predictor, poster, "image/jpeg", None)[1]
+    assert posted["thresholds"] == {g: round(float(t), 4) for g, t in zip(predictor.genres, predictor.thresholds)}
+    empty = f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--{boundary}--\r\n"
+    assert answer(predictor, empty.encode(), f"multipart/form-data; boundary={boundary}", None)[0] == 400
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = run_module("serve", "--model", str(model), "--port", str(port), check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"error: cannot listen on 127.0.0.1:{port} (")
+    assert result.stderr.strip().endswith("pass another --port") and "model:" not in result.stderr
+
+
 def test_upload_limits(server, tmp_path):
     url, _ = server
     request = urllib.request.Request(url + "predict", data=b"\xff" * 1_500_000, method="POST",
@@ -166,6 +189,8 @@ def test_page_in_a_real_browser(server, sample_dir, tmp_path):
         shown = [f"{expected['probabilities'][n]:.2f}" for n in names]
         assert page.locator(".bar span:last-child").all_inner_texts() == shown
         assert page.locator("#caption").inner_text() == f"Heatmap: {expected['heatmap_genre']}"
+        assert "Click a genre to see its heatmap." in page.locator("#meta").inner_text()  # a network has them
+        assert page.locator("#rule").inner_text().startswith("A genre is predicted when its probability reaches")
 
         other = next(n for n in names if n != expected["heatmap_genre"])
         page.locator(".bar", has_text=other).click()
