@@ -49,3 +49,24 @@ def test_help_shows_every_default(capsys):
     for flag, default in (("--epochs", "15"), ("--augment", "strong"), ("--loss", "bce"), ("--seed", "0")):
         described = help_text[help_text.index(f"\n  {flag}"):]  # the options list, not the usage line
         assert f"(default: {default})" in " ".join(described.split("\n  -")[1].split()), flag
+
+
+def test_progress_in_a_log_is_a_line_now_and_then(monkeypatch):
+    """Not a terminal: no carriage-return bar, but a plain line every LOG_EVERY seconds and the last one;
+    work done sooner prints nothing."""
+    import io
+    import time
+
+    import core.progress
+
+    monkeypatch.setattr(core.progress, "LOG_EVERY", 0.1)
+    log = io.StringIO()
+    for _ in core.progress.progress(range(8), desc="folds", unit="fold", file=log):
+        time.sleep(0.05)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and 2 <= len(lines) <= 6, lines
+    assert lines[-1].startswith("folds: 100%") and "8/8" in lines[-1] and len(set(lines)) == len(lines)
+    quick = io.StringIO()
+    for _ in core.progress.progress(range(3), desc="quick", file=quick):
+        pass
+    assert quick.getvalue() == ""
