@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.multiclass import OneVsRestClassifier
+from sklearn.multiclass import OneVsRestClassifier, _ConstantPredictor  # one-vs-rest's own stand-in for a constant
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import LabelBinarizer, Normalizer, StandardScaler
@@ -194,9 +194,17 @@ class MaskedOneVsRest(ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "MaskedOneVsRest":
         X, Y = validate_data(self, X, Y, multi_output=True)
         known = Y >= 0
-        self.estimators_ = [clone(self.estimator).fit(X[known[:, g]], Y[known[:, g], g]) for g in range(Y.shape[1])]
+        self.estimators_ = [self._fit_genre(X, Y[:, g], known[:, g]) for g in range(Y.shape[1])]
         self.classes_ = np.arange(Y.shape[1])
         return self
+
+    def _fit_genre(self, X: np.ndarray, y: np.ndarray, known: np.ndarray) -> BaseEstimator:
+        """The genre's classifier on the posters whose label is `known`; where those labels are all one class
+        (or there are none), a constant, as scikit-learn's one-vs-rest makes it (a type saved heads trust)."""
+        classes = np.unique(y[known])
+        if len(classes) < 2:
+            return _ConstantPredictor().fit(X, classes if len(classes) else np.zeros(1, dtype=y.dtype))
+        return clone(self.estimator).fit(X[known], y[known])
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)

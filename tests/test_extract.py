@@ -51,7 +51,8 @@ def test_feature_file_round_trip(sample_dir, sample_split, tmp_path):
     assert attrs["weights_sha256"] == file_sha256(attrs["weights_source"])
     assert "squash to 224x224" in attrs["preprocessing"] and attrs["tta"] == "none"
     assert json.loads(attrs["split"])["sizes"]["train"] == len(split.parts["train"])
-    assert attrs["code_version"]
+    described = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT)
+    assert attrs["code_version"] == (described.stdout.strip() or "unknown")  # the commit, where git can say it
     with h5py.File(out) as f:
         assert f["embeddings"].chunks is not None
     assert not (tmp_path / "sample-efficientnet_lite0.h5.parts").exists()

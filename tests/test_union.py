@@ -86,6 +86,12 @@ def test_unknown_labels_are_left_out_of_their_genre_only():
     # with every label known it is plain one-vs-rest
     np.testing.assert_allclose(MaskedOneVsRest(LogisticRegression()).fit(X, Y).predict_proba(X),
                                OneVsRestClassifier(LogisticRegression()).fit(X, Y).predict_proba(X))
+    # a genre whose known labels are all positive (or unknown everywhere) is a constant, as one-vs-rest makes it
+    constant = masked.copy()
+    constant[:80, 2], constant[80:, 2] = 1, UNKNOWN
+    constant[:, 0] = UNKNOWN
+    probabilities = MaskedOneVsRest(LogisticRegression()).fit(X, constant).predict_proba(X)
+    assert (probabilities[:, 2] == 1).all() and (probabilities[:, 0] == 0).all()
 
 
 def test_union_logistic_head_is_scored_on_the_targets_own_parts(tmp_path):
