@@ -39,9 +39,8 @@ from posters.split import PARTS, Split, label_matrix, split_posters
 
 FORMAT_VERSION = 2  # 2: each poster's image sha256, so changed images are re-embedded
 # Decoding in this process between two batches pushes the engine's weights out of the CPU caches; decoding this
-# many bytes of pixels first, then running their batches back to back, raised ONNX Runtime's whole path from
-# 68.2 to 77.3 posters/s on 2 cores (Lite0 multi-scale, batch 8, so 35 batches a run; medians of 8 interleaved
-# runs on 400 anime posters).
+# many bytes of pixels first, then running their batches back to back, keeps them there (measured in
+# docs/speed.md).
 DECODE_AHEAD_BYTES = 40 * 2**20
 
 
@@ -240,8 +239,7 @@ def _embed_rows(embedder: Embedder, paths: list[Path], transform, backbone: Back
     todo = [b for b in range(env.rank, len(batches), env.world_size) if not (parts_dir / f"{b:06d}.npy").exists()]
     dataset = SkippingImages(paths, transform, backbone.image_size)
     # Decoding small posters is cheap: leave most cores to the model. With 2 cores or fewer, decode between
-    # batches in this process: a loader process only competes with the engine's threads there (measured on
-    # 2 cores with ONNX Runtime: 72.6 posters/s without one, 62.5 with one).
+    # batches in this process: a loader process only competes with the engine's threads there (docs/speed.md).
     cores = os.cpu_count() or 1
     workers = (0 if cores <= 2 else min(4, cores // 2)) if workers is None else workers
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[batches[b] for b in todo], num_workers=workers,
