@@ -15,10 +15,13 @@ from evaluation.results import align_scores, read_scores
 
 def choosing_score(r: dict) -> tuple[float, str]:
     """What a model is chosen by: its cross-validated mAP over the training and validation parts where it has
-    one (heads, `make heads CV=...`), else its validation mAP (networks, ensembles). One validation part of
-    ~200 posters flatters whichever model it happens to suit; folds over ~1,000 do so less."""
+    one (heads, `make heads CV=...`); for an ensemble, the validation mAP of selections made without each
+    fold (evaluation.ensemble.out_of_fold_map); else its validation mAP (networks). One validation part of
+    ~200 posters flatters whichever model it happens to suit, and most of all a selection made on it."""
     if "cv" in r:
         return r["cv"]["mAP_macro"]["mean"], "cross-validated mAP"
+    if "selection" in r:
+        return r["selection"]["mAP_macro"], "out-of-fold validation mAP"
     return r["val"]["overall"]["mAP_macro"], "validation mAP"
 
 

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from evaluation.compare import choosing_score
 from evaluation.ensemble import ensemble, select
 from evaluation.metrics import evaluate
 from evaluation.results import write_result, write_scores
@@ -81,3 +82,22 @@ def test_one_model_is_not_an_ensemble(tmp_path):
     _save(tmp_path, "a", {p: ([f"p{i}" for i in range(20)], y, _noisy(rng, y, 0.3)) for p in ("val", "test")})
     with pytest.raises(DataError, match="two models or more, found 1"):
         ensemble(tmp_path, "toy")
+
+
+def test_the_ensemble_is_chosen_by_selections_made_without_the_posters_they_score(tmp_path):
+    """With many useless models and a small validation part, greedy selection adds noise models that happen to
+    fit those posters: its validation mAP flatters it. The out-of-fold figure (each fold scored by a selection
+    made on the others) does not, and it is what competes with single models."""
+    rng = np.random.default_rng(5)
+    ids = {part: [f"{part}{i}" for i in range(60)] for part in ("val", "test")}
+    y = {part: _labels(rng, 60) for part in ("val", "test")}
+    _save(tmp_path, "decent", {p: (ids[p], y[p], _noisy(rng, y[p], 0.6)) for p in ids})
+    for i in range(10):
+        _save(tmp_path, f"noise{i}", {p: (ids[p], y[p], rng.random((60, 3))) for p in ids})
+
+    result = ensemble(tmp_path, "toy")
+
+    assert len(result["members"]) > 1  # noise was added on validation
+    out_of_fold = result["selection"]["mAP_macro"]
+    assert out_of_fold < result["val"]["overall"]["mAP_macro"] - 0.02
+    assert choosing_score(result) == (out_of_fold, "out-of-fold validation mAP")
