@@ -88,16 +88,14 @@ def figure_statistic(y: np.ndarray, scores: np.ndarray, predicted: np.ndarray) -
     return figures
 
 
-def _normal(statistic: Statistic, n: int, seed: int, resamples: int) -> tuple[np.ndarray, np.ndarray]:
-    """estimate ± z * SD of the resampled figures, as (low, high) arrays."""
+def _normal_half_width(statistic: Statistic, n: int, seed: int, resamples: int) -> np.ndarray:
+    """z * SD of the resampled figures: the normal interval is the estimate ± this."""
     rng = np.random.default_rng(seed)
     drawn = np.concatenate([statistic(_draw_counts(rng.integers(0, n, (min(BATCH, resamples - start), n)), n))
                             for start in range(0, resamples, BATCH)], axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a figure undefined on every resample: NaN, handled below
-        half = norm.ppf(0.5 + CONFIDENCE / 2) * np.nanstd(drawn, axis=1, ddof=1)
-    estimate = statistic(np.ones((1, n)))[:, 0]
-    return estimate - half, estimate + half
+        return norm.ppf(0.5 + CONFIDENCE / 2) * np.nanstd(drawn, axis=1, ddof=1)
 
 
 def _bca(statistic: Statistic, n: int, seed: int, resamples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +116,12 @@ def _bounds(statistic: Statistic, n: int, seed: int, method: str, resamples: int
     """(low, high) of each figure; a degenerate figure (every resample equal) gets its estimate as both."""
     if method not in METHODS:
         raise ValueError(f"unknown interval method {method!r}; one of {', '.join(METHODS)}")
-    low, high = {"normal": _normal, "bca": _bca}[method](statistic, n, seed, resamples)
     estimate = statistic(np.ones((1, n)))[:, 0]
+    if method == "normal":
+        half = _normal_half_width(statistic, n, seed, resamples)
+        low, high = estimate - half, estimate + half
+    else:
+        low, high = _bca(statistic, n, seed, resamples)
     return np.where(np.isnan(low), estimate, low), np.where(np.isnan(high), estimate, high)
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import pickle
-import struct
 import re
+import struct
 import zipfile
 from pathlib import Path
 

@@ -37,7 +37,7 @@ from finetune.model import FineTuned
 from modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model, load_weights,
                         read_ensemble, read_head, read_network)
 from posters.images import ImageSpec, SkippingImages, eval_transform, pixels_transform
-from predict.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbones
+from predict.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbone
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
 NETWORKS: dict[str, Callable[[dict, int], nn.Module]] = {
@@ -202,9 +202,9 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = IN
 
 
 def _refuse_untrusted_timm(path: Path, settings: object, trust_timm: bool) -> None:
-    untrusted = timm_backbones(settings)
+    untrusted = timm_backbone(settings)
     if untrusted and not (trust_timm or os.environ.get("POSTERGENRE_TRUST_TIMM") == "1"):
-        raise ModelFileError(f"{path}: built on {untrusted[0]}, not a built-in backbone; pass --trust-timm (or set "
+        raise ModelFileError(f"{path}: built on {untrusted}, not a built-in backbone; pass --trust-timm (or set "
                              f"POSTERGENRE_TRUST_TIMM=1) to build it, for a file you trust")
 
 

@@ -111,8 +111,8 @@ def parse(kind: object, settings: object, path: object):
         raise ModelFileError(f"{path}: not a model this version saved ({where}: {error['msg']})") from None
 
 
-def timm_backbones(settings: HeadSettings | FineTunedSettings | PosterNetSettings) -> list[str]:
-    """The timm backbones a model would build: refused unless trusted (predict.models.load_model)."""
+def timm_backbone(settings: HeadSettings | FineTunedSettings | PosterNetSettings) -> str | None:
+    """The timm backbone a model would build, if any: refused unless trusted (predict.models.load_model)."""
     backbone = settings.fingerprint.backbone if isinstance(settings, HeadSettings) else \
         getattr(settings.build, "backbone", "")
-    return [backbone] if backbone.startswith(TIMM_PREFIX) else []
+    return backbone if backbone.startswith(TIMM_PREFIX) else None
