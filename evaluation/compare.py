@@ -13,6 +13,11 @@ from evaluation.intervals import DESCRIPTION, paired_difference
 from evaluation.results import align_scores, read_scores
 
 
+# choosing_score in words, for the pages that rank models by it
+CHOOSING_RULE = ("cross-validated mAP over the training and validation parts where a model has it (`make heads "
+                 "CV=...`), an ensemble's out-of-fold validation mAP, else validation mAP")
+
+
 def choosing_score(r: dict) -> tuple[float, str]:
     """What a model is chosen by: its cross-validated mAP over the training and validation parts where it has
     one (heads, `make heads CV=...`); for an ensemble, the validation mAP of selections made without each

@@ -13,7 +13,7 @@ import numpy as np
 from core import cli
 from core.markup import markdown_to_html, md_text
 from evaluation import charts
-from evaluation.compare import choosing_score, compare, headline, interval, optimism, picked
+from evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
 from evaluation.ensemble import describe
 from evaluation.intervals import DESCRIPTION, MEANING
 from evaluation.metrics import predict_sets
@@ -75,8 +75,7 @@ def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
     if len(chosen) < 2 or prior is None:
         return []
     prior_map = prior["test"]["overall"]["mAP_macro"]
-    lines = ["Each family's model picked by cross-validated mAP where it has one, else validation mAP, and its "
-             "**test** mAP:", ""]
+    lines = [f"Each family's model picked by {CHOOSING_RULE}, and its **test** mAP:", ""]
     for kind, r in chosen.items():
         test_map = r["test"]["overall"]["mAP_macro"]
         lines.append(f"- {families[kind]}: {md_text(r['model'])}, {test_map:.3f} ({test_map - prior_map:+.3f} over the "
@@ -154,9 +153,8 @@ def _results_table(results: list[dict], command: str) -> list[str]:
     lines = ["### Test results", "",
              "Thresholds are chosen on the validation part; every poster gets at least its top genre. "
              f"Heads are tuned on validation mAP. µ = micro, M = macro, s = samples. In brackets: {DESCRIPTION}. "
-             + MEANING + " Models are ranked by what chooses between them: cross-validated mAP over the training "
-             "and validation parts where a model has it (`make heads CV=...`), else validation mAP; *optimism* is "
-             "that score minus test mAP.", "",
+             + MEANING + f" Models are ranked by what chooses between them: {CHOOSING_RULE}; *optimism* is that "
+             "score minus test mAP.", "",
              "| model | val mAP | chosen by | optimism | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|" + "---|" * (len(COLUMNS) + 3)]
     for r in [r for r in results if r["kind"] == "baseline"]:
