@@ -30,6 +30,7 @@
 # IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
+# FULL         make bench: 1 runs everything, not what fits in an hour
 DATA ?= data/sample
 # Only a built-in name is taken from the file: its text goes into shell commands.
 REMEMBERED := resnet50 efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 efficientnet_lite0_multiscale \
@@ -55,12 +56,13 @@ TRAIN_ARGS ?=
 MODEL ?=
 IMAGES ?=
 PORT ?= 8000
-SERVE_MODEL ?= runs/bench/models/anime-posters-finetune-efficientnet_lite0-freeze-stage4-160px.safetensors
+SERVE_MODEL ?= runs/bench/models/anime-posters-finetune-efficientnet_lite0-freeze-stage5-cached2.safetensors
 PREDICTIONS ?= reports/predictions/$(if $(MODEL),$(notdir $(basename $(MODEL))),$(NAME)).csv
 CSV ?= anime-dataset-2023.csv
 CONCURRENCY ?= 4
 RATE ?= 4
 SHARED_DATA ?= ../shared/data
+FULL ?= 0
 GENRE_TABLE ?= $(SHARED_DATA)/anime-dataset-2023-genres.csv
 
 # A mistyped setting stops here, in one line, instead of being dropped silently (THRESHOLDS=per_genre, TTA=yes).
@@ -71,6 +73,7 @@ $(call allowed,NEIGHBOURS,exact hnsw)
 $(call allowed,PRECISION,fp32 auto bf16 fp16)
 $(call allowed,ENGINE,auto torch onnxruntime)
 $(call allowed,AUGMENT,none light strong)
+$(call allowed,FULL,0 1)
 
 PYTHON   := .venv/bin/python
 # A DATA folder may have spaces in its path; the data set's name has them as underscores (as in Python).
@@ -176,17 +179,10 @@ report: | install
 test: install .venv/dev-installed
 	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m pytest -q tests
 
-# The whole comparison on the three real data sets (reports/bench.md), then the speed figures.
+# The whole comparison on the three real data sets (reports/bench.md), then the speed figures, in an hour;
+# FULL=1 runs everything (docs/results.md says what each costs).
 bench: install .venv/dev-installed
-	$(PYTHON) -m bench.comparison --data-root $(SHARED_DATA)
-	$(PYTHON) -m bench.intervals --features runs/bench/features/movie-posters-efficientnet_lite0_multiscale.h5 \
-		runs/bench/features/anime-posters-efficientnet_lite0_multiscale.h5
-	$(PYTHON) -m bench.choices --results-dir runs/bench/results
-	$(PYTHON) -m bench.downloads --data $(SHARED_DATA)/anime-posters
-	if [ -f $(SERVE_MODEL) ]; then $(PYTHON) -m bench.page --model $(SERVE_MODEL) \
-		--image $(SHARED_DATA)/anime-posters/images/1.jpg; else echo "bench.page: no $(SERVE_MODEL); skipped"; fi
-	$(PYTHON) -m bench.extraction --data $(SHARED_DATA)/anime-posters
-	$(PYTHON) -m bench.training --data $(SHARED_DATA)/anime-posters
+	$(PYTHON) -m bench --data-root $(SHARED_DATA) --page-model $(SERVE_MODEL) $(if $(filter 1,$(FULL)),--full)
 
 clean:
 	rm -rf features/*.h5 features/*.json features/*.parts features/*.backbone models results reports runs

@@ -2,7 +2,10 @@
 
 Greedy ensemble selection (Caruana et al. 2004): start from the model with the best validation mAP,
 then keep adding whichever model (again, if it helps) raises the validation mAP of the average, until
-none does. The weights are how often each model was added.
+none does. The weights are how often each model was added. A cross-validated head (`make heads CV=...`)
+takes part in the selection with its out-of-fold scores of the validation posters, from heads fitted
+without them: its plain validation scores come from parameters tuned on those very posters, which
+flatters it. Networks have no folds and take part with their validation scores.
 
 Models are confident to different degrees (a strongly regularised logistic head barely leaves its
 priors), so each model's logits are first standardised per genre, with means and spreads taken on
@@ -30,7 +33,7 @@ from scipy.special import expit, logit
 
 from core import cli
 from evaluation.metrics import evaluate, macro_map
-from evaluation.results import align_scores, read_results, read_scores, write_result, write_scores
+from evaluation.results import OUT_OF_FOLD, align_scores, read_results, read_scores, write_result, write_scores
 from posters.data import DataError
 from posters.split import stratified_folds
 
@@ -58,7 +61,7 @@ def select(y_val: np.ndarray, scores_val: dict[str, np.ndarray], max_rounds: int
 def out_of_fold_map(y_val: np.ndarray, val_scores: dict[str, np.ndarray], folds: int = SELECTION_FOLDS,
                     seed: int = 0) -> float:
     """Validation mAP of the ensemble's predictions, each fold's made by a Combination fitted (members,
-    weights and scales) on the other folds only."""
+    weights and scales) on the other folds only; `val_scores` are those selection chooses on (`selection_scores`)."""
     predictions = np.zeros_like(next(iter(val_scores.values())), dtype=np.float64)
     for held in stratified_folds(y_val, (1 / folds,) * folds, seed):
         rest = np.setdiff1d(np.arange(len(y_val)), held)
@@ -82,16 +85,29 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> d
         raise DataError(f"{results_dir}/{dataset}: the models were trained on different genre lists")
     aligned = {part: align_scores(saved, part) for part in ("val", "test")}
     (val_ids, y_val, val_scores), (test_ids, y_test, test_scores) = aligned["val"], aligned["test"]
-    combination = Combination.fit(y_val, val_scores)
+    selection = selection_scores(saved, val_ids)
+    combination = Combination.fit(y_val, val_scores, selection)
     ensemble_val, ensemble_test = combination(val_scores), combination(test_scores)
     result = evaluate(y_val, ensemble_val, y_test, ensemble_test, genres)
     write_scores(results_dir, dataset, name,
                  {"val": (val_ids, y_val, ensemble_val), "test": (test_ids, y_test, ensemble_test)})
     record = {"kind": "ensemble", "members": combination.weights, "data": some_member["data"],
               "combination": combination.to_dict(),
-              "selection": {"folds": SELECTION_FOLDS, "mAP_macro": out_of_fold_map(y_val, val_scores)}, **result}
+              "selection": {"folds": SELECTION_FOLDS, "mAP_macro": out_of_fold_map(y_val, selection),
+                            "out_of_fold_members": sorted(m for m in saved if OUT_OF_FOLD in saved[m])}, **result}
     write_result(results_dir, dataset, name, record)
     return record
+
+
+def selection_scores(saved: dict[str, dict], val_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """model -> the validation scores selection chooses on, in the order of `val_ids`: a cross-validated
+    head's out-of-fold ones, another model's own."""
+    chosen_on = {m: {"val": scores.get(OUT_OF_FOLD, scores["val"])} for m, scores in saved.items()}
+    ids, _, aligned = align_scores(chosen_on, "val")
+    if not np.array_equal(ids, val_ids):
+        raise DataError("the out-of-fold scores cover other validation posters than the models' own scores; "
+                        "run make heads again")
+    return aligned
 
 
 @dataclass
@@ -104,11 +120,15 @@ class Combination:
     own: "PerGenreScale"
 
     @classmethod
-    def fit(cls, y_val: np.ndarray, val_scores: dict[str, np.ndarray]) -> "Combination":
-        """Members and weights chosen on validation mAP (`select`), and the scales of their validation scores."""
+    def fit(cls, y_val: np.ndarray, val_scores: dict[str, np.ndarray],
+            selection: dict[str, np.ndarray] | None = None) -> "Combination":
+        """Members and weights chosen on the validation mAP (`select`) of the `selection` scores (default
+        `val_scores`), and the scales of the members' validation scores, which the ensemble applies to."""
         val_logits = {m: _logits(s) for m, s in val_scores.items()}
         scales = {m: PerGenreScale.of(logits) for m, logits in val_logits.items()}
-        weights = select(y_val, {m: scales[m].standardise(logits) for m, logits in val_logits.items()})
+        selection_logits = val_logits if selection is None else {m: _logits(s) for m, s in selection.items()}
+        weights = select(y_val, {m: PerGenreScale.of(logits).standardise(logits)
+                                 for m, logits in selection_logits.items()})
         mean_val = sum(w * scales[m].standardise(val_logits[m]) for m, w in weights.items()) / sum(weights.values())
         return cls(weights, {m: scales[m] for m in weights}, PerGenreScale.of(mean_val))
 

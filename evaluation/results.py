@@ -1,7 +1,8 @@
 """Every model's results as one JSON file, results/<dataset>/<model>.json, and its scores beside it.
 
 The scores file (<model>.scores.npz) keeps each validation and test poster's id, true genres and
-scores, so that models can be combined later (evaluation.ensemble) without running them again.
+scores, so that models can be combined later (evaluation.ensemble) without running them again. A
+cross-validated head also keeps its out-of-fold scores of the validation posters (part OUT_OF_FOLD).
 """
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from posters.files import atomic_write, write_text_atomic
+
+
+# the validation posters scored by the cross-validation folds that held them out
+OUT_OF_FOLD = "val_out_of_fold"
 
 
 def result_path(results_dir: Path | str, dataset: str, model: str) -> Path:
@@ -35,7 +40,7 @@ def read_results(results_dir: Path | str) -> dict[str, list[dict]]:
 
 def write_scores(results_dir: Path | str, dataset: str, model: str,
                  parts: dict[str, tuple[list[str], np.ndarray, np.ndarray]]) -> Path:
-    """Save part -> (poster ids, 0/1 labels, scores) for the val and test parts."""
+    """Save part -> (poster ids, 0/1 labels, scores) for the val and test parts (and OUT_OF_FOLD)."""
     path = Path(results_dir) / dataset / f"{model}.scores.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}

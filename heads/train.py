@@ -15,7 +15,7 @@ import modelfiles
 from core.progress import progress
 from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets, prior_scores,
                                 top_k_accuracy)
-from evaluation.results import write_result, write_scores
+from evaluation.results import OUT_OF_FOLD, write_result, write_scores
 from extract.backbones import file_name
 from extract.features import Features, fingerprint_differences
 from heads.estimators import HEADS, UNION_LOGISTIC
@@ -47,9 +47,10 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
 
 def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.ndarray, folds: int = 5,
                    repeats: int = 2, seed: int = 0, inner: tuple[float, float] = (0.8, 0.2),
-                   added: Added | None = None, rows: np.ndarray | None = None) -> dict:
+                   added: Added | None = None, rows: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """Repeated stratified k-fold over the posters `rows` (default all): mean, std and each fold's mAP,
-    micro-F1, top-1.
+    micro-F1, top-1; and every poster's out-of-fold scores (the mean over repeats; NaN outside `rows`), which
+    let an ensemble choose its members on predictions no head made for posters it was fitted on.
 
     Inside each training fold a stratified `inner` split chooses the parameters (validation mAP) and
     the threshold (validation micro-F1); the held-out fold is only scored. `added(held)` (Union.added)
@@ -57,6 +58,7 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
     """
     rows = np.arange(len(Y)) if rows is None else np.asarray(rows)
     figures = {"mAP_macro": [], "f1_micro": [], "top1_accuracy": []}
+    out_of_fold = np.zeros(Y.shape)
     with progress(total=folds * repeats, desc=f"cross-validation {folds}x{repeats}", unit="fold", leave=False) as bar:
         for repeat in range(repeats):
             for held in (rows[fold] for fold in stratified_folds(Y[rows], (1 / folds,) * folds, seed + repeat)):
@@ -66,14 +68,16 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
                 model, _, _ = tune(estimator, grid, X_fit, Y_fit, X[val], Y[val])
                 thresholds = choose_thresholds(Y[val], model.predict_proba(X[val]))
                 scores = model.predict_proba(X[held])
+                out_of_fold[held] += scores / repeats
                 figures["mAP_macro"].append(macro_map(Y[held], scores))
                 figures["f1_micro"].append(float(f1_score(Y[held], predict_sets(scores, thresholds), average="micro",
                                                           zero_division=0)))
                 figures["top1_accuracy"].append(top_k_accuracy(Y[held], scores, 1))
                 bar.update()
+    out_of_fold[np.setdiff1d(np.arange(len(Y)), rows)] = np.nan
     return {"folds": folds, "repeats": repeats, "inner": f"{inner[0]:g}/{inner[1]:g}",
             **{k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "values": v}
-               for k, v in figures.items()}}
+               for k, v in figures.items()}}, out_of_fold
 
 
 def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict,
@@ -136,19 +140,20 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
         model_name = f"{file_name(backbone)}-{suffix}"
-        write_scores(results_dir, dataset, model_name, {"val": (ids["val"], Y_val, scores_val),
-                                                        "test": (ids["test"], Y_test, scores_test)})
+        scores = {"val": (ids["val"], Y_val, scores_val), "test": (ids["test"], Y_test, scores_test)}
         save_head(Path(models_dir) / f"{dataset}-{model_name}{modelfiles.HEAD_SUFFIX}", model, features, params,
                   result["thresholds"]["values"])
         if cv:
             start = time.perf_counter()
             # over the training and validation parts: a model chosen by it keeps an untouched test part
-            result["cv"] = cross_validate(estimator, grid, features.X, features.Y, *cv,
-                                          added=union.added if union else None,
-                                          rows=np.flatnonzero(features.parts != "test"))
+            result["cv"], out_of_fold = cross_validate(estimator, grid, features.X, features.Y, *cv,
+                                                       added=union.added if union else None,
+                                                       rows=np.flatnonzero(features.parts != "test"))
             result["cv"]["seconds"] = round(time.perf_counter() - start, 1)
+            scores[OUT_OF_FOLD] = (ids["val"], Y_val, out_of_fold[features.parts == "val"])
             print(f"{dataset} {model_name}: cross-validated mAP {result['cv']['mAP_macro']['mean']:.3f} "
                   f"± {result['cv']['mAP_macro']['std']:.3f} ({result['cv']['seconds']:.0f} s)")
+        write_scores(results_dir, dataset, model_name, scores)
         write_result(results_dir, dataset, model_name, {
             "kind": "head", **setting, "head": name, "params": params, "grid": trials,
             "tune_seconds": round(seconds, 2), **({"union": union_report} if union else {}), **result})

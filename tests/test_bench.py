@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from bench.comparison import BACKBONE_CHOICES, Steps, features_step, write_bench_report
+from bench.comparison import BACKBONE_CHOICES, FULL, HOUR, Steps, features_step, run_dataset, write_bench_report
 from evaluation.ensemble import ensemble
 from evaluation.metrics import evaluate
 from evaluation.results import write_result, write_scores
@@ -68,3 +68,45 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
                     section.splitlines()[2])
     assert "| model | test mAP (95% CI) | minus the picked model (95% CI) | verdict |" in section
     assert re.match(r"\d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)$", rows["lite0-logistic"][2])
+
+
+class PlannedSteps(Steps):
+    """Steps that record each command instead of running it."""
+
+    def __init__(self, work):
+        super().__init__(work)
+        self.commands: dict[str, list[str]] = {}
+
+    def run(self, name, done, *command):
+        self.commands[name] = list(command)
+        return 0.0
+
+
+def test_the_hour_leaves_out_what_full_runs(tmp_path):
+    """make bench: one backbone, fine-tuning on cached activations only, no final ensemble, the movie logistic
+    head not cross-validated; FULL=1 adds each of those."""
+    for dataset in ("anime-posters", "movie-posters"):
+        results = tmp_path / "results" / dataset
+        results.mkdir(parents=True)
+        (results / "ensemble.json").write_text(json.dumps({"members": {"cnn-posternet": 1}}))
+        for backbone, val_map in zip(BACKBONE_CHOICES, (0.30, 0.31)):
+            (results / f"{backbone}-logistic.json").write_text(json.dumps({"val": {"overall": {"mAP_macro": val_map}}}))
+    plans = {}
+    for scope in (HOUR, FULL):
+        for dataset in ("anime-posters", "movie-posters"):
+            steps = PlannedSteps(tmp_path)
+            run_dataset(steps, tmp_path / "data" / dataset, tmp_path, scope)
+            plans[scope.final_ensemble, dataset] = steps.commands
+    hour, full = plans[False, "anime-posters"], plans[True, "anime-posters"]
+    assert set(full) - set(hour) == {"anime-posters finetune", "anime-posters finetune union",
+                                     "anime-posters cnn final", "anime-posters final ensemble",
+                                     *(f"anime-posters logistic {b}" for b in BACKBONE_CHOICES)}
+    assert set(hour) - set(full) == set()
+    assert hour["anime-posters heads cv"][-5:] == ["logistic", "mlknn", "mlp", "--cv", "5x1"]
+    # FULL's heads read the features the logistic head chose: Lite2, better on validation here
+    assert any(BACKBONE_CHOICES[1] in arg for arg in full["anime-posters heads cv"])
+    assert not any(BACKBONE_CHOICES[1] in arg for arg in hour["anime-posters heads cv"])
+    movies = plans[False, "movie-posters"]
+    assert movies["movie-posters heads"][-2:] == ["--heads", "logistic"]
+    assert movies["movie-posters heads cv"][-5:] == ["--heads", "mlknn", "mlp", "--cv", "5x1"]
+    assert plans[True, "movie-posters"]["movie-posters heads cv"][-5:] == ["logistic", "mlknn", "mlp", "--cv", "5x1"]

@@ -7,7 +7,7 @@ import pytest
 from evaluation.compare import choosing_score
 from evaluation.ensemble import ensemble, select
 from evaluation.metrics import evaluate
-from evaluation.results import write_result, write_scores
+from evaluation.results import OUT_OF_FOLD, write_result, write_scores
 from posters.data import DataError
 
 GENRES = ["Action", "Comedy", "Drama"]
@@ -50,6 +50,24 @@ def test_two_independent_models_beat_each_alone_and_selection_ignores_test(tmp_p
     assert result["val"]["overall"]["mAP_macro"] > max(s["val"]["overall"]["mAP_macro"] for s in singles)
     assert result["test"]["overall"]["mAP_macro"] > max(s["test"]["overall"]["mAP_macro"] for s in singles)
     assert (tmp_path / "toy" / "ensemble.scores.npz").exists()
+
+
+def test_a_cross_validated_head_is_chosen_on_its_out_of_fold_scores(tmp_path):
+    """A head whose validation scores look perfect (its parameters were tuned on them) but whose out-of-fold
+    scores of the same posters are noise is not taken; without those scores it would be taken first."""
+    rng = np.random.default_rng(1)
+    ids = {part: [f"{part}{i}" for i in range(300)] for part in ("val", "test")}
+    y = {part: _labels(rng, 300) for part in ("val", "test")}
+    for name in ("a", "b"):
+        _save(tmp_path, name, {p: (ids[p], y[p], _noisy(rng, y[p], 0.5)) for p in ids})
+    flattered = {p: (ids[p], y[p], _noisy(rng, y[p], 0.1)) for p in ids}
+    _save(tmp_path, "flattered", flattered)
+    assert "flattered" in ensemble(tmp_path, "toy")["members"]
+
+    _save(tmp_path, "flattered", {**flattered, OUT_OF_FOLD: (ids["val"][::-1], y["val"][::-1], rng.random((300, 3)))})
+    result = ensemble(tmp_path, "toy")
+    assert set(result["members"]) == {"a", "b"}
+    assert result["selection"]["out_of_fold_members"] == ["flattered"]
 
 
 def test_selection_stops_when_nothing_helps():

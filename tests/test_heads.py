@@ -6,6 +6,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 import modelfiles
 from bench.reference_mlknn import reference_mlknn
+from evaluation.metrics import macro_map
 from extract.features import Features
 from heads import estimators
 from heads.estimators import HEADS, MLkNNHead
@@ -96,19 +97,23 @@ def test_saved_head_refuses_other_features(tmp_path):
 def test_cross_validation_scores_every_fold_with_a_head_fitted_without_it():
     X, Y = clustered(240, seed=4)
     estimator, grid = HEADS["logistic"]
-    cv = cross_validate(estimator, grid, X, Y, folds=4, repeats=2)
+    cv, out_of_fold = cross_validate(estimator, grid, X, Y, folds=4, repeats=2)
     assert (cv["folds"], cv["repeats"]) == (4, 2) and len(cv["mAP_macro"]["values"]) == 8
     assert cv["mAP_macro"]["mean"] > 0.9 and cv["f1_micro"]["mean"] > 0.7
     assert cv["mAP_macro"]["std"] == pytest.approx(np.std(cv["mAP_macro"]["values"], ddof=1))
-    # labels unrelated to the features: a fold scored by a head fitted on it would still look good
+    assert out_of_fold.shape == Y.shape and macro_map(Y, out_of_fold) > 0.9
+    # labels unrelated to the features: a fold scored by a head fitted on it would still look good, and so
+    # would out-of-fold scores that were not
     shuffled = Y[np.random.default_rng(0).permutation(len(Y))]
-    assert cross_validate(estimator, grid, X, shuffled, folds=4, repeats=1)["mAP_macro"]["mean"] < 0.6
+    cv, out_of_fold = cross_validate(estimator, grid, X, shuffled, folds=4, repeats=1)
+    assert cv["mAP_macro"]["mean"] < 0.6 and macro_map(shuffled, out_of_fold) < 0.6
     # over chosen rows only (make heads: the training and validation parts), the others never touched: here
     # they are NaN, which any fit or prediction on them would refuse
     hidden = X.copy()
     hidden[200:] = np.nan
-    within = cross_validate(estimator, grid, hidden, Y, folds=4, repeats=1, rows=np.arange(200))
+    within, out_of_fold = cross_validate(estimator, grid, hidden, Y, folds=4, repeats=1, rows=np.arange(200))
     assert len(within["mAP_macro"]["values"]) == 4 and within["mAP_macro"]["mean"] > 0.9
+    assert np.isnan(out_of_fold[200:]).all() and not np.isnan(out_of_fold[:200]).any()
 
 
 def test_mlknn_passes_scikit_learns_estimator_checks():

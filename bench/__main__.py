@@ -1,0 +1,51 @@
+"""python -m bench [--full]: the whole benchmark, step after step, then each step's minutes and the total.
+
+`make bench` runs it. The comparison (bench.comparison) resumes where it stopped; the other steps are short and
+run again. The figures go to reports/bench.md, docs/evaluation.md and the terminal.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.comparison import BACKBONE, features_path
+
+WORK = Path("runs/bench")
+
+
+def steps(data_root: Path, page_model: Path, full: bool) -> list[tuple[str, list[str]]]:
+    """(name, python -m arguments) of each step, in order."""
+    anime = data_root / "anime-posters"
+    features = [str(features_path(WORK, name, BACKBONE)) for name in ("movie-posters", "anime-posters")]
+    return [("comparison", ["bench.comparison", "--data-root", str(data_root), "--work", str(WORK),
+                            *(["--full"] if full else [])]),
+            ("intervals", ["bench.intervals", "--features", *features]),
+            ("choices", ["bench.choices", "--results-dir", str(WORK / "results")]),
+            ("downloads", ["bench.downloads", "--data", str(anime)]),
+            ("page", ["bench.page", "--model", str(page_model), "--image", str(anime / "images" / "1.jpg")]),
+            ("extraction", ["bench.extraction", "--data", str(anime)]),
+            ("training", ["bench.training", "--data", str(anime)])]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="the three data set folders")
+    parser.add_argument("--page-model", type=Path, required=True, help="the network the page is timed with")
+    parser.add_argument("--full", action="store_true", help="run everything, not what fits in an hour")
+    args = parser.parse_args(argv)
+    minutes: dict[str, float] = {}
+    for name, command in steps(args.data_root, args.page_model, args.full):
+        print(f"[bench] {name}: python -m {' '.join(command)}", flush=True)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", *command], check=True)
+        minutes[name] = (time.perf_counter() - start) / 60
+    print("\n".join(f"[bench] {name}: {m:.1f} min" for name, m in minutes.items()))
+    print(f"[bench] total: {sum(minutes.values()):.1f} min in this run"
+          + (" (the comparison's resumed steps are in reports/bench.md)" if minutes["comparison"] < 1 else ""))
+
+
+if __name__ == "__main__":
+    main()
