@@ -3,7 +3,8 @@
 
 # DATA         a data set folder (CSV + images); the default is the synthetic sample
 # BACKBONE     resnet50 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 (| _multiscale for lite0, lite2)
-#              default: the built-in one DATA's last `make features` used (features/<dataset>.backbone), else resnet50
+#              default: the built-in backbone whose feature file DATA has (make heads, final, ... then need no
+#              BACKBONE=; with two or more they ask which), else resnet50
 #              | timm:<any timm model name>, e.g. timm:convnext_base.fb_in22k (timm downloads its weights when online)
 # WEIGHTS      optional local state_dict file for the backbone
 # BATCH        extraction batch size (default: 8 on the CPU, 64 on CUDA)
@@ -33,9 +34,10 @@
 # FULL         make bench: 1 runs everything, not what fits in an hour
 DATA ?= data/sample
 # Only a built-in name is taken from the file: its text goes into shell commands.
-REMEMBERED := resnet50 efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 efficientnet_lite0_multiscale \
-              efficientnet_lite2_multiscale
-BACKBONE ?= $(or $(firstword $(filter $(REMEMBERED),$(file <features/$(NAME).backbone))),resnet50)
+BUILT_IN := resnet50 efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 efficientnet_lite0_multiscale \
+            efficientnet_lite2_multiscale
+EXTRACTED = $(strip $(foreach b,$(BUILT_IN),$(if $(wildcard features/$(NAME)-$(b).h5),$(b))))
+BACKBONE ?= $(or $(firstword $(EXTRACTED)),resnet50)
 WEIGHTS ?=
 BATCH ?=
 TTA ?= 0
@@ -74,8 +76,12 @@ $(call allowed,PRECISION,fp32 auto bf16 fp16)
 $(call allowed,ENGINE,auto torch onnxruntime)
 $(call allowed,AUGMENT,none light strong)
 $(call allowed,FULL,0 1)
+# Without BACKBONE=, the data set's one feature file is used; with two or more, which one must be said.
+one_backbone = $(if $(and $(filter file,$(origin BACKBONE)),$(word 2,$(EXTRACTED))),$(error DATA=$(DATA) has \
+	features from $(EXTRACTED): say which with BACKBONE=$(firstword $(EXTRACTED)), or another of them))
 
-PYTHON   := .venv/bin/python
+PYTHON      := .venv/bin/python
+POSTERGENRE := .venv/bin/postergenre
 # A DATA folder may have spaces in its path; the data set's name has them as underscores (as in Python).
 space    := $(subst ,, )
 NAME      = $(notdir $(patsubst %/,%,$(subst $(space),_,$(DATA))))
@@ -90,10 +96,11 @@ TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS))
 .DELETE_ON_ERROR:
 
 install: .venv/installed
-.venv/installed: requirements.txt
+# The project itself, editable (the `postergenre` command and package), at the versions of constraints.txt.
+.venv/installed: pyproject.toml constraints.txt
 	python3 -m venv .venv
 	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q -r requirements.txt
+	$(PYTHON) -m pip install -q -c constraints.txt -e .
 	touch $@
 
 # The whole pipeline on the synthetic sample, with the backbone that works offline.
@@ -103,77 +110,79 @@ demo: install
 
 # Download the posters of a Kaggle CSV: make posters CSV=anime-dataset-2023.csv DATA=data/anime-2023
 posters: | install
-	$(PYTHON) -m posters download --csv "$(CSV)" --out-dir "$(DATA)" --concurrency $(CONCURRENCY) --rate $(RATE)
+	$(POSTERGENRE) posters download --csv "$(CSV)" --out-dir "$(DATA)" --concurrency $(CONCURRENCY) --rate $(RATE)
 
 sample: data/sample/covers.csv
 data/sample/covers.csv: | install
-	$(PYTHON) -m posters sample --out-dir data/sample
+	$(POSTERGENRE) posters sample --out-dir data/sample
 
 split: $(SPLIT)
 $(SPLIT): | install
-	$(PYTHON) -m posters split --data "$(DATA)" --out $@ --seed $(SEED) --min-count $(MIN_COUNT)
+	$(POSTERGENRE) posters split --data "$(DATA)" --out $@ --seed $(SEED) --min-count $(MIN_COUNT)
 
 features: $(SPLIT) | install
-	$(PYTHON) -m extract --data "$(DATA)" --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \
+	$(POSTERGENRE) features --data "$(DATA)" --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \
 		--precision $(PRECISION) --engine $(ENGINE) $(if $(WEIGHTS),--weights "$(WEIGHTS)") \
 		$(if $(BATCH),--batch-size $(BATCH)) $(if $(filter 1,$(TTA)),--tta)
-	printf '%s\n' "$(BACKBONE)" > features/$(NAME).backbone  # what make heads, final, ... use without BACKBONE=
 
 heads: | install
-	$(PYTHON) -m heads --features $(FEATURES) $(if $(HEADS),--heads $(HEADS)) \
+	$(one_backbone)
+	$(POSTERGENRE) heads --features $(FEATURES) $(if $(HEADS),--heads $(HEADS)) \
 		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds) $(if $(CV),--cv $(CV)) \
 		--mlknn-neighbours $(NEIGHBOURS) $(if $(UNION),--union "$(UNION)")
 
 # The head the evaluation chose, refit on every labelled poster: models/<dataset>-final.skops and its model card (.md).
 final: | install
-	$(PYTHON) -m heads.final --features $(FEATURES) $(if $(UNION),--union "$(UNION)")
+	$(one_backbone)
+	$(POSTERGENRE) final --features $(FEATURES) $(if $(UNION),--union "$(UNION)")
 
 # The evaluated ensemble (make ensemble), every member refit on all labelled posters: models/<dataset>-final.json,
 # the members in models/<dataset>-final-members/ (a network member: refit first by its own TRAIN_ARGS=--final).
 final-ensemble: | install
-	$(PYTHON) -m heads.final --ensemble --features $(FEATURES)
+	$(one_backbone)
+	$(POSTERGENRE) final --ensemble --features $(FEATURES)
 
 # One fine-tuning run per frozen-stage setting and seed, each a row of the report.
 finetune: $(SPLIT) | install
 	for stage in $(FREEZE); do for seed in $(SEEDS); do \
-		$(PYTHON) -m finetune $(TRAIN) --seed $$seed --backbone $(BACKBONE) --freeze $$stage \
+		$(POSTERGENRE) finetune $(TRAIN) --seed $$seed --backbone $(BACKBONE) --freeze $$stage \
 			$(if $(WEIGHTS),--weights "$(WEIGHTS)") || exit 1; \
 	done; done
 
 cnn: $(SPLIT) | install
-	for seed in $(SEEDS); do $(PYTHON) -m cnn $(TRAIN) --seed $$seed || exit 1; done
+	for seed in $(SEEDS); do $(POSTERGENRE) cnn $(TRAIN) --seed $$seed || exit 1; done
 
 # The models of DATA with saved scores, averaged; members chosen greedily on validation mAP.
 ensemble: | install
-	$(PYTHON) -m evaluation.ensemble --dataset $(NAME)
+	$(POSTERGENRE) ensemble --dataset $(NAME)
 
 # New posters (IMAGES), or the test part of DATA, scored by any saved model; CSV + JSON in reports/predictions/.
 predict: | install
-	$(PYTHON) -m predict $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --out "$(PREDICTIONS)" --engine $(ENGINE) \
+	$(POSTERGENRE) predict $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --out "$(PREDICTIONS)" --engine $(ENGINE) \
 		$(if $(IMAGES),--images "$(IMAGES)",--data "$(DATA)" --split $(SPLIT))
 
 # A saved network as an ONNX graph (+ .json: genres, thresholds, input size, mean, std), beside MODEL.
 export: | install
 	$(if $(MODEL),,$(error make export needs MODEL=models/<dataset>-<network>.safetensors, from make finetune or cnn))
-	$(PYTHON) -m predict.export --model "$(MODEL)" --out "$(basename $(MODEL)).onnx"
+	$(POSTERGENRE) export --model "$(MODEL)" --out "$(basename $(MODEL)).onnx"
 
 # Grad-CAM heatmaps and colour statistics per genre, for the report (MODEL must be a network: finetune or cnn).
 explain: | install
 	$(if $(MODEL),,$(error make explain needs MODEL=models/<dataset>-<network>.safetensors, from make finetune or cnn))
-	$(PYTHON) -m explain genres --model "$(MODEL)" --data "$(DATA)" --split $(SPLIT) \
+	$(POSTERGENRE) explain genres --model "$(MODEL)" --data "$(DATA)" --split $(SPLIT) \
 		$(if $(wildcard $(FEATURES)),--features $(FEATURES))
 
 # A local page to try posters: http://127.0.0.1:$(PORT)/
 serve: | install
-	$(PYTHON) -m serve $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --port $(PORT) --engine $(ENGINE)
+	$(POSTERGENRE) serve $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --port $(PORT) --engine $(ENGINE)
 
 # With DATA on the command line: that data set alone; without: every data set with results, and the Kaggle table.
 report: | install
-	$(PYTHON) -m evaluation.report \
+	$(POSTERGENRE) report \
 		$(if $(filter command line,$(origin DATA)),--datasets $(NAME),--genre-table $(GENRE_TABLE))
 
-.venv/dev-installed: requirements-dev.txt .venv/installed
-	$(PYTHON) -m pip install -q -r requirements-dev.txt
+.venv/dev-installed: pyproject.toml constraints.txt .venv/installed
+	$(PYTHON) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
 test: install .venv/dev-installed
@@ -182,7 +191,7 @@ test: install .venv/dev-installed
 # The whole comparison on the three real data sets (reports/bench.md), then the speed figures, in an hour;
 # FULL=1 runs everything (docs/results.md says what each costs).
 bench: install .venv/dev-installed
-	$(PYTHON) -m bench --data-root $(SHARED_DATA) --page-model $(SERVE_MODEL) $(if $(filter 1,$(FULL)),--full)
+	$(POSTERGENRE) bench --data-root $(SHARED_DATA) --page-model $(SERVE_MODEL) $(if $(filter 1,$(FULL)),--full)
 
 clean:
-	rm -rf features/*.h5 features/*.json features/*.parts features/*.backbone models results reports runs
+	rm -rf features/*.h5 features/*.json features/*.parts models results reports runs

@@ -22,10 +22,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from evaluation.metrics import evaluate, macro_map  # noqa: E402
-from extract.features import load_features  # noqa: E402
-from heads.estimators import HEADS  # noqa: E402
-from heads.train import tune  # noqa: E402
+from postergenre.evaluation.metrics import evaluate, macro_map  # noqa: E402
+from postergenre.extract.features import load_features  # noqa: E402
+from postergenre.heads.estimators import HEADS  # noqa: E402
+from postergenre.heads.train import tune  # noqa: E402
 
 
 def main(path: str) -> None:

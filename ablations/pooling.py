@@ -12,13 +12,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from evaluation.metrics import macro_map  # noqa: E402
-from extract.backbones import build_backbone  # noqa: E402
-from heads.estimators import HEADS  # noqa: E402
-from heads.train import tune  # noqa: E402
-from posters.data import read_posters  # noqa: E402
-from posters.images import SkippingImages, eval_transform  # noqa: E402
-from posters.split import Split, label_matrix, split_posters  # noqa: E402
+from postergenre.evaluation.metrics import macro_map  # noqa: E402
+from postergenre.extract.backbones import build_backbone  # noqa: E402
+from postergenre.heads.estimators import HEADS  # noqa: E402
+from postergenre.heads.train import tune  # noqa: E402
+from postergenre.posters.data import read_posters  # noqa: E402
+from postergenre.posters.images import SkippingImages, eval_transform  # noqa: E402
+from postergenre.posters.split import Split, label_matrix, split_posters  # noqa: E402
 
 
 def main(data: str, split_path: str) -> None:

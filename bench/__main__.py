@@ -5,13 +5,13 @@ run again. The figures go to reports/bench.md, docs/evaluation.md and the termin
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.comparison import BACKBONE, features_path
+from postergenre.bench.comparison import BACKBONE, features_path
+from postergenre.core import cli
 
 WORK = Path("runs/bench")
 
@@ -31,7 +31,7 @@ def steps(data_root: Path, page_model: Path, full: bool) -> list[tuple[str, list
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = cli.parser("python -m bench", __doc__)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="the three data set folders")
     parser.add_argument("--page-model", type=Path, required=True, help="the network the page is timed with")
     parser.add_argument("--full", action="store_true", help="run everything, not what fits in an hour")

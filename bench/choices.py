@@ -10,7 +10,7 @@ import argparse
 
 import numpy as np
 
-from evaluation.results import read_results
+from postergenre.evaluation.results import read_results
 
 
 def rows(results: list[dict]) -> list[str]:
@@ -29,10 +29,10 @@ def rows(results: list[dict]) -> list[str]:
             f"{cv_score - cv_test:+.3f} | {val_gap:+.3f} | {cv_gap:+.3f} |"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.choices", description=__doc__)
     parser.add_argument("--results-dir", default="results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     lines = ["| data | heads | picked by validation: val, test, optimism | picked by CV: CV, test, optimism | "
              "mean val - test | mean CV - test |", "|---|---|---|---|---|---|"]
     for results in read_results(args.results_dir).values():

@@ -24,20 +24,22 @@ from typing import Callable
 import numpy as np
 from sklearn.preprocessing import normalize
 
-from bench.extraction import engine_speeds
-from bench.reference_mlknn import reference_mlknn
-from evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, picked
-from evaluation.ensemble import describe
-from evaluation.intervals import DESCRIPTION, MEANING
-from evaluation.metrics import cross_validated_f1, evaluate
-from evaluation.report import cross_validation_table, seeds_table
-from evaluation.results import read_results, read_scores
-from extract.features import load_features
-from heads.estimators import MLkNNHead
-from heads.final import keep_refit_network
-from modelfiles import ENSEMBLE_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir, read_ensemble, read_head
-from posters.data import PosterSet, read_posters
-from posters.files import write_text_atomic
+from postergenre.bench.extraction import engine_speeds
+from postergenre.bench.reference_mlknn import reference_mlknn
+from postergenre.core import workspace
+from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, picked
+from postergenre.evaluation.ensemble import describe
+from postergenre.evaluation.intervals import DESCRIPTION, MEANING
+from postergenre.evaluation.metrics import cross_validated_f1, evaluate
+from postergenre.evaluation.report import cross_validation_table, seeds_table
+from postergenre.evaluation.results import read_results, read_scores
+from postergenre.extract.features import load_features
+from postergenre.heads.estimators import MLkNNHead
+from postergenre.heads.final import keep_refit_network
+from postergenre.modelfiles import (ENSEMBLE_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir, read_ensemble,
+                                    read_head)
+from postergenre.posters.data import PosterSet, read_posters
+from postergenre.posters.files import write_text_atomic
 
 DATASETS = ("anime-posters", "anilist-covers", "movie-posters")
 # Multi-scale pooling raised the heads' validation mAP on all three data sets (docs/ablations.md).
@@ -175,11 +177,11 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
 
 
 def split_path(work: Path, dataset: str) -> Path:
-    return work / "features" / f"{dataset}-split.json"
+    return workspace.split_path(work / "features", dataset)
 
 
 def features_path(work: Path, dataset: str, backbone: str) -> Path:
-    return work / "features" / f"{dataset}-{backbone}.h5"
+    return workspace.features_path(work / "features", dataset, backbone)
 
 
 def features_step(dataset: str, backbone: str) -> str:
@@ -467,13 +469,13 @@ def _speed_section(speed: dict, mlknn: dict) -> list[str]:
             f"{mlknn['hnsw_recall']:.3f} | 1 | |"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.comparison", description=__doc__)
     parser.add_argument("--data-root", default="../shared/data", help="holds the three data set folders")
     parser.add_argument("--work", default="runs/bench", help="features, models, results and checkpoints of the bench")
     parser.add_argument("--out", default="reports/bench.md")
     parser.add_argument("--full", action="store_true", help="run everything, not what fits in an hour (FULL)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     work, root, scope = Path(args.work), Path(args.data_root), FULL if args.full else HOUR
     steps = Steps(work)
     start = time.perf_counter()

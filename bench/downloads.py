@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.local_server import PosterServer
-from posters.data import read_posters
-from posters.download import DownloadConfig, download, summary
+from postergenre.bench.local_server import PosterServer
+from postergenre.posters.data import read_posters
+from postergenre.posters.download import DownloadConfig, download, summary
 
 FAULTS = ("missing", "flaky", "busy", "slow", "cut", "cut-once", "html")
 
@@ -34,12 +34,12 @@ def wrong_files(images: Path, server: PosterServer) -> int:
                for path in images.iterdir())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.downloads", description=__doc__)
     parser.add_argument("--data", required=True, help="a data set folder whose posters are served")
     parser.add_argument("--posters", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     files = itertools.cycle([p.image.read_bytes() for p in read_posters(args.data).posters])
     posters = {str(i): next(files) for i in range(args.posters)}
     cfg = DownloadConfig(concurrency=args.concurrency, rate=1000, timeout=0.5, retries=2, backoff=0.05)

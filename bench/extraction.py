@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from core.device import PRECISIONS, choose_device
-from extract.backbones import Backbone, build_backbone
-from extract.engines import ENGINES, make_embedder
-from extract.features import extract
-from posters.data import PosterSet, read_posters
-from posters.split import make_split
+from postergenre.core.device import PRECISIONS, choose_device
+from postergenre.extract.backbones import Backbone, build_backbone
+from postergenre.extract.engines import ENGINES, make_embedder
+from postergenre.extract.features import extract
+from postergenre.posters.data import PosterSet, read_posters
+from postergenre.posters.split import make_split
 
 
 def random_backbone(name: str) -> Backbone:
@@ -75,7 +75,7 @@ def engine_speeds(posters: PosterSet, name: str, engines: list[str], batch_size:
     return speeds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.extraction", description=__doc__)
     parser.add_argument("--data", required=True, help="a real data set folder")
     parser.add_argument("--posters", type=int, default=400)
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--engines", nargs="+", default=["torch", "onnxruntime"], choices=ENGINES[1:])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     full = read_posters(args.data)
     posters = PosterSet(full.name, full.root, full.posters[:args.posters])
     print(f"{len(posters.posters)} posters of {posters.name}, batch {args.batch_size}, {choose_device().type}, "

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from evaluation.intervals import FIGURES, METHODS, figure_intervals, figure_statistic, paired_difference
-from evaluation.metrics import choose_thresholds, predict_sets
-from extract.features import load_features
-from heads.estimators import logistic_head, mlp_head
-from heads.train import fit_quietly
-from posters.files import write_text_atomic
+from postergenre.evaluation.intervals import FIGURES, METHODS, figure_intervals, figure_statistic, paired_difference
+from postergenre.evaluation.metrics import choose_thresholds, predict_sets
+from postergenre.extract.features import load_features
+from postergenre.heads.estimators import logistic_head, mlp_head
+from postergenre.heads.train import fit_quietly
+from postergenre.posters.files import write_text_atomic
 
 MARKER = "<!-- bench.intervals writes below this line -->"
 TARGET_PARTS = 2000
@@ -117,7 +117,7 @@ def table(dataset: str, result: dict, size: int, parts: int, train: int, val: in
                         f"{population} population posters): {bias}.", ""]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.intervals", description=__doc__)
     parser.add_argument("--features", nargs="+", required=True, help="feature files (make features)")
     parser.add_argument("--train", type=int, default=2000, help="posters the heads are fitted on (at most a half)")
@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/evaluation.md", help="the page whose part below the marker is rewritten")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = Path(args.out)
     head_text = out.read_text().split(MARKER)[0] if out.exists() else ""
     command = (f"python -m bench.intervals --features {' '.join(args.features)} --train {args.train} "

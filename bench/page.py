@@ -42,14 +42,14 @@ def page_latencies(page, poster: Path | str, times: int) -> list[int]:
     return latencies
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(prog="python -m bench.page", description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--image", required=True)
     parser.add_argument("--times", type=int, default=11)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not CHROMIUM:
         sys.exit("bench.page: no chromium found (apt install chromium); skipped")
     process, url = start_server(args.model)

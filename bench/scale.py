@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from postergenre.core.workspace import features_path, split_path
+
 HEADS = ("logistic", "mlknn", "mlp")
 
 
@@ -28,15 +30,15 @@ def timed(args: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux reports kB
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
     parser.add_argument("--posters", type=int, default=25_000)
     parser.add_argument("--backbone", default="efficientnet_lite0_multiscale")
     parser.add_argument("--work", default="runs/scale", help="data, features, results and report go here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     work = Path(args.work)
     data, name = work / "data" / "synthetic-25k", "synthetic-25k"
-    split, features = work / f"{name}-split.json", work / f"{name}-{args.backbone}.h5"
+    split, features = split_path(work, name), features_path(work, name, args.backbone)
     folders = ["--models-dir", str(work / "models"), "--results-dir", str(work / "results")]
     steps = [("draw the posters", ["posters", "sample", "--out-dir", str(data), "--posters", str(args.posters)]),
              ("split", ["posters", "split", "--data", str(data), "--out", str(split)]),

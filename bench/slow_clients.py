@@ -18,15 +18,15 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.page import start_server
+from postergenre.bench.page import start_server
 
 UVICORN_APP = """
 import io, sys
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
-from predict.models import load_model
-from serve.__main__ import PAGE, answer
+from postergenre.predict.models import load_model
+from postergenre.serve.__main__ import PAGE, answer
 predictor = load_model(sys.argv[1])
 async def page(request):
     return HTMLResponse(PAGE.read_text())
@@ -81,14 +81,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.slow_clients", description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--slow", type=int, default=8, help="slow connections")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between a slow client's header lines")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--uvicorn", action="store_true", help="serve with uvicorn and Starlette instead")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.uvicorn:
         port = free_port()
         process = subprocess.Popen([sys.executable, "-c", UVICORN_APP, args.model, str(port)],

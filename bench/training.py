@@ -13,22 +13,22 @@ import tempfile
 import numpy as np
 import torch
 
-from cnn.model import IMAGE_SIZE, MEAN, STD, PosterNet
-from extract.backbones import build_backbone
-from finetune.model import FineTuned
-from posters.data import read_posters
-from posters.images import ImageSpec
-from posters.split import label_matrix
-from training.loop import Part, TrainConfig, fit
+from postergenre.cnn.model import IMAGE_SIZE, MEAN, STD, PosterNet
+from postergenre.extract.backbones import build_backbone
+from postergenre.finetune.model import FineTuned
+from postergenre.posters.data import read_posters
+from postergenre.posters.images import ImageSpec
+from postergenre.posters.split import label_matrix
+from postergenre.training.loop import Part, TrainConfig, fit
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__)
     parser.add_argument("--data", required=True, help="a real data set folder")
     parser.add_argument("--posters", type=int, default=256)
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     posters = read_posters(args.data).posters[:args.posters + 32]
     genres = sorted({g for p in posters for g in p.genres})
     part = Part([p.image for p in posters], label_matrix([p.genres for p in posters], genres))

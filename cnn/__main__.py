@@ -4,11 +4,11 @@ Trains PosterNet (cnn/model.py) from scratch with the shared training loop.
 """
 import argparse
 
-from cnn.model import IMAGE_SIZE, MEAN, STD, PosterNet
-from core import cli
-from posters.images import ImageSpec
-from training.loop import TrainConfig
-from training.run import add_arguments, train_and_evaluate
+from postergenre.cnn.model import IMAGE_SIZE, MEAN, STD, PosterNet
+from postergenre.core import cli
+from postergenre.posters.images import ImageSpec
+from postergenre.training.loop import TrainConfig
+from postergenre.training.run import add_arguments, train_and_evaluate
 
 DEFAULTS = TrainConfig(epochs=15, batch_size=32, lr=3e-3, warmup_epochs=1.0, augment="strong", patience=4)
 
@@ -24,11 +24,11 @@ def widths(text: str) -> tuple[int, ...]:
     return values
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m cnn", __doc__)
     parser.add_argument("--widths", type=widths, default=(32, 64, 128, 256), help="channels of the blocks")
     add_arguments(parser, DEFAULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: train_posternet(args))
 
 

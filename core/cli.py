@@ -11,7 +11,10 @@ import sys
 from dataclasses import fields
 from typing import Callable
 
-from core.errors import DataError
+from postergenre.core.errors import DataError
+
+# Set by the `postergenre` command: its commands' help says `postergenre heads`, not `python -m heads`.
+PROG_PREFIX: str | None = None
 
 
 def run(main: Callable[[], None], interrupted: str = "interrupted") -> None:
@@ -30,7 +33,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+    return argparse.ArgumentParser(prog=PROG_PREFIX or prog, description=description, formatter_class=_HelpFormatter)
 
 
 def boolean(text: str) -> bool:

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-LOG_EVERY = 30.0  # seconds between progress lines when the output is not a terminal
+LOG_EVERY = 10.0  # seconds between progress lines when the output is not a terminal
 
 
 class _Lines:

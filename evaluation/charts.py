@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 plt.rcParams["figure.constrained_layout.use"] = True  # labels, titles and legends never overlap the plots
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
-from posters.decode import load_image  # noqa: E402
+from postergenre.posters.decode import load_image  # noqa: E402
 
 
 def _save(fig, path: Path, dpi: int = 110) -> None:

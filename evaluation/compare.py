@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.markup import md_text
-from evaluation.intervals import DESCRIPTION, paired_difference
-from evaluation.results import align_scores, read_scores
+from postergenre.core.markup import md_text
+from postergenre.evaluation.intervals import DESCRIPTION, paired_difference
+from postergenre.evaluation.results import align_scores, read_scores
 
 
 # choosing_score in words, for the pages that rank models by it

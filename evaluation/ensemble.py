@@ -31,11 +31,12 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, logit
 
-from core import cli
-from evaluation.metrics import evaluate, macro_map
-from evaluation.results import OUT_OF_FOLD, align_scores, read_results, read_scores, write_result, write_scores
-from posters.data import DataError
-from posters.split import stratified_folds
+from postergenre.core import cli
+from postergenre.evaluation.metrics import evaluate, macro_map
+from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, read_results, read_scores, write_result,
+                                            write_scores)
+from postergenre.posters.data import DataError
+from postergenre.posters.split import stratified_folds
 
 MAX_ROUNDS = 20
 SELECTION_FOLDS = 5
@@ -181,11 +182,11 @@ def _logits(p: np.ndarray) -> np.ndarray:
     return logit(np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m evaluation.ensemble", __doc__)
     parser.add_argument("--dataset", required=True, help="the data set's name, e.g. anime-posters")
     parser.add_argument("--results-dir", default="results", help="results and scores files")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: ensemble_command(args))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, hamming_loss, precision_score, recall_score
 
-from evaluation.intervals import figure_intervals
+from postergenre.evaluation.intervals import figure_intervals
 
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.96, 0.01), 2)
 

@@ -10,19 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from core import cli
-from core.markup import markdown_to_html, md_text
-from evaluation import charts
-from evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
-from evaluation.ensemble import describe
-from evaluation.intervals import DESCRIPTION, MEANING
-from evaluation.metrics import predict_sets
-from evaluation.results import read_results, read_scores
-from modelfiles import find_final_model
-from posters.data import DataError, read_genre_table, read_posters
-from posters.files import write_text_atomic
-from posters.sample import SYNTHETIC_MARK
-from posters.split import PARTS, Split
+from postergenre.core import cli
+from postergenre.core.markup import markdown_to_html, md_text
+from postergenre.core.workspace import split_path
+from postergenre.evaluation import charts
+from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
+from postergenre.evaluation.ensemble import describe
+from postergenre.evaluation.intervals import DESCRIPTION, MEANING
+from postergenre.evaluation.metrics import predict_sets
+from postergenre.evaluation.results import read_results, read_scores
+from postergenre.modelfiles import find_final_model
+from postergenre.posters.data import DataError, read_genre_table, read_posters
+from postergenre.posters.files import write_text_atomic
+from postergenre.posters.sample import SYNTHETIC_MARK
+from postergenre.posters.split import PARTS, Split
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
        "table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .5em}"
@@ -309,8 +310,8 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
     for dataset, results in read_results(results_dir).items():
         if datasets is not None and dataset not in datasets:
             continue
-        split_path = features_dir / f"{dataset}-split.json"
-        split = Split.load(split_path) if split_path.exists() else None
+        split_file = split_path(features_dir, dataset)
+        split = Split.load(split_file) if split_file.exists() else None
         lines += _dataset_section(dataset, results, split, figures, out_dir, Path(results_dir), Path(models_dir))
         explained = out_dir / "explain" / f"{dataset}.md"  # from make explain
         if explained.exists():
@@ -346,7 +347,7 @@ def write_html(markdown_path: Path) -> Path:
     return path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m evaluation.report", __doc__)
     parser.add_argument("--results-dir", default="results", help="results and scores files")
     parser.add_argument("--features-dir", default="features", help="split files")
@@ -354,7 +355,7 @@ def main() -> None:
     parser.add_argument("--genre-table", default=None, help="Kaggle anime genre table with no images (an appendix)")
     parser.add_argument("--models-dir", default="models", help="where final models (make final) are looked for")
     parser.add_argument("--datasets", nargs="+", default=None, help="only these data sets (default: all with results)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: print(write_report(args.results_dir, args.features_dir, args.out_dir, args.genre_table,
                                        args.models_dir, args.datasets)))
 

@@ -7,17 +7,17 @@ genre's score. `genres` writes reports/explain/<dataset>.md, which `make report`
 import argparse
 from pathlib import Path
 
-from core import cli
-from explain.gradcam import grad_cam, overlay
-from explain.genres import write_genre_section
-from extract.features import load_features
-from posters.data import DataError, read_posters
-from posters.decode import load_image
-from posters.split import Split, split_posters
-from predict.models import load_model, predict_files
+from postergenre.core import cli
+from postergenre.explain.genres import write_genre_section
+from postergenre.explain.gradcam import grad_cam, overlay
+from postergenre.extract.features import load_features
+from postergenre.posters.data import DataError, read_posters
+from postergenre.posters.decode import load_image
+from postergenre.posters.split import Split, split_posters
+from postergenre.predict.models import load_model, predict_files
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m explain", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     poster = commands.add_parser("poster", help="one poster's heatmap for one genre, overlaid, as PNG")
@@ -31,7 +31,7 @@ def main() -> None:
     genres.add_argument("--split", required=True, help="split file: its test part is explained")
     genres.add_argument("--features", default=None, help="feature file, for the nearest neighbours")
     genres.add_argument("--out-dir", default="reports", help="the section goes to OUT_DIR/explain/<dataset>.md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: explain(args))
 
 

@@ -15,16 +15,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import rgb_to_hsv  # noqa: E402
-from core.markup import md_text, slug  # noqa: E402
-from core.progress import progress  # noqa: E402
+from postergenre.core.markup import md_text, slug  # noqa: E402
+from postergenre.core.progress import progress  # noqa: E402
 
-from explain.gradcam import grad_cam, overlay  # noqa: E402
-from extract.features import Features  # noqa: E402
-from posters.data import Poster  # noqa: E402
-from posters.decode import load_image  # noqa: E402
-from posters.files import write_text_atomic  # noqa: E402
-from posters.split import label_matrix  # noqa: E402
-from predict.models import Predictor  # noqa: E402
+from postergenre.explain.gradcam import grad_cam, overlay  # noqa: E402
+from postergenre.extract.features import Features  # noqa: E402
+from postergenre.posters.data import Poster  # noqa: E402
+from postergenre.posters.decode import load_image  # noqa: E402
+from postergenre.posters.files import write_text_atomic  # noqa: E402
+from postergenre.posters.split import label_matrix  # noqa: E402
+from postergenre.predict.models import Predictor  # noqa: E402
 
 HUE_NAMES = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "red"]
 HUE_EDGES = [0, 20, 45, 70, 160, 200, 255, 290, 335, 361]

@@ -1,14 +1,14 @@
 """python -m extract --data DIR --split FILE --backbone NAME --out FILE.h5 [--tta] ..."""
-from core import cli
-from core.device import INFERENCE_PRECISION, PRECISIONS
-from extract.backbones import backbone_argument, build_backbone
-from extract.engines import ENGINES
-from extract.features import extract
-from posters.data import read_posters
-from posters.split import Split
+from postergenre.core import cli
+from postergenre.core.device import INFERENCE_PRECISION, PRECISIONS
+from postergenre.extract.backbones import backbone_argument, build_backbone
+from postergenre.extract.engines import ENGINES
+from postergenre.extract.features import extract
+from postergenre.posters.data import read_posters
+from postergenre.posters.split import Split
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m extract", __doc__)
     parser.add_argument("--data", required=True, help="data set folder (CSV + images)")
     parser.add_argument("--split", required=True, help="split file from `python -m posters split`")
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="image decoding processes (default: none with 2 cores or fewer, else half the cores, "
                              "at most 4)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: extract(read_posters(args.data), Split.load(args.split),
                             build_backbone(args.backbone, args.weights), args.out, batch_size=args.batch_size,
                             tta=args.tta, precision=args.precision, workers=args.workers,

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.errors import first_line
-from modelfiles import ModelFileError, load_weights, read_state_dict
-from posters.data import DataError
+from postergenre.core.errors import first_line
+from postergenre.modelfiles import ModelFileError, load_weights, read_state_dict
+from postergenre.posters.data import DataError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The Lite models were converted from TensorFlow, where inputs are scaled as (x - 127) / 128.
@@ -210,11 +210,6 @@ def backbone_argument(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid backbone {text!r} (choose from {', '.join(sorted(BACKBONES))}, "
                                          f"or timm:<a timm model name>)")
     return text
-
-
-def file_name(backbone: str) -> str:
-    """The backbone's name as it appears in file and model names (timm:x -> timm-x)."""
-    return backbone.replace(":", "-")
 
 
 BACKBONES = {

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
-from core.errors import DataError, first_line
-from extract.backbones import Backbone, file_name, file_sha256
-from posters.files import atomic_write, write_text_atomic
+from postergenre.core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
+from postergenre.core.errors import DataError, first_line
+from postergenre.core.workspace import file_name
+from postergenre.extract.backbones import Backbone, file_sha256
+from postergenre.posters.files import atomic_write, write_text_atomic
 
 ENGINES = ("auto", "torch", "onnxruntime")
 # Largest absolute difference between the engines' embeddings; measured about 1e-5 on EfficientNet-Lite0.

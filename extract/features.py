@@ -28,14 +28,14 @@ import h5py
 import numpy as np
 import torch
 
-from core.device import INFERENCE_PRECISION, Distributed, setup_distributed
-from core.progress import progress
-from extract.backbones import Backbone, file_sha256
-from extract.engines import Embedder, engine_dtype, make_embedder, resolve_engine
-from posters.data import DataError, Poster, PosterSet
-from posters.files import atomic_write, write_csv_atomic, write_text_atomic
-from posters.images import SkippingImages, pixels_transform
-from posters.split import PARTS, Split, label_matrix, split_posters
+from postergenre.core.device import INFERENCE_PRECISION, Distributed, setup_distributed
+from postergenre.core.progress import progress
+from postergenre.extract.backbones import Backbone, file_sha256
+from postergenre.extract.engines import Embedder, engine_dtype, make_embedder, resolve_engine
+from postergenre.posters.data import DataError, Poster, PosterSet
+from postergenre.posters.files import atomic_write, write_csv_atomic, write_text_atomic
+from postergenre.posters.images import SkippingImages, pixels_transform
+from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
 
 FORMAT_VERSION = 2  # 2: each poster's image sha256, so changed images are re-embedded
 # Decoding in this process between two batches pushes the engine's weights out of the CPU caches; decoding this

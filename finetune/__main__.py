@@ -4,17 +4,18 @@ Fine-tunes an ImageNet backbone end to end, everything up to --freeze kept froze
 """
 import argparse
 
-from core import cli
-from extract.backbones import backbone_argument, build_backbone, file_name
-from finetune.model import FineTuned
-from posters.images import ImageSpec
-from training.loop import TrainConfig
-from training.run import add_arguments, train_and_evaluate
+from postergenre.core import cli
+from postergenre.core.workspace import file_name
+from postergenre.extract.backbones import backbone_argument, build_backbone
+from postergenre.finetune.model import FineTuned
+from postergenre.posters.images import ImageSpec
+from postergenre.training.loop import TrainConfig
+from postergenre.training.run import add_arguments, train_and_evaluate
 
 DEFAULTS = TrainConfig(epochs=6, batch_size=32, lr=3e-3, body_lr=2e-4, augment="light")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m finetune", __doc__)
     parser.add_argument("--backbone", default="resnet50", type=backbone_argument,
                         help="resnet50, efficientnet_lite0/1/2, or timm:<any timm model name>")
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("--freeze", default="none", help="freeze up to this stage: none, stem, or a stage name")
     parser.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's own)")
     add_arguments(parser, DEFAULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: finetune(args))
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from extract.backbones import Backbone
-from posters.data import DataError
+from postergenre.extract.backbones import Backbone
+from postergenre.posters.data import DataError
 
 
 class FineTuned(nn.Module):

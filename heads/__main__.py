@@ -3,11 +3,11 @@
 import argparse
 import re
 
-from core import cli
-from extract.features import load_features
-from heads.estimators import HEADS
-from heads.train import run_heads
-from heads.union import Union
+from postergenre.core import cli
+from postergenre.extract.features import load_features
+from postergenre.heads.estimators import HEADS
+from postergenre.heads.train import run_heads
+from postergenre.heads.union import Union
 
 
 def folds_by_repeats(text: str) -> tuple[int, int]:
@@ -18,7 +18,7 @@ def folds_by_repeats(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m heads", __doc__)
     parser.add_argument("--features", required=True, help="feature file from `python -m extract`")
     parser.add_argument("--heads", nargs="+", default=None, choices=list(HEADS),
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--union", default=None, metavar="OTHER.h5",
                         help="also train on another data set's posters (same backbone), genres mapped and those it "
                              "does not label left unknown; the logistic head only (heads/union.py)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: heads_command(args))
 
 

@@ -25,23 +25,22 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import f1_score
 
-from core import cli
-from core.errors import DataError
-from core.progress import progress
-from evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
-from evaluation.compare import choosing_score, picked
-from evaluation.metrics import choose_thresholds, macro_map, predict_sets
-from evaluation.results import read_results
-from extract.backbones import file_name
-from extract.features import Features, load_features
-from heads.estimators import HEADS, UNION_LOGISTIC
-from heads.train import fit_quietly, save_head
-from heads.union import Added, Union, plus_added
-from modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir, read_network,
-                        save_ensemble)
-from posters.files import atomic_write, write_text_atomic
-from posters.split import stratified_folds
-from posters.union import describe
+from postergenre.core import cli, workspace
+from postergenre.core.errors import DataError
+from postergenre.core.progress import progress
+from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
+from postergenre.evaluation.compare import choosing_score, picked
+from postergenre.evaluation.metrics import choose_thresholds, macro_map, predict_sets
+from postergenre.evaluation.results import read_results
+from postergenre.extract.features import Features, load_features
+from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
+from postergenre.heads.train import fit_quietly, save_head
+from postergenre.heads.union import Added, Union, plus_added
+from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir,
+                                    read_network, save_ensemble)
+from postergenre.posters.files import atomic_write, write_text_atomic
+from postergenre.posters.split import stratified_folds
+from postergenre.posters.union import describe
 
 
 def choose(heads: list[dict]) -> tuple[dict, str]:
@@ -170,7 +169,7 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
     loaded = {features_path: features}  # members on the same backbone share its feature file
 
     def features_of(backbone: str) -> Features:
-        path = features_path.with_name(f"{dataset}-{file_name(backbone)}.h5")
+        path = workspace.features_path(features_path.parent, dataset, backbone)
         if path not in loaded:
             loaded[path] = load_features(path)
         return loaded[path]
@@ -180,8 +179,8 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
         source = results[name]
         if source["kind"] == "head":
             member_features = features_of(source["backbone"])
-            union = (Union.with_file(member_features, features_path.with_name(
-                f"{source['union']['dataset']}-{file_name(source['backbone'])}.h5")) if "union" in source else None)
+            union = (Union.with_file(member_features, workspace.features_path(
+                features_path.parent, source["union"]["dataset"], source["backbone"])) if "union" in source else None)
             model, Y, report = refit(source, member_features, union)
             files[name] = f"{name}{HEAD_SUFFIX}"
             save_head(folder / files[name], model, member_features, source["params"], source["thresholds"]["values"],
@@ -243,7 +242,7 @@ def _folds(text: str) -> int:
     return int(text)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m heads.final", __doc__)
     parser.add_argument("--features", required=True, help="the feature file `make heads` used")
     parser.add_argument("--results-dir", default="results", help="where `make heads` wrote its results")
@@ -256,7 +255,7 @@ def main() -> None:
     parser.add_argument("--ensemble", action="store_true",
                         help="refit the members of the evaluated ensemble (make ensemble) instead, with the feature "
                              "files beside --features")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: final_command(args))
 
 

@@ -11,18 +11,18 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import f1_score
 from sklearn.model_selection import ParameterGrid
 
-import modelfiles
-from core.progress import progress
-from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets, prior_scores,
-                                top_k_accuracy)
-from evaluation.results import OUT_OF_FOLD, write_result, write_scores
-from extract.backbones import file_name
-from extract.features import Features, fingerprint_differences
-from heads.estimators import HEADS, UNION_LOGISTIC
-from heads.union import Added, Union, plus_added
-from posters.data import DataError
-from posters.split import stratified_folds
-from posters.union import describe
+from postergenre import modelfiles
+from postergenre.core.progress import progress
+from postergenre.core.workspace import file_name
+from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets,
+                                            prior_scores, top_k_accuracy)
+from postergenre.evaluation.results import OUT_OF_FOLD, write_result, write_scores
+from postergenre.extract.features import Features, fingerprint_differences
+from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
+from postergenre.heads.union import Added, Union, plus_added
+from postergenre.posters.data import DataError
+from postergenre.posters.split import stratified_folds
+from postergenre.posters.union import describe
 
 
 def fit_quietly(estimator: BaseEstimator, X: np.ndarray, Y: np.ndarray) -> BaseEstimator:

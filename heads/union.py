@@ -6,10 +6,10 @@ from typing import Callable
 
 import numpy as np
 
-from core.errors import DataError
-from extract.features import Features, fingerprint_differences, load_features
-from posters.data import read_titles
-from posters.union import added_posters
+from postergenre.core.errors import DataError
+from postergenre.extract.features import Features, fingerprint_differences, load_features
+from postergenre.posters.data import read_titles
+from postergenre.posters.union import added_posters
 
 # Union.added: (the target rows a model is scored on) -> (X, Y, report) of the source posters it may add.
 Added = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict]]

@@ -4,14 +4,14 @@
 import argparse
 import time
 
-from core import cli
-from posters.data import read_posters
-from posters.download import DownloadConfig, download, summary
-from posters.sample import write_sample
-from posters.split import make_split
+from postergenre.core import cli
+from postergenre.posters.data import read_posters
+from postergenre.posters.download import DownloadConfig, download, summary
+from postergenre.posters.sample import write_sample
+from postergenre.posters.split import make_split
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m posters", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     split = commands.add_parser("split", help="make the train/val/test split of a data set",
@@ -31,7 +31,7 @@ def main() -> None:
     sample.add_argument("--out-dir", required=True, help="data set folder to write")
     sample.add_argument("--posters", type=int, default=360, help="how many synthetic posters")
     sample.add_argument("--seed", type=int, default=0, help="seeds the drawing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: {"split": split_command, "download": download_command, "sample": sample_command}[args.command](
         args), interrupted="interrupted: files written so far are whole and kept; run the same command to resume")
 

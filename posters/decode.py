@@ -13,7 +13,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
-from posters.data import DataError
+from postergenre.posters.data import DataError
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # docs/bad-inputs.md: what a poster is allowed to be
 # Refuse decompression bombs: no real poster comes near this.
@@ -35,7 +35,7 @@ def read_image(source: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS,
         with Image.open(source, formats=FORMATS) as img:  # reads the header only: the size is known first
             if img.width * img.height > max_pixels:
                 raise TooLarge(f"{name}: {img.width}x{img.height} pixels, over the {max_pixels:,} allowed")
-            return _to_rgb(img), img.format
+            return to_rgb(img), img.format
     except FileNotFoundError:
         raise DataError(f"{name}: image file not found") from None
     except Image.UnidentifiedImageError:
@@ -51,7 +51,9 @@ def load_image(source: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS, name
     return read_image(source, max_pixels, name)[0]
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
+    """An opened image as an RGB poster: EXIF orientation applied, 16-bit grey scaled, alpha flattened on white,
+    first frame only."""
     img.seek(0)
     img = ImageOps.exif_transpose(img)
     if img.mode.startswith("I"):  # 16-bit greyscale: scale to 8 bits (PIL's convert would clip)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from core.errors import DataError, first_line
+from postergenre.core.errors import DataError, first_line
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)  # read once: the final file gets the permissions a plain open() would have given it

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from posters.data import DataError
-from posters.decode import load_image
+from postergenre.posters.data import DataError
+from postergenre.posters.decode import load_image
 
 
 @dataclass

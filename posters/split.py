@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from iterstrat.ml_stratifiers import IterativeStratification
 
-from posters.data import DataError, Poster, PosterSet
-from posters.files import write_text_atomic
+from postergenre.posters.data import DataError, Poster, PosterSet
+from postergenre.posters.files import write_text_atomic
 
 PARTS = ("train", "val", "test")
 

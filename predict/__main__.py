@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core import cli
-from core.device import INFERENCE_PRECISION, PRECISIONS
-from evaluation.metrics import predict_sets, score_with_intervals
-from posters.data import DataError, read_posters
-from posters.files import write_csv_atomic, write_text_atomic
-from posters.split import PARTS, Split, label_matrix, split_posters
-from predict.models import Predictor, add_model_arguments, chosen_model, load_model, predict_files
+from postergenre.core import cli
+from postergenre.core.device import INFERENCE_PRECISION, PRECISIONS
+from postergenre.evaluation.metrics import predict_sets, score_with_intervals
+from postergenre.posters.data import DataError, read_posters
+from postergenre.posters.files import write_csv_atomic, write_text_atomic
+from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
+from postergenre.predict.models import Predictor, add_model_arguments, chosen_model, load_model, predict_files
 
 
 def image_files(path: Path) -> list[Path]:
@@ -35,7 +35,7 @@ def image_files(path: Path) -> list[Path]:
     raise DataError(f"{path}: no such image or folder")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m predict", __doc__)
     add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--precision", default=INFERENCE_PRECISION, choices=PRECISIONS,
                         help="autocast precision (fp32 by default: the same probabilities on every CPU)")
     parser.add_argument("--workers", type=int, default=1, help="image decoding processes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: predict(args))
 
 

@@ -8,11 +8,11 @@ FILE.json beside the graph holds the genres, thresholds, image size, mean and st
 import json
 from pathlib import Path
 
-from core import cli
-from core.errors import DataError
-from extract.engines import export_onnx
-from posters.files import write_text_atomic
-from predict.models import load_model
+from postergenre.core import cli
+from postergenre.core.errors import DataError
+from postergenre.extract.engines import export_onnx
+from postergenre.posters.files import write_text_atomic
+from postergenre.predict.models import load_model
 
 
 def export(model: Path, out: Path) -> None:
@@ -30,11 +30,11 @@ def export(model: Path, out: Path) -> None:
     print(f"{out} and {out.with_suffix('.json')}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m predict.export", __doc__)
     parser.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.safetensors")
     parser.add_argument("--out", required=True, help="the ONNX file to write")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: export(Path(args.model), Path(args.out)))
 
 

@@ -24,20 +24,20 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from cnn.model import PosterNet
-from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
-from core.progress import progress
-from evaluation.compare import choosing_score
-from evaluation.ensemble import MAX_ROUNDS, Combination
-from evaluation.results import read_results
-from extract.backbones import build_backbone
-from extract.engines import ENGINES, Embedder, make_embedder
-from extract.features import embedding_fingerprint, fingerprint_differences
-from finetune.model import FineTuned
-from modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model, load_weights,
-                        read_ensemble, read_head, read_network)
-from posters.images import ImageSpec, SkippingImages, eval_transform, pixels_transform
-from predict.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbone
+from postergenre.cnn.model import PosterNet
+from postergenre.core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
+from postergenre.core.progress import progress
+from postergenre.evaluation.compare import choosing_score
+from postergenre.evaluation.ensemble import MAX_ROUNDS, Combination
+from postergenre.evaluation.results import read_results
+from postergenre.extract.backbones import build_backbone
+from postergenre.extract.engines import ENGINES, Embedder, make_embedder
+from postergenre.extract.features import embedding_fingerprint, fingerprint_differences
+from postergenre.finetune.model import FineTuned
+from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model,
+                                    load_weights, read_ensemble, read_head, read_network)
+from postergenre.posters.images import ImageSpec, SkippingImages, eval_transform, pixels_transform
+from postergenre.predict.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbone
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
 NETWORKS: dict[str, Callable[[dict, int], nn.Module]] = {

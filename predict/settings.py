@@ -6,8 +6,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from extract.backbones import TIMM_PREFIX, is_backbone_name
-from modelfiles import MAX_MEMBERS, ModelFileError
+from postergenre.extract.backbones import TIMM_PREFIX, is_backbone_name
+from postergenre.modelfiles import MAX_MEMBERS, ModelFileError
 
 MAX_GENRES, MAX_WIDTH, MAX_BLOCKS, MAX_IMAGE_SIZE, MAX_BATCH = 1000, 1024, 8, 1024, 1024
 

@@ -33,12 +33,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from torch.utils.data import default_collate
 
-from core import cli
-from evaluation.metrics import predict_sets
-from explain.gradcam import grad_cam, overlay
-from posters.data import DataError
-from posters.decode import load_image
-from predict.models import Predictor, add_model_arguments, chosen_model, load_model
+from postergenre.core import cli
+from postergenre.evaluation.metrics import predict_sets
+from postergenre.explain.gradcam import grad_cam, overlay
+from postergenre.posters.data import DataError
+from postergenre.posters.decode import load_image
+from postergenre.predict.models import Predictor, add_model_arguments, chosen_model, load_model
 
 PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread
@@ -192,7 +192,7 @@ def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float 
     return BoundedServer((host, port), Handler, max_clients)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m serve", __doc__)
     add_model_arguments(parser)  # a network gives heatmaps too; a head, probabilities only
     parser.add_argument("--port", type=int, default=8000, help="local port (0: any free one)")
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds a request may take to arrive, its line, headers and body together")
     parser.add_argument("--max-clients", type=int, default=32, help="connections served at once; more get a 503")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli.run(lambda: serve(args), interrupted="stopped")
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from posters.sample import write_sample
+from postergenre.posters.sample import write_sample
 from tests import commands
 from tests.commands import ROOT
 

@@ -4,10 +4,11 @@ import re
 
 import numpy as np
 
-from bench.comparison import BACKBONE_CHOICES, FULL, HOUR, Steps, features_step, run_dataset, write_bench_report
-from evaluation.ensemble import ensemble
-from evaluation.metrics import evaluate
-from evaluation.results import write_result, write_scores
+from postergenre.bench.comparison import (BACKBONE_CHOICES, FULL, HOUR, Steps, features_step, run_dataset,
+                                          write_bench_report)
+from postergenre.evaluation.ensemble import ensemble
+from postergenre.evaluation.metrics import evaluate
+from postergenre.evaluation.results import write_result, write_scores
 
 GENRES = ["Action", "Comedy", "Drama"]
 

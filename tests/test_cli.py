@@ -57,16 +57,16 @@ def test_progress_in_a_log_is_a_line_now_and_then(monkeypatch):
     import io
     import time
 
-    import core.progress
+    from postergenre.core import progress
 
-    monkeypatch.setattr(core.progress, "LOG_EVERY", 0.1)
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.1)
     log = io.StringIO()
-    for _ in core.progress.progress(range(8), desc="folds", unit="fold", file=log):
+    for _ in progress.progress(range(8), desc="folds", unit="fold", file=log):
         time.sleep(0.05)
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue() and 2 <= len(lines) <= 6, lines
     assert lines[-1].startswith("folds: 100%") and "8/8" in lines[-1] and len(set(lines)) == len(lines)
     quick = io.StringIO()
-    for _ in core.progress.progress(range(3), desc="quick", file=quick):
+    for _ in progress.progress(range(3), desc="quick", file=quick):
         pass
     assert quick.getvalue() == ""

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posters.data import DataError, Poster, PosterSet, read_genre_table, read_posters
-from posters.files import UMASK, write_csv_atomic, write_text_atomic
-from posters.split import Split, make_split
+from postergenre.posters.data import DataError, Poster, PosterSet, read_genre_table, read_posters
+from postergenre.posters.files import UMASK, write_csv_atomic, write_text_atomic
+from postergenre.posters.split import Split, make_split
 
 
 def test_kaggle_anime_layout(data_root):

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from bench.page import CHROMIUM
-from evaluation.compare import choosing_score, picked
+from postergenre.bench.page import CHROMIUM
+from postergenre.evaluation.compare import choosing_score, picked
 from tests.conftest import run_module
 
 POSTERS = 300

@@ -7,16 +7,16 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from core.errors import DataError
-from extract.backbones import build_backbone
-from extract.engines import EMBEDDING_TOLERANCE, cache_dir, embed, make_embedder, resolve_engine
-from extract.features import Features, embedding_fingerprint
-from heads.estimators import HEADS
-from heads.train import save_head
-from posters.data import read_posters
-from posters.images import ImageSpec, PosterImages, eval_transform, pixels_transform
-from predict.export import export
-from predict.models import load_model
+from postergenre.core.errors import DataError
+from postergenre.extract.backbones import build_backbone
+from postergenre.extract.engines import EMBEDDING_TOLERANCE, cache_dir, embed, make_embedder, resolve_engine
+from postergenre.extract.features import Features, embedding_fingerprint
+from postergenre.heads.estimators import HEADS
+from postergenre.heads.train import save_head
+from postergenre.posters.data import read_posters
+from postergenre.posters.images import ImageSpec, PosterImages, eval_transform, pixels_transform
+from postergenre.predict.export import export
+from postergenre.predict.models import load_model
 from tests.conftest import run_module
 
 

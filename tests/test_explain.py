@@ -3,10 +3,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from explain.genres import colour_summary
-from explain.gradcam import grad_cam, overlay
-from posters.decode import load_image
-from posters.split import Split
+from postergenre.explain.genres import colour_summary
+from postergenre.explain.gradcam import grad_cam, overlay
+from postergenre.posters.decode import load_image
+from postergenre.posters.split import Split
 from tests.conftest import run_module
 
 

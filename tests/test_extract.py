@@ -15,14 +15,14 @@ import pytest
 import torch
 import torchvision
 
-from extract.backbones import BackboneError, build_backbone, file_sha256
-from extract.engines import embed
-from extract.features import load_features
-from finetune.model import FineTuned
-from modelfiles import load_weights, read_state_dict
-from posters.data import DataError, read_posters
-from posters.images import PosterImages, eval_transform
-from posters.split import Split, label_matrix
+from postergenre.extract.backbones import BackboneError, build_backbone, file_sha256
+from postergenre.extract.engines import embed
+from postergenre.extract.features import load_features
+from postergenre.finetune.model import FineTuned
+from postergenre.modelfiles import load_weights, read_state_dict
+from postergenre.posters.data import DataError, read_posters
+from postergenre.posters.images import PosterImages, eval_transform
+from postergenre.posters.split import Split, label_matrix
 from tests.conftest import ROOT, run_module
 
 

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-import evaluation.ensemble
-from core.errors import DataError
-from evaluation.ensemble import Combination
-from evaluation.metrics import choose_thresholds
-from extract.engines import Embedder
-from extract.features import Features, load_features
-from heads.estimators import HEADS
-from heads.final import fit_final, fit_final_ensemble, out_of_fold_scores
-from heads.train import run_heads
-from modelfiles import ModelFileError, members_dir, read_head, read_network
-from predict.models import load_model, predict_files
+import postergenre.evaluation.ensemble
+from postergenre.core.errors import DataError
+from postergenre.evaluation.ensemble import Combination
+from postergenre.evaluation.metrics import choose_thresholds
+from postergenre.extract.engines import Embedder
+from postergenre.extract.features import Features, load_features
+from postergenre.heads.estimators import HEADS
+from postergenre.heads.final import fit_final, fit_final_ensemble, out_of_fold_scores
+from postergenre.heads.train import run_heads
+from postergenre.modelfiles import ModelFileError, members_dir, read_head, read_network
+from postergenre.predict.models import load_model, predict_files
 from tests.conftest import run_module
 
 
@@ -98,8 +98,8 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     run_heads(load_features(features), ["logistic", "mlknn"], root / "models", root / "results")
     network = next((root / "results" / dataset).glob("cnn-*.json")).stem
     weights = {"efficientnet_lite0-logistic": 2, "efficientnet_lite0-mlknn": 1, network: 1}
-    monkeypatch.setattr(evaluation.ensemble, "select", lambda y_val, scores: weights)  # both, whatever validation says
-    evaluation.ensemble.ensemble(root / "results", dataset)
+    monkeypatch.setattr(postergenre.evaluation.ensemble, "select", lambda y_val, scores: weights)  # both, whatever validation says
+    postergenre.evaluation.ensemble.ensemble(root / "results", dataset)
 
     with pytest.raises(DataError, match=f"networks {network} are not refit yet"):
         fit_final_ensemble(features, root / "results", root / "models")

@@ -4,14 +4,14 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import check_estimator
 
-import modelfiles
-from bench.reference_mlknn import reference_mlknn
-from evaluation.metrics import macro_map
-from extract.features import Features
-from heads import estimators
-from heads.estimators import HEADS, MLkNNHead
-from heads.train import cross_validate, load_head, save_head, tune
-from posters.data import DataError
+from postergenre import modelfiles
+from postergenre.bench.reference_mlknn import reference_mlknn
+from postergenre.evaluation.metrics import macro_map
+from postergenre.extract.features import Features
+from postergenre.heads import estimators
+from postergenre.heads.estimators import HEADS, MLkNNHead
+from postergenre.heads.train import cross_validate, load_head, save_head, tune
+from postergenre.posters.data import DataError
 
 
 def clustered(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

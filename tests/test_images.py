@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from posters.data import DataError
-from posters.decode import FORMATS, MAX_PIXELS, load_image
+from postergenre.posters.data import DataError
+from postergenre.posters.decode import FORMATS, MAX_PIXELS, load_image
 
 
 def save(path, image, **options):

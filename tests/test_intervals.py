@@ -3,9 +3,9 @@ and their coverage of a test part's expected figure is measured (bench.intervals
 import numpy as np
 import pytest
 
-from bench.intervals import simulate
-from evaluation.intervals import WeightedAP, figure_intervals, paired_difference
-from evaluation.metrics import macro_map, predict_sets, score, top_k_accuracy
+from postergenre.bench.intervals import simulate
+from postergenre.evaluation.intervals import WeightedAP, figure_intervals, paired_difference
+from postergenre.evaluation.metrics import macro_map, predict_sets, score, top_k_accuracy
 
 
 def toy(n=300, genres=8, seed=0, rare=True):

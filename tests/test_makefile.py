@@ -20,12 +20,11 @@ def test_a_data_path_with_spaces(sample_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(split.read_text())["dataset"] == "anime_covers"
 
-    for target, module in [("features", "extract"), ("finetune", "finetune"), ("predict", "predict"),
-                           ("explain", "explain")]:
+    for target in ("features", "finetune", "predict", "explain"):  # each runs `postergenre <target>`
         dry = make("-n", target, f"DATA={data}", f"SPLIT={split}", "BACKBONE=efficientnet_lite0",
                    *(["MODEL=models/my net.safetensors"] if target == "explain" else []))
-        command = next(line for line in dry.stdout.replace("\\\n", " ").splitlines() if f"-m {module}" in line)
-        words = shlex.split(command[command.index(f"-m {module}"):].split("||")[0])
+        command = next(line for line in dry.stdout.replace("\\\n", " ").splitlines() if f"postergenre {target}" in line)
+        words = shlex.split(command[command.index(f"postergenre {target}"):].split("||")[0])
         assert words[words.index("--data") + 1] == str(data), command
         if target == "predict":  # no MODEL: the data set's best saved model
             assert words[words.index("--dataset") + 1] == "anime_covers"
@@ -45,19 +44,23 @@ def test_a_mistyped_setting_stops_make_in_one_line():
 
 
 def test_heads_use_the_backbone_that_features_used(sample_dir, tmp_path):
-    """After make features with a BACKBONE, make heads for the same DATA needs no BACKBONE= again."""
-    data = tmp_path / "remembered-set"
+    """After make features with a BACKBONE, make heads and final for the same DATA need no BACKBONE= again; with
+    two feature files, they ask which, listing both."""
+    data = tmp_path / "extracted-set"
     shutil.copytree(sample_dir, data)
-    remembered = ROOT / "features" / "remembered-set.backbone"
+    lite0, lite2 = (ROOT / "features" / f"extracted-set-{b}.h5" for b in ("efficientnet_lite0", "efficientnet_lite2"))
     try:
-        assert "features/remembered-set-resnet50.h5" in make("-n", "heads", f"DATA={data}").stdout
-        remembered.write_text("efficientnet_lite0\n")  # as make features leaves it
-        assert "features/remembered-set-efficientnet_lite0.h5" in make("-n", "heads", f"DATA={data}").stdout
-        assert "features/remembered-set-efficientnet_lite2.h5" in make("-n", "heads", f"DATA={data}",
-                                                                     "BACKBONE=efficientnet_lite2").stdout
-        remembered.write_text("efficientnet_lite0; touch x\n")  # only a built-in name is taken from it
-        assert "touch" not in make("-n", "heads", f"DATA={data}").stdout
-        dry = make("-n", "features", f"DATA={data}", "BACKBONE=efficientnet_lite1").stdout
-        assert "efficientnet_lite1\" > features/remembered-set.backbone" in dry
+        assert "features/extracted-set-resnet50.h5" in make("-n", "heads", f"DATA={data}").stdout
+        lite0.touch()  # as make features BACKBONE=efficientnet_lite0 leaves it
+        for target in ("heads", "final"):
+            dry = make("-n", target, f"DATA={data}").stdout
+            assert "--features features/extracted-set-efficientnet_lite0.h5" in dry
+        lite2.touch()
+        asked = make("-n", "heads", f"DATA={data}")
+        assert asked.returncode != 0 and ("has features from efficientnet_lite0 efficientnet_lite2: say which with "
+                                          "BACKBONE=efficientnet_lite0") in asked.stderr, asked.stderr
+        assert "features/extracted-set-efficientnet_lite2.h5" in make("-n", "heads", f"DATA={data}",
+                                                                      "BACKBONE=efficientnet_lite2").stdout
     finally:
-        remembered.unlink(missing_ok=True)
+        lite0.unlink(missing_ok=True)
+        lite2.unlink(missing_ok=True)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, most_frequent_sets, predict_sets,
-                                prior_scores, score)
+from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, most_frequent_sets,
+                                            predict_sets, prior_scores, score)
 
 GENRES = ["A", "B", "C"]
 # Genre C has no positives: its AP is undefined and must not enter the macro mAP.

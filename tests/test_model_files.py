@@ -13,13 +13,13 @@ from safetensors.torch import load_file, save_file
 from sklearn.base import clone
 from skops.io import dump as skops_dump
 
-from extract.backbones import build_backbone
-from extract.features import Features, embedding_fingerprint
-from heads.estimators import HEADS
-from heads.train import save_head
-from modelfiles import ModelFileError, read_checkpoint, read_head, read_network
-from posters.split import Split
-from predict.models import load_model
+from postergenre.extract.backbones import build_backbone
+from postergenre.extract.features import Features, embedding_fingerprint
+from postergenre.heads.estimators import HEADS
+from postergenre.heads.train import save_head
+from postergenre.modelfiles import ModelFileError, read_checkpoint, read_head, read_network
+from postergenre.posters.split import Split
+from postergenre.predict.models import load_model
 from tests.conftest import run_module
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from posters.split import Split
+from postergenre.posters.split import Split
 from tests.conftest import run_module
 
 

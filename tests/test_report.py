@@ -5,9 +5,9 @@ import base64
 import numpy as np
 from PIL import Image
 
-from core.markup import markdown_to_html, md_text, slug
-from evaluation.card import genres_lines
-from evaluation.report import _command, write_html
+from postergenre.core.markup import markdown_to_html, md_text, slug
+from postergenre.evaluation.card import genres_lines
+from postergenre.evaluation.report import _command, write_html
 
 CONFIG = {"epochs": 6, "augment": "light", "loss": "bce", "mixup": 0.0}
 

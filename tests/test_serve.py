@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from bench.page import CHROMIUM, page_latencies, start_server
-from posters.decode import load_image
-from predict.models import load_model
-from serve.__main__ import answer
+from postergenre.bench.page import CHROMIUM, page_latencies, start_server
+from postergenre.posters.decode import load_image
+from postergenre.predict.models import load_model
+from postergenre.serve.__main__ import answer
 from tests.conftest import ROOT, run_module
 
 

@@ -7,11 +7,12 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from extract.backbones import BackboneError, backbone_argument, build_backbone, file_sha256, is_backbone_name
-from extract.features import load_features
-from modelfiles import read_state_dict
-from posters.data import read_posters
-from predict.models import load_model, predict_files
+from postergenre.extract.backbones import (BackboneError, backbone_argument, build_backbone, file_sha256,
+                                           is_backbone_name)
+from postergenre.extract.features import load_features
+from postergenre.modelfiles import read_state_dict
+from postergenre.posters.data import read_posters
+from postergenre.predict.models import load_model, predict_files
 from tests.conftest import run_module
 
 ARCHITECTURE = "mobilenetv3_small_050"  # small, so the test stays quick

@@ -12,19 +12,19 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from core.errors import DataError
-from extract.backbones import TF_MEAN, TF_STD, build_backbone
-from finetune.model import FineTuned
-from modelfiles import read_network
-from posters.data import read_posters
-from posters.decode import load_image
-from posters.images import eval_transform, train_transform
-from posters.sample import write_sample
-from posters.split import Split, label_matrix, split_posters
+from postergenre.core.errors import DataError
+from postergenre.extract.backbones import TF_MEAN, TF_STD, build_backbone
+from postergenre.finetune.model import FineTuned
+from postergenre.modelfiles import read_network
+from postergenre.posters.data import read_posters
+from postergenre.posters.decode import load_image
+from postergenre.posters.images import eval_transform, train_transform
+from postergenre.posters.sample import write_sample
+from postergenre.posters.split import Split, label_matrix, split_posters
 from tests.conftest import ROOT, run_module
-from training import cached
-from training.cached import FromActivations, activations
-from training.loop import AsymmetricLoss, KnownLabelsBCE, Part, TrainConfig, _scheduler, mixup, param_groups
+from postergenre.training import cached
+from postergenre.training.cached import FromActivations, activations
+from postergenre.training.loop import AsymmetricLoss, KnownLabelsBCE, Part, TrainConfig, _scheduler, mixup, param_groups
 
 TINY = ["--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--augment", "light"]
 

@@ -7,16 +7,16 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
-from core.errors import DataError
-from evaluation.metrics import choose_thresholds
-from evaluation.results import read_scores
-from extract.features import Features
-from heads.estimators import UNION_LOGISTIC, MaskedOneVsRest
-from heads.final import fit_final, out_of_fold_scores
-from heads.train import run_heads
-from heads.union import Union
-from modelfiles import read_head
-from posters.union import UNKNOWN, normalise_title
+from postergenre.core.errors import DataError
+from postergenre.evaluation.metrics import choose_thresholds
+from postergenre.evaluation.results import read_scores
+from postergenre.extract.features import Features
+from postergenre.heads.estimators import UNION_LOGISTIC, MaskedOneVsRest
+from postergenre.heads.final import fit_final, out_of_fold_scores
+from postergenre.heads.train import run_heads
+from postergenre.heads.union import Union
+from postergenre.modelfiles import read_head
+from postergenre.posters.union import UNKNOWN, normalise_title
 
 ATTRS = {"data": "d", "backbone": "efficientnet_lite0", "weights_sha256": "abc", "image_size": 224,
          "preprocessing": "squash", "tta": "none", "batch_size": 8, "split": "{}"}

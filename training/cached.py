@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.errors import DataError
-from core.progress import progress
-from extract.backbones import state_sha256
-from posters.images import PosterImages
+from postergenre.core.errors import DataError
+from postergenre.core.progress import progress
+from postergenre.extract.backbones import state_sha256
+from postergenre.posters.images import PosterImages
 
 if TYPE_CHECKING:
-    from training.loop import Part
+    from postergenre.training.loop import Part
 
 CACHE = "activations.h5"  # in the run folder
 # The frozen stages still run in each step, on a zero image of this size, and their output is replaced.

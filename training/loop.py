@@ -23,14 +23,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid, save_image
 
-from core.device import PRECISIONS, Distributed, autocast_dtype, setup_distributed
-from core.errors import DataError
-from core.progress import progress
-from evaluation.metrics import macro_map
-from modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
-from posters.files import atomic_write
-from posters.images import AUGMENTATIONS, ImageSpec, PosterImages, eval_transform, train_transform
-from training.cached import CachedViews, cached_inputs
+from postergenre.core.device import PRECISIONS, Distributed, autocast_dtype, setup_distributed
+from postergenre.core.errors import DataError
+from postergenre.core.progress import progress
+from postergenre.evaluation.metrics import macro_map
+from postergenre.modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
+from postergenre.posters.files import atomic_write
+from postergenre.posters.images import AUGMENTATIONS, ImageSpec, PosterImages, eval_transform, train_transform
+from postergenre.training.cached import CachedViews, cached_inputs
 
 SCHEDULES, LOSSES = ("cosine", "onecycle"), ("bce", "asl")
 LAST, BEST = "last.pt", "best.safetensors"  # in the run folder: the checkpoint to resume from, the best weights

@@ -11,18 +11,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.cli import add_settings, settings_from
-from core.device import INFERENCE_PRECISION, autocast_dtype, choose_device, setup_distributed
-from core.errors import DataError
-from evaluation.card import write_refit_card
-from evaluation.metrics import evaluate
-from evaluation.results import result_path, write_result, write_scores
-from modelfiles import NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network, save_network
-from posters.data import read_posters, read_titles
-from posters.images import ImageSpec, PosterImages, eval_transform
-from posters.split import PARTS, Split, label_matrix, split_posters
-from posters.union import added_posters, describe
-from training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
+from postergenre.core.cli import add_settings, settings_from
+from postergenre.core.device import INFERENCE_PRECISION, autocast_dtype, choose_device, setup_distributed
+from postergenre.core.errors import DataError
+from postergenre.evaluation.card import write_refit_card
+from postergenre.evaluation.metrics import evaluate
+from postergenre.evaluation.results import result_path, write_result, write_scores
+from postergenre.modelfiles import (NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network,
+                                    save_network)
+from postergenre.posters.data import read_posters, read_titles
+from postergenre.posters.images import ImageSpec, PosterImages, eval_transform
+from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
+from postergenre.posters.union import added_posters, describe
+from postergenre.training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
 
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:

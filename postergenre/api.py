@@ -1,0 +1,151 @@
+"""The Python API: predict with a saved model, and run the pipeline's steps, without building a Namespace.
+
+    model = postergenre.load("models/anime-posters-final.skops")
+    model.genres, model.thresholds
+    [poster.genres for poster in model.predict(["a.jpg", pil_image, uint8_array])]
+
+    features = postergenre.features("my-posters", "efficientnet_lite0")  # features/my-posters-efficientnet_lite0.h5
+    postergenre.heads(features)                                          # models/, results/
+    postergenre.final(features)                                          # models/my-posters-final.skops
+
+Each step is the function its command calls, so the files are the same as `make split features heads final`
+writes. Bad input raises postergenre.core.errors.DataError with the one line the command would print.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import default_collate
+
+from postergenre.core import workspace
+from postergenre.core.device import INFERENCE_PRECISION
+from postergenre.core.errors import DataError
+from postergenre.evaluation.metrics import predict_sets
+from postergenre.posters.decode import load_image, to_rgb
+from postergenre.predict.models import Predictor, load_model
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One poster's answer: the predicted genre set, by the model's own rule (every genre at or above its
+    threshold, and the top genre always), and every genre's probability."""
+    genres: list[str]
+    probabilities: dict[str, float]
+
+
+class Model:
+    """A saved model (head, network or ensemble), loaded by `load`."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    @property
+    def name(self) -> str:
+        return self.predictor.name
+
+    @property
+    def genres(self) -> list[str]:
+        return list(self.predictor.genres)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return dict(zip(self.predictor.genres, map(float, self.predictor.thresholds)))
+
+    def predict_proba(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """Probabilities (images, genres), in the order of `genres`."""
+        predictor, transform = self.predictor, self.predictor.transform
+        batches = []
+        for start in range(0, len(images), predictor.batch_size):
+            batch = [transform(_rgb(image)) for image in images[start:start + predictor.batch_size]]
+            batches.append(predictor.predict_proba(default_collate(batch)))
+        return np.concatenate(batches) if batches else np.zeros((0, len(predictor.genres)), np.float32)
+
+    def predict(self, images: Sequence[ImageLike]) -> list[Prediction]:
+        """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4])."""
+        probabilities = self.predict_proba(images)
+        chosen = predict_sets(probabilities, self.predictor.thresholds)
+        return [Prediction([g for g, on in zip(self.predictor.genres, row) if on],
+                           {g: float(p) for g, p in zip(self.predictor.genres, probs)})
+                for row, probs in zip(chosen, probabilities)]
+
+    def __repr__(self) -> str:
+        return f"postergenre.Model({self.name!r}, {len(self.genres)} genres)"
+
+
+def load(path: Path | str, weights: str | None = None, precision: str = INFERENCE_PRECISION, engine: str = "auto",
+         trust_timm: bool = False) -> Model:
+    """The model saved at `path`: a head (.skops), a network (.safetensors) or an ensemble (.json). `weights`: a
+    local state_dict for a head's backbone (resnet50 offline); `engine`: how a head's backbone runs (auto, torch,
+    onnxruntime); `trust_timm`: allow a head on a timm backbone, whose code timm runs."""
+    return Model(load_model(path, weights, precision, engine, trust_timm=trust_timm))
+
+
+def _rgb(image: ImageLike) -> Image.Image:
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise DataError(f"an array image must be uint8 of shape (height, width[, 3 or 4]), not {image.dtype} "
+                            f"{image.shape}")
+        return to_rgb(Image.fromarray(image))
+    raise DataError(f"cannot read an image from a {type(image).__name__}: give a path, a PIL image or a uint8 array")
+
+
+def split(data: Path | str, out: Path | str | None = None, seed: int = 0, min_count: int = 5) -> Path:
+    """`make split`: the data set's seeded train/validation/test split, by default features/<dataset>-split.json."""
+    from postergenre.posters.data import read_posters
+    from postergenre.posters.split import make_split
+
+    posters = read_posters(data)
+    out = Path(out) if out else workspace.split_path("features", posters.name)
+    make_split(posters, seed=seed, min_count=min_count).save(out)
+    return out
+
+
+def features(data: Path | str, backbone: str = "efficientnet_lite0", split_file: Path | str | None = None,
+             out: Path | str | None = None, weights: str | None = None, **options: object) -> Path:
+    """`make features`: every poster's embedding by the frozen `backbone`, by default into
+    features/<dataset>-<backbone>.h5, on the split `split_file` (default: features/<dataset>-split.json, made if
+    missing). `options` go to postergenre.extract.features.extract (batch_size, tta, precision, engine, workers)."""
+    from postergenre.extract.backbones import build_backbone, is_backbone_name
+    from postergenre.extract.features import extract
+    from postergenre.posters.data import read_posters
+    from postergenre.posters.split import Split
+
+    if not is_backbone_name(backbone):
+        raise DataError(f"unknown backbone {backbone!r}")
+    posters = read_posters(data)
+    split_file = Path(split_file) if split_file else workspace.split_path("features", posters.name)
+    if not split_file.exists():
+        split(data, split_file)
+    out = Path(out) if out else workspace.features_path("features", posters.name, backbone)
+    extract(posters, Split.load(split_file), build_backbone(backbone, weights), out, **options)
+    return out
+
+
+def heads(features_file: Path | str, heads: Sequence[str] = ("logistic", "mlknn", "mlp"),
+          models_dir: Path | str = "models", results_dir: Path | str = "results",
+          cv: tuple[int, int] | None = None) -> dict[str, dict]:
+    """`make heads`: fit, tune and score each head on a feature file; with `cv` (folds, repeats), cross-validate
+    it too. Returns model name -> its result (validation and test figures)."""
+    from postergenre.extract.features import load_features
+    from postergenre.heads.train import run_heads
+
+    return run_heads(load_features(features_file), list(heads), models_dir, results_dir, cv=cv)
+
+
+def final(features_file: Path | str, results_dir: Path | str = "results", models_dir: Path | str = "models",
+          folds: int = 5, seed: int = 0) -> Path:
+    """`make final`: refit the head the evaluation chooses on every labelled poster; the saved model's path."""
+    from postergenre.extract.features import load_features
+    from postergenre.heads.final import fit_final
+
+    return fit_final(load_features(features_file), results_dir, models_dir, folds, seed)
