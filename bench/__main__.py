@@ -12,6 +12,7 @@ from pathlib import Path
 
 from postergenre.bench.comparison import BACKBONE, features_path
 from postergenre.core import cli
+from postergenre.modelfiles import final_model_path
 
 WORK = Path("runs/bench")
 
@@ -26,6 +27,8 @@ def steps(data_root: Path, page_model: Path, full: bool) -> list[tuple[str, list
             ("choices", ["bench.choices", "--results-dir", str(WORK / "results")]),
             ("downloads", ["bench.downloads", "--data", str(anime)]),
             ("page", ["bench.page", "--model", str(page_model), "--image", str(anime / "images" / "1.jpg")]),
+            ("cold start", ["bench.cold_start", "--model", str(final_model_path(WORK / "models", anime.name)),
+                            "--image", str(anime / "images" / "1.jpg")]),
             ("extraction", ["bench.extraction", "--data", str(anime)]),
             ("training", ["bench.training", "--data", str(anime)])]
 

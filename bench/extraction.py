@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from postergenre.core.device import PRECISIONS, choose_device
+from postergenre.core.device import choose_device
+from postergenre.core.runtime import ENGINES, PRECISIONS
 from postergenre.extract.backbones import Backbone, build_backbone
-from postergenre.extract.engines import ENGINES, make_embedder
+from postergenre.extract.engines import make_embedder
 from postergenre.extract.features import extract
 from postergenre.posters.data import PosterSet, read_posters
 from postergenre.posters.split import make_split

@@ -18,7 +18,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from postergenre.evaluation.intervals import FIGURES, METHODS, figure_intervals, figure_statistic, paired_difference
-from postergenre.evaluation.metrics import choose_thresholds, predict_sets
+from postergenre.evaluation.metrics import choose_thresholds
+from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import load_features
 from postergenre.heads.estimators import logistic_head, mlp_head
 from postergenre.heads.train import fit_quietly

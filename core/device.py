@@ -8,10 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Extraction, prediction and evaluation: bf16 embeddings differ from fp32 by up to 11% of their magnitude, so
-# `auto` would give other features, and other figures, on a CPU with bf16 units. Reduced precision only when asked.
-INFERENCE_PRECISION = "fp32"
+
 
 
 def choose_device() -> torch.device:

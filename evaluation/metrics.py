@@ -9,19 +9,9 @@ import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, hamming_loss, precision_score, recall_score
 
 from postergenre.evaluation.intervals import figure_intervals
+from postergenre.evaluation.sets import predict_sets
 
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.96, 0.01), 2)
-
-
-def with_top_genre(scores: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """`predicted` plus each poster's top-scoring genre."""
-    predicted = predicted.astype(np.uint8).copy()
-    predicted[np.arange(len(scores)), scores.argmax(axis=1)] = 1
-    return predicted
-
-
-def predict_sets(scores: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
-    return with_top_genre(scores, scores >= thresholds)
 
 
 def choose_thresholds(y_val: np.ndarray, scores_val: np.ndarray, per_genre: bool = False) -> np.ndarray:

@@ -17,8 +17,8 @@ from postergenre.evaluation import charts
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
 from postergenre.evaluation.ensemble import describe
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
-from postergenre.evaluation.metrics import predict_sets
 from postergenre.evaluation.results import read_results, read_scores
+from postergenre.evaluation.sets import predict_sets
 from postergenre.modelfiles import find_final_model
 from postergenre.posters.data import DataError, read_genre_table, read_posters
 from postergenre.posters.files import write_text_atomic

@@ -1,8 +1,7 @@
 """python -m extract --data DIR --split FILE --backbone NAME --out FILE.h5 [--tta] ..."""
 from postergenre.core import cli
-from postergenre.core.device import INFERENCE_PRECISION, PRECISIONS
+from postergenre.core.runtime import ENGINES, INFERENCE_PRECISION, PRECISIONS
 from postergenre.extract.backbones import backbone_argument, build_backbone
-from postergenre.extract.engines import ENGINES
 from postergenre.extract.features import extract
 from postergenre.posters.data import read_posters
 from postergenre.posters.split import Split

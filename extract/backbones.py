@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from postergenre.core.errors import first_line
+from postergenre.core.workspace import file_sha256
 from postergenre.modelfiles import ModelFileError, load_weights, read_state_dict
 from postergenre.posters.data import DataError
 
@@ -46,14 +47,6 @@ class Backbone:
     weights_sha256: str
     weights_source: str
     stages: list[tuple[str, list[nn.Module]]]  # input to output, for freezing: ("stem", [...]), ...
-
-
-def file_sha256(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_state_dict(model: nn.Module, path: Path | str, name: str, drop_prefixes: tuple[str, ...] = ()) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -23,21 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from postergenre.core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
+from postergenre.core.device import autocast_dtype, choose_device
 from postergenre.core.errors import DataError, first_line
-from postergenre.core.workspace import file_name
-from postergenre.extract.backbones import Backbone, file_sha256
+from postergenre.core.runtime import ENGINES, INFERENCE_PRECISION
+from postergenre.core.workspace import cached_graph, file_sha256, onnx_graph_path
+from postergenre.extract.backbones import Backbone
 from postergenre.posters.files import atomic_write, write_text_atomic
 
-ENGINES = ("auto", "torch", "onnxruntime")
 # Largest absolute difference between the engines' embeddings; measured about 1e-5 on EfficientNet-Lite0.
 EMBEDDING_TOLERANCE = 1e-4
-
-
-def cache_dir() -> Path:
-    """Where exported ONNX graphs are kept: $POSTERGENRE_CACHE, else ~/.cache/postergenre."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "postergenre"
-    return Path(os.environ.get("POSTERGENRE_CACHE", default))
 
 
 def export_onnx(model: nn.Module, image_size: int, path: Path | str, dtype: torch.dtype = torch.float32) -> Path:
@@ -137,14 +130,13 @@ def _onnx_session(backbone: Backbone, model: Normalised):
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(model, backbone.image_size, Path(tmp) / "model.onnx", torch.uint8)
             return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    path = (cache_dir() / f"{file_name(backbone.name)}-{backbone.image_size}px-uint8-{backbone.weights_sha256}.onnx")
-    checksum = path.with_name(path.name + ".sha256")  # a cached graph changed since its export is not trusted
-    if not path.is_file() or not checksum.is_file() or checksum.read_text().strip() != file_sha256(path):
+    path = onnx_graph_path(backbone.name, backbone.image_size, backbone.weights_sha256)
+    if not cached_graph(backbone.name, backbone.image_size, backbone.weights_sha256):  # a changed graph is not trusted
         print(f"{path}: does not match the checksum of its export, exporting it again" if path.is_file() else
               f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, backbone.image_size, path, torch.uint8)
-        write_text_atomic(checksum, file_sha256(path))
+        write_text_atomic(path.with_name(path.name + ".sha256"), file_sha256(path))
     try:
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for a damaged graph

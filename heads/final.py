@@ -30,8 +30,9 @@ from postergenre.core.errors import DataError
 from postergenre.core.progress import progress
 from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
 from postergenre.evaluation.compare import choosing_score, picked
-from postergenre.evaluation.metrics import choose_thresholds, macro_map, predict_sets
+from postergenre.evaluation.metrics import choose_thresholds, macro_map
 from postergenre.evaluation.results import read_results
+from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
 from postergenre.heads.train import fit_quietly, save_head

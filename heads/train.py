@@ -14,10 +14,12 @@ from sklearn.model_selection import ParameterGrid
 from postergenre import modelfiles
 from postergenre.core.progress import progress
 from postergenre.core.workspace import file_name
-from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, predict_sets,
-                                            prior_scores, top_k_accuracy)
+from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, prior_scores,
+                                            top_k_accuracy)
 from postergenre.evaluation.results import OUT_OF_FOLD, write_result, write_scores
+from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, fingerprint_differences
+from postergenre.heads.arrays import save_arrays
 from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
 from postergenre.heads.union import Added, Union, plus_added
 from postergenre.posters.data import DataError
@@ -83,11 +85,13 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
 def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict,
               thresholds: list[float], final: dict | None = None) -> None:
     """The head with what `make predict` needs: the features it expects and its thresholds; a final model
-    (make final) also records how it was chosen and refit."""
-    modelfiles.save_head(path, estimator, {
-        "genres": features.genres, "fingerprint": features.fingerprint(), "params": params,
-        "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"]),
-        **({"final": final} if final else {})})
+    (make final) also records how it was chosen and refit. A logistic or MLP head is also saved as plain arrays
+    beside it (heads/arrays.py), which `postergenre predict` reads without scikit-learn."""
+    settings = {"genres": features.genres, "fingerprint": features.fingerprint(), "params": params,
+                "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"]),
+                **({"final": final} if final else {})}
+    modelfiles.save_head(path, estimator, settings)
+    save_arrays(path, estimator, settings)
 
 
 def load_head(path: Path | str, features: Features) -> BaseEstimator:

@@ -22,9 +22,9 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from postergenre.core import workspace
-from postergenre.core.device import INFERENCE_PRECISION
 from postergenre.core.errors import DataError
-from postergenre.evaluation.metrics import predict_sets
+from postergenre.core.runtime import INFERENCE_PRECISION
+from postergenre.evaluation.sets import predict_sets
 from postergenre.posters.decode import load_image, to_rgb
 from postergenre.predict.models import Predictor, load_model
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from postergenre.core.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+PARTS = ("train", "val", "test")  # the parts of a split (posters.split)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
 def pixels_transform(image_size: int) -> Callable:
     """The evaluation transform's pixels, left as uint8: a frozen backbone's Embedder scales and normalises
     a whole batch at once, which is cheaper than per poster and moves a quarter of the bytes between processes."""
-    return v2.Compose([v2.ToImage(), v2.Resize((image_size, image_size), antialias=True)])
+    # Resized by PIL, before the tensor is made: predict/light.py resizes the same way without torch.
+    return v2.Compose([v2.Resize((image_size, image_size), interpolation=v2.InterpolationMode.BILINEAR), v2.ToImage()])
 
 
 # Training augmentation presets. Crops keep poster proportions (width/height 0.6-0.8) and are then

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 from iterstrat.ml_stratifiers import IterativeStratification
 
-from postergenre.posters.data import DataError, Poster, PosterSet
+from postergenre.posters.data import PARTS, DataError, Poster, PosterSet
 from postergenre.posters.files import write_text_atomic
 
-PARTS = ("train", "val", "test")
 
 
 @dataclass

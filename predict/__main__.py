@@ -1,4 +1,5 @@
-"""python -m predict --model FILE (--images PATH | --data DIR [--split FILE --part test]) [--out FILE.csv] [--json]
+"""python -m predict --model FILE (POSTER ... | --images PATH | --data DIR [--split FILE --part test]) [--out FILE.csv]
+[--json]
 
 Scores new posters with any saved model: for each poster, the predicted genre set (every genre at or above
 its threshold, chosen on validation, and the top genre always) and every genre's probability. Without
@@ -7,21 +8,29 @@ as JSON; with --out it writes them as CSV and as JSON beside it. Unreadable imag
 With --data the true genres are known, so the predictions are also scored by the evaluation module;
 genres the model was not trained on are counted and left out of that score. Notes go to stderr.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from postergenre.core import cli
-from postergenre.core.device import INFERENCE_PRECISION, PRECISIONS
-from postergenre.evaluation.metrics import predict_sets, score_with_intervals
-from postergenre.posters.data import DataError, read_posters
+from postergenre.core.runtime import INFERENCE_PRECISION, PRECISIONS
+from postergenre.evaluation.sets import predict_sets
+from postergenre.posters.data import PARTS, DataError
 from postergenre.posters.files import write_csv_atomic, write_text_atomic
-from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
-from postergenre.predict.models import Predictor, add_model_arguments, chosen_model, load_model, predict_files
+from postergenre.predict.arguments import add_model_arguments
+from postergenre.predict.light import LightHead, load_light
+
+if TYPE_CHECKING:
+    from postergenre.predict.models import Predictor
+# The full model's modules (torch, scikit-learn) are imported where they are needed: a head with its arrays and a
+# cached backbone graph predicts without them (predict/light.py).
 
 
 def image_files(path: Path) -> list[Path]:
@@ -38,7 +47,8 @@ def image_files(path: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m predict", __doc__)
     add_model_arguments(parser)
-    source = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("posters", nargs="*", metavar="POSTER", help="images, or folders of images, to predict")
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", help="an image, or a folder of images")
     source.add_argument("--data", help="a data set folder (CSV + images): predictions are also scored")
     parser.add_argument("--split", help="with --data: only the posters of one part of this split")
@@ -50,19 +60,31 @@ def main(argv: list[str] | None = None) -> None:
                         help="autocast precision (fp32 by default: the same probabilities on every CPU)")
     parser.add_argument("--workers", type=int, default=1, help="image decoding processes")
     args = parser.parse_args(argv)
+    if sum(map(bool, (args.posters, args.images, args.data))) != 1:
+        parser.error("give the posters to predict: image files or folders, or --images, or --data")
     cli.run(lambda: predict(args))
 
 
 def predict(args: argparse.Namespace) -> None:
-    predictor = load_model(chosen_model(args), args.weights, args.precision, args.engine, trust_timm=args.trust_timm)
+    light = load_light(args.model, args.engine, args.precision) if args.model and not args.data else None
+    if light is None:
+        from postergenre.predict.models import chosen_model, load_model
+        predictor = load_model(chosen_model(args), args.weights, args.precision, args.engine,
+                               trust_timm=args.trust_timm)
     genre_sets = None
-    if args.images:
-        paths = image_files(Path(args.images))
-    else:
+    if args.data:
+        from postergenre.posters.data import read_posters
+        from postergenre.posters.split import Split, split_posters
         poster_set = read_posters(args.data)
         posters = split_posters(poster_set, Split.load(args.split))[args.part] if args.split else poster_set.posters
         paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]
-    probabilities, errors = predict_files(predictor, paths, args.workers)
+    else:
+        paths = [file for given in (args.posters or [args.images]) for file in image_files(Path(given))]
+    if light is not None:
+        predictor, (probabilities, errors) = light, light.predict_files(paths)
+    else:
+        from postergenre.predict.models import predict_files
+        probabilities, errors = predict_files(predictor, paths, args.workers)
     if len(errors) == len(paths):
         raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
     report = prediction_report(predictor, paths, probabilities, errors, genre_sets)
@@ -75,8 +97,8 @@ def predict(args: argparse.Namespace) -> None:
             print(f"{row['image']}: " + ", ".join(f"{g} {row['probabilities'][g]:.2f}" for g in row["predicted"]))
 
 
-def prediction_report(predictor: Predictor, paths: list[Path], probabilities: np.ndarray, errors: dict[int, str],
-                      genre_sets: list[tuple[str, ...]] | None) -> dict:
+def prediction_report(predictor: Predictor | LightHead, paths: list[Path], probabilities: np.ndarray,
+                      errors: dict[int, str], genre_sets: list[tuple[str, ...]] | None) -> dict:
     """{"model", "genres", "thresholds", "predictions": one {"image", "predicted", "probabilities"} per readable
     poster, "skipped"}, with "scores" and "unknown_genres" when the true `genre_sets` are known."""
     kept = [i for i in range(len(paths)) if i not in errors]
@@ -89,6 +111,8 @@ def prediction_report(predictor: Predictor, paths: list[Path], probabilities: np
     for reason in errors.values():
         print(f"skipped: {reason}", file=sys.stderr)
     if genre_sets is not None:
+        from postergenre.evaluation.metrics import score_with_intervals
+        from postergenre.posters.split import label_matrix
         known = set(predictor.genres)
         unknown = Counter(g for i in kept for g in genre_sets[i] if g not in known)
         if unknown:
@@ -103,7 +127,7 @@ def prediction_report(predictor: Predictor, paths: list[Path], probabilities: np
     return report
 
 
-def write_predictions(out: Path, predictor: Predictor, report: dict) -> None:
+def write_predictions(out: Path, predictor: Predictor | LightHead, report: dict) -> None:
     """The report as CSV (one row per poster) at `out`, and as JSON beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = report["predictions"]

@@ -25,13 +25,14 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from postergenre.cnn.model import PosterNet
-from postergenre.core.device import INFERENCE_PRECISION, autocast_dtype, choose_device
+from postergenre.core.device import autocast_dtype, choose_device
 from postergenre.core.progress import progress
+from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.compare import choosing_score
 from postergenre.evaluation.ensemble import MAX_ROUNDS, Combination
 from postergenre.evaluation.results import read_results
 from postergenre.extract.backbones import build_backbone
-from postergenre.extract.engines import ENGINES, Embedder, make_embedder
+from postergenre.extract.engines import Embedder, make_embedder
 from postergenre.extract.features import embedding_fingerprint, fingerprint_differences
 from postergenre.finetune.model import FineTuned
 from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model,
@@ -110,22 +111,8 @@ def rows(batch: torch.Tensor | Sequence[torch.Tensor], keep) -> torch.Tensor | t
     return batch[keep] if isinstance(batch, torch.Tensor) else tuple(member[keep] for member in batch)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, or --dataset for that data set's best saved model: how predict and serve are told what to load."""
-    parser.add_argument("--model", help="a saved model: models/*.skops (a head), models/*.safetensors (a network) or "
-                        "models/<dataset>-final.json (an ensemble); default: --dataset's final model, else the one "
-                        "picked by cross-validated or validation mAP")
-    parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
-    parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
-    parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
-    parser.add_argument("--engine", default="auto", choices=ENGINES,
-                        help="a head's backbone: auto is onnxruntime on the CPU in fp32, torch otherwise")
-    parser.add_argument("--trust-timm", action="store_true",
-                        help="build a model on a timm backbone (timm:<name>), which may be large or download weights")
-
-
 def chosen_model(args: argparse.Namespace) -> Path:
-    """The model file the flags of `add_model_arguments` name; a --dataset's choice is announced."""
+    """The model file the flags of `add_model_arguments` (predict.arguments) name; a --dataset's choice is announced."""
     if args.model:
         return Path(args.model)
     if not args.dataset:

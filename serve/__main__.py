@@ -34,11 +34,12 @@ from urllib.parse import parse_qs, urlsplit
 from torch.utils.data import default_collate
 
 from postergenre.core import cli
-from postergenre.evaluation.metrics import predict_sets
+from postergenre.evaluation.sets import predict_sets
 from postergenre.explain.gradcam import grad_cam, overlay
 from postergenre.posters.data import DataError
 from postergenre.posters.decode import load_image
-from postergenre.predict.models import Predictor, add_model_arguments, chosen_model, load_model
+from postergenre.predict.arguments import add_model_arguments
+from postergenre.predict.models import Predictor, chosen_model, load_model
 
 PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread

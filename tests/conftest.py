@@ -55,6 +55,21 @@ def trained(sample_dir, sample_split, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def sample_heads(sample_dir, tmp_path_factory) -> Path:
+    """`make split features heads final` on the sample with efficientnet_lite0, through the Python API's functions:
+    features/, models/ (the three heads and the final one) and results/ under the folder returned."""
+    import postergenre
+
+    work = tmp_path_factory.mktemp("heads")
+    split = postergenre.split(sample_dir, work / "features" / "sample-split.json", min_count=3)
+    features = postergenre.features(sample_dir, "efficientnet_lite0", split_file=split,
+                                    out=work / "features" / "sample-efficientnet_lite0.h5")
+    postergenre.heads(features, models_dir=work / "models", results_dir=work / "results")
+    postergenre.final(features, results_dir=work / "results", models_dir=work / "models")
+    return work
+
+
 def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run `python -m ...` from the repository root, as the Makefile does (tests/commands.py: in a process of its
     own, forked from one that imported the libraries once)."""

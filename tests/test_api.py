@@ -19,16 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def final_head(sample_dir, tmp_path_factory) -> Path:
-    """`make split features heads final` on the sample, through the API's functions, in a folder of its own."""
-    work = tmp_path_factory.mktemp("api")
-    split = postergenre.split(sample_dir, work / "features" / "sample-split.json", min_count=3)
-    features = postergenre.features(sample_dir, "efficientnet_lite0", split_file=split,
-                                    out=work / "features" / "sample-efficientnet_lite0.h5")
-    results = postergenre.heads(features, heads=["logistic", "mlknn"], models_dir=work / "models",
-                                results_dir=work / "results")
-    assert set(results) == {"efficientnet_lite0-logistic", "efficientnet_lite0-mlknn"}
-    return postergenre.final(features, results_dir=work / "results", models_dir=work / "models")
+def final_head(sample_heads) -> Path:
+    return next((sample_heads / "models").glob("*-final.skops"))
 
 
 def test_the_steps_default_to_the_makefiles_paths(sample_dir, tmp_path, monkeypatch):
@@ -83,6 +75,10 @@ def test_the_command_lists_its_commands_without_importing_them():
     assert result.returncode == 0 and "predict" in result.stdout and "bench" in result.stdout
     probe = "import sys, postergenre.cli; print(sorted(m for m in ('torch', 'sklearn', 'numpy') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/").stdout == "[]\n"
+    probe = ("import sys\nfrom postergenre.cli import main\ntry:\n    main(['predict', '--help'])\nexcept SystemExit:\n"
+             "    print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/")
+    assert "usage: postergenre predict" in result.stdout and result.stderr == "[]\n", result.stderr
     wrong = subprocess.run([sys.executable, "-m", "postergenre", "fetaures"], capture_output=True, text=True, cwd="/")
     assert wrong.returncode != 0 and "no command 'fetaures'; choose from posters, features" in wrong.stderr
 

@@ -8,8 +8,9 @@ import torch
 from sklearn.base import clone
 
 from postergenre.core.errors import DataError
+from postergenre.core.workspace import cache_dir
 from postergenre.extract.backbones import build_backbone
-from postergenre.extract.engines import EMBEDDING_TOLERANCE, cache_dir, embed, make_embedder, resolve_engine
+from postergenre.extract.engines import EMBEDDING_TOLERANCE, embed, make_embedder, resolve_engine
 from postergenre.extract.features import Features, embedding_fingerprint
 from postergenre.heads.estimators import HEADS
 from postergenre.heads.train import save_head

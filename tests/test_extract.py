@@ -15,7 +15,8 @@ import pytest
 import torch
 import torchvision
 
-from postergenre.extract.backbones import BackboneError, build_backbone, file_sha256
+from postergenre.core.workspace import file_sha256
+from postergenre.extract.backbones import BackboneError, build_backbone
 from postergenre.extract.engines import embed
 from postergenre.extract.features import load_features
 from postergenre.finetune.model import FineTuned

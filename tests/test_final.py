@@ -98,7 +98,8 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     run_heads(load_features(features), ["logistic", "mlknn"], root / "models", root / "results")
     network = next((root / "results" / dataset).glob("cnn-*.json")).stem
     weights = {"efficientnet_lite0-logistic": 2, "efficientnet_lite0-mlknn": 1, network: 1}
-    monkeypatch.setattr(postergenre.evaluation.ensemble, "select", lambda y_val, scores: weights)  # both, whatever validation says
+    # both, whatever validation says
+    monkeypatch.setattr(postergenre.evaluation.ensemble, "select", lambda y_val, scores: weights)
     postergenre.evaluation.ensemble.ensemble(root / "results", dataset)
 
     with pytest.raises(DataError, match=f"networks {network} are not refit yet"):

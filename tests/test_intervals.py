@@ -5,7 +5,8 @@ import pytest
 
 from postergenre.bench.intervals import simulate
 from postergenre.evaluation.intervals import WeightedAP, figure_intervals, paired_difference
-from postergenre.evaluation.metrics import macro_map, predict_sets, score, top_k_accuracy
+from postergenre.evaluation.metrics import macro_map, score, top_k_accuracy
+from postergenre.evaluation.sets import predict_sets
 
 
 def toy(n=300, genres=8, seed=0, rare=True):

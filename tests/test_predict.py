@@ -1,12 +1,20 @@
-"""make predict with a network saved by the training loop (a tiny PosterNet on the synthetic sample)."""
+"""make predict with a network saved by the training loop (a tiny PosterNet on the synthetic sample), and with
+heads on the light path (predict/light.py)."""
 import csv
 import json
 import re
 import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
+from postergenre.core.workspace import arrays_path
+from postergenre.evaluation.sets import predict_sets
 from postergenre.posters.split import Split
+from postergenre.predict.light import LIGHT_TOLERANCE, load_light
+from postergenre.predict.models import load_model, predict_files
 from tests.conftest import run_module
 
 
@@ -93,3 +101,50 @@ def test_without_a_model_the_best_saved_one_is_used(trained, sample_dir, tmp_pat
     assert result.returncode == 1 and result.stderr.strip() == (
         f"error: no saved model of elsewhere in {trained / 'models'}/ (make heads, finetune or cnn save them); "
         f"pass one of: {dataset}-cnn-posternet-4-8-8-8.safetensors")
+
+
+def test_a_head_on_the_light_path_predicts_as_the_full_model_does(sample_heads, sample_dir):
+    """The logistic head and the MLP predict from their arrays and the cached ONNX graph, within LIGHT_TOLERANCE
+    of the full model and with the same genre sets; ML-kNN has no arrays, and loads in full."""
+    models = sample_heads / "models"
+    paths = sorted((sample_dir / "images").iterdir())[:24]
+    assert not arrays_path(next(models.glob("*-mlknn.skops"))).exists()
+    for head in ("logistic", "mlp"):
+        path = next(models.glob(f"*-{head}.skops"))
+        light, full = load_light(path), load_model(path)
+        assert light is not None and arrays_path(path).is_file()
+        (expected, _), (got, errors) = predict_files(full, paths), light.predict_files(paths)
+        assert not errors and np.abs(got - expected).max() < LIGHT_TOLERANCE
+        assert (predict_sets(got, light.thresholds) == predict_sets(expected, full.thresholds)).all()
+        assert light.genres == full.genres and (light.thresholds == full.thresholds).all()
+
+
+def test_the_light_path_steps_aside_when_it_cannot_answer_alike(sample_heads, tmp_path, monkeypatch):
+    """Torch or bf16 asked for, arrays beside another head file, or no cached graph: the full model loads."""
+    path = next((sample_heads / "models").glob("*-logistic.skops"))
+    assert load_light(path, engine="torch") is None and load_light(path, precision="bf16") is None
+    copy = tmp_path / path.name
+    shutil.copy(path, copy)
+    shutil.copy(arrays_path(path), arrays_path(copy))
+    assert load_light(copy) is not None
+    copy.write_bytes(next((sample_heads / "models").glob("*-mlp.skops")).read_bytes())  # another head, same name
+    assert load_light(copy) is None
+    monkeypatch.setenv("POSTERGENRE_CACHE", str(tmp_path / "empty-cache"))
+    assert load_light(path) is None
+
+
+def test_one_poster_from_the_command_line_imports_neither_torch_nor_scikit_learn(sample_heads, sample_dir):
+    path = next((sample_heads / "models").glob("*-logistic.skops"))
+    poster = sorted((sample_dir / "images").iterdir())[0]
+    probe = ("import sys; from postergenre.cli import main; main(sys.argv[1:]); "
+             "print(sorted(m for m in ('torch', 'sklearn', 'skops') if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe, "predict", "--model", str(path), str(poster)],
+                            capture_output=True, text=True, cwd="/", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[]"
+    line = result.stdout.strip()
+    assert line.startswith(f"{poster}: ") and len(line.split(", ")) >= 1
+    full = load_model(path)
+    probabilities = predict_files(full, [poster])[0][0]
+    top = full.genres[int(np.argmax(probabilities))]
+    assert f"{top} {probabilities.max():.2f}" in line

@@ -7,8 +7,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from postergenre.extract.backbones import (BackboneError, backbone_argument, build_backbone, file_sha256,
-                                           is_backbone_name)
+from postergenre.core.workspace import file_sha256
+from postergenre.extract.backbones import BackboneError, backbone_argument, build_backbone, is_backbone_name
 from postergenre.extract.features import load_features
 from postergenre.modelfiles import read_state_dict
 from postergenre.posters.data import read_posters

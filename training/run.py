@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from postergenre.core.cli import add_settings, settings_from
-from postergenre.core.device import INFERENCE_PRECISION, autocast_dtype, choose_device, setup_distributed
+from postergenre.core.device import autocast_dtype, choose_device, setup_distributed
 from postergenre.core.errors import DataError
+from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.card import write_refit_card
 from postergenre.evaluation.metrics import evaluate
 from postergenre.evaluation.results import result_path, write_result, write_scores
