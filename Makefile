@@ -92,7 +92,7 @@ TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS))
             $(TRAIN_ARGS)
 
 .PHONY: install demo posters sample split features heads finetune cnn final final-ensemble ensemble predict export explain serve report test \
-	bench clean
+	test-fast bench clean
 .DELETE_ON_ERROR:
 
 install: .venv/installed
@@ -187,6 +187,10 @@ report: | install
 
 test: install .venv/dev-installed
 	POSTERGENRE_DATA=$(SHARED_DATA) $(PYTHON) -m pytest -q tests
+
+# The inner loop: what needs no trained model, fitted sample, real posters, browser or torchrun.
+test-fast: install .venv/dev-installed
+	$(PYTHON) -m pytest -q tests -m "not slow and not browser and not real_data and not distributed"
 
 # The whole comparison on the three real data sets (reports/bench.md), then the speed figures, in an hour;
 # FULL=1 runs everything (docs/results.md says what each costs).

@@ -32,7 +32,7 @@ from postergenre.evaluation.ensemble import describe
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.metrics import cross_validated_f1, evaluate
 from postergenre.evaluation.report import cross_validation_table, seeds_table
-from postergenre.evaluation.results import read_results, read_scores
+from postergenre.evaluation.results import read_results, read_scores, scores_path
 from postergenre.extract.features import load_features
 from postergenre.heads.estimators import MLkNNHead
 from postergenre.heads.final import keep_refit_network
@@ -294,8 +294,8 @@ def _ablations(results_dir: Path, dataset: str, models: list[dict], choice: dict
             rows.append(f"| {dataset} | ensemble ({describe(r['members'])}) vs the best single model "
                         f"({best['model']}), judged by {rule} against {best_rule} | {_maps(best)} | "
                         f"{_maps(r)}, {rule} {score:.3f} | {'yes' if score > best_score else 'no'} |")
-    (_, y_val, scores_val), (_, y_test, scores_test) = (read_scores(results_dir / f"{choice['model']}.scores.npz")[p]
-                                                        for p in ("val", "test"))
+    saved = read_scores(scores_path(results_dir, dataset, choice["model"]))
+    (_, y_val, scores_val), (_, y_test, scores_test) = saved["val"], saved["test"]
     per_genre = evaluate(y_val, scores_val, y_test, scores_test, [g["genre"] for g in choice["val"]["per_genre"]],
                          per_genre_thresholds=True)
     cells = {per: (cross_validated_f1(y_val, scores_val, per), result["test"]["overall"]["f1_micro"])
@@ -314,7 +314,7 @@ def write_bench_report(work: Path, out: Path, steps: Steps, speed: dict, mlknn: 
         models = [r for r in results if r["kind"] != "baseline"]
         picked_by_dataset[dataset] = picked(models)
         lines += _dataset_section(work, dataset, results, steps)
-        ablations += _ablations(work / "results" / dataset, dataset, models, picked_by_dataset[dataset],
+        ablations += _ablations(work / "results", dataset, models, picked_by_dataset[dataset],
                                 _wall_seconds(dataset, results, steps))
     lines += _goals_section(picked_by_dataset) + _final_section(work, picked_by_dataset)
     lines += _ablations_section(ablations) + _speed_section(speed, mlknn)

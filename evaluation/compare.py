@@ -10,7 +10,7 @@ from pathlib import Path
 
 from postergenre.core.markup import md_text
 from postergenre.evaluation.intervals import DESCRIPTION, paired_difference
-from postergenre.evaluation.results import align_scores, read_scores
+from postergenre.evaluation.results import align_scores, read_scores, scores_path
 
 
 # choosing_score in words, for the pages that rank models by it
@@ -44,9 +44,8 @@ def picked(results: list[dict]) -> dict | None:
 def compare(results_dir: Path | str, dataset: str, results: list[dict]) -> dict | None:
     """{"picked", "posters", "vs": {model: other minus picked, in test mAP}} over the models that left scores."""
     choice = picked(results)
-    folder = Path(results_dir) / dataset
-    saved = {r["model"]: read_scores(folder / f"{r['model']}.scores.npz") for r in results
-             if (folder / f"{r['model']}.scores.npz").exists()}
+    saved = {r["model"]: read_scores(path) for r in results
+             if (path := scores_path(results_dir, dataset, r["model"])).exists()}
     if choice is None or choice["model"] not in saved:
         return None
     _, labels, scores = align_scores(saved, "test")

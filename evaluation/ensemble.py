@@ -33,8 +33,8 @@ from scipy.special import expit, logit
 
 from postergenre.core import cli
 from postergenre.evaluation.metrics import evaluate, macro_map
-from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, read_results, read_scores, write_result,
-                                            write_scores)
+from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, read_results, read_scores, scores_path,
+                                            write_result, write_scores)
 from postergenre.posters.data import DataError
 from postergenre.posters.split import stratified_folds
 
@@ -76,7 +76,7 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> d
     results = {r["model"]: r for r in read_results(results_dir).get(dataset, [])
                if r["kind"] not in ("baseline", "ensemble")}
     saved = {model: read_scores(path) for model in results
-             if (path := Path(results_dir) / dataset / f"{model}.scores.npz").exists()}
+             if (path := scores_path(results_dir, dataset, model)).exists()}
     if len(saved) < 2:
         raise DataError(f"{results_dir}/{dataset}: an ensemble needs the scores of two models or more, found "
                         f"{len(saved)} (run make heads, finetune or cnn first)")

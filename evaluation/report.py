@@ -17,7 +17,7 @@ from postergenre.evaluation import charts
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
 from postergenre.evaluation.ensemble import describe
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
-from postergenre.evaluation.results import read_results, read_scores
+from postergenre.evaluation.results import read_results, read_scores, scores_path
 from postergenre.evaluation.sets import predict_sets
 from postergenre.modelfiles import find_final_model
 from postergenre.posters.data import DataError, read_genre_table, read_posters
@@ -177,10 +177,10 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
         lines.append(f"| {md_text(g['genre'])} | {g['support']} | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
                      f"{_fmt(g['f1'])} | {_fmt(g['ap'])} |")
     lines.append("")
-    scores_path = results_dir / dataset / f"{best['model']}.scores.npz"
-    if not scores_path.exists():
+    best_scores = scores_path(results_dir, dataset, best["model"])
+    if not best_scores.exists():
         return lines
-    saved = read_scores(scores_path)
+    saved = read_scores(best_scores)
     ids, y, scores = saved["test"]
     curves, pairs = figures / f"{dataset}-pr-curves.png", figures / f"{dataset}-cooccurrence.png"
     charts.pr_curves(y, scores, genres, curves, f"{dataset}: test precision-recall per genre, {best['model']}")

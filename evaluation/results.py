@@ -22,6 +22,10 @@ def result_path(results_dir: Path | str, dataset: str, model: str) -> Path:
     return Path(results_dir) / dataset / f"{model}.json"
 
 
+def scores_path(results_dir: Path | str, dataset: str, model: str) -> Path:
+    return Path(results_dir) / dataset / f"{model}.scores.npz"
+
+
 def write_result(results_dir: Path | str, dataset: str, model: str, result: dict) -> Path:
     path = result_path(results_dir, dataset, model)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +45,7 @@ def read_results(results_dir: Path | str) -> dict[str, list[dict]]:
 def write_scores(results_dir: Path | str, dataset: str, model: str,
                  parts: dict[str, tuple[list[str], np.ndarray, np.ndarray]]) -> Path:
     """Save part -> (poster ids, 0/1 labels, scores) for the val and test parts (and OUT_OF_FOLD)."""
-    path = Path(results_dir) / dataset / f"{model}.scores.npz"
+    path = scores_path(results_dir, dataset, model)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for part, (ids, labels, scores) in parts.items():

@@ -14,6 +14,19 @@ def shared_data() -> Path:
     return Path(os.environ.get("POSTERGENRE_DATA", ROOT.parent / "shared" / "data")).resolve()
 
 
+SLOW_FIXTURES = {"trained", "sample_heads", "anime_slice"}  # a network trained, heads fitted, a pipeline run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers from the fixtures a test asks for, so that they cannot drift from what it does."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "data_root" in fixtures or "anime_slice" in fixtures:
+            item.add_marker("real_data")
+        if fixtures & SLOW_FIXTURES:
+            item.add_marker("slow")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def onnx_cache(tmp_path_factory) -> Path:
     """Exported ONNX graphs go to a folder of the test session (commands run by the tests inherit it)."""

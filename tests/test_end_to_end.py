@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,10 @@ from tests.conftest import run_module
 POSTERS = 300
 
 
-def test_split_features_heads_report(data_root, tmp_path):
+@pytest.fixture(scope="module")
+def anime_slice(data_root, tmp_path_factory) -> Path:
+    """`make split features heads final report` on a slice of the anime posters, in a folder of its own."""
+    tmp_path = tmp_path_factory.mktemp("end-to-end")
     source = data_root / "anime-posters"
     data = tmp_path / "anime-slice"
     data.mkdir()
@@ -36,7 +40,13 @@ def test_split_features_heads_report(data_root, tmp_path):
     run_module("evaluation.report", "--results-dir", str(results), "--features-dir", str(tmp_path),
                "--out-dir", str(reports), "--genre-table", str(data_root / "anime-dataset-2023-genres.csv"),
                "--models-dir", str(models))
+    return tmp_path
 
+
+def test_split_features_heads_report(anime_slice, data_root):
+    tmp_path, source, data = anime_slice, data_root / "anime-posters", anime_slice / "anime-slice"
+    split = tmp_path / "anime-slice-split.json"
+    results, models, reports = tmp_path / "results", tmp_path / "models", tmp_path / "reports"
     models_written = {p.stem for p in (results / "anime-slice").glob("*.json")}
     assert models_written == {"baseline-prior", "baseline-top3-frequent", "efficientnet_lite0-logistic",
                               "efficientnet_lite0-mlknn", "efficientnet_lite0-mlp"}
@@ -93,16 +103,17 @@ def test_split_features_heads_report(data_root, tmp_path):
     assert f"model: {models / 'anime-slice-final.skops'} (anime-slice's final model" in result.stderr
     assert len(out.read_text().splitlines()) == 2
 
-    # last: without chromium (and outside CI) it skips, and nothing above may be skipped with it
-    assert_html_report_opens(reports / "report.html", f"The {rule} picks {picked_name}")
 
-
-def assert_html_report_opens(path, headline: str) -> None:
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="no chromium (apt install chromium)")
+def test_the_html_report_opens_in_a_browser(anime_slice):
     """The HTML report, self-contained, in headless Chromium: its headline shows and every chart loads."""
+    results = anime_slice / "results" / "anime-slice"
+    choice = picked([json.loads(p.read_text()) for p in results.glob("*.json")])
+    headline = f"The {choosing_score(choice)[1]} picks {choice['model']}"
+    path = anime_slice / "reports" / "report.html"
     html = path.read_text()
     assert "<img" in html and 'src="figures/' not in html  # every image embedded
-    if not CHROMIUM and not os.environ.get("CI"):
-        pytest.skip("no chromium (apt install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -306,6 +306,7 @@ def test_a_changed_image_is_embedded_again_alone(sample_dir, sample_split, tmp_p
     assert load_features(out).attrs["data_resolved"] == str(elsewhere.resolve())
 
 
+@pytest.mark.distributed
 def test_two_processes_under_torchrun_write_the_same_file(sample_dir, sample_split, tmp_path):
     """Each process embeds every other batch; the main one writes the file one process would."""
     alone, shared = tmp_path / "alone.h5", tmp_path / "shared.h5"

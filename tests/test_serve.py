@@ -165,6 +165,7 @@ def test_upload_limits(server, tmp_path):
     assert json.loads(refused.value.read())["error"] == "The file is 1.5 MB; the limit is 1 MB."
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="no chromium (apt install chromium)")
 def test_page_in_a_real_browser(server, sample_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright
