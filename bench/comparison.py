@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +27,7 @@ from sklearn.preprocessing import normalize
 from postergenre.bench.extraction import engine_speeds
 from postergenre.bench.reference_mlknn import reference_mlknn
 from postergenre.core import workspace
+from postergenre.core.runspec import RunSpec
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, picked
 from postergenre.evaluation.ensemble import describe
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
@@ -138,27 +139,21 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
     if other := UNIONS.get(name):
         steps.run(f"{name} union", results / f"{backbone}-logistic-union-{other}.json", "heads", *heads,
                   "--union", str(features_path(work, other, backbone)), "--heads", "logistic", *cv)
-    networks = {}  # each trained network's model name -> the command that trained it
-    size, cached = FINETUNE["image_size"], CACHED_FINETUNE
+    networks = {}  # each trained network's model name -> the command that trains it
     for seed in SEEDS[name]:
-        suffix, seeded = (f"-seed{seed}" if seed else ""), ["--seed", str(seed), *dirs]
-        finetune = ["finetune", "--data", str(data), "--split", str(split), "--epochs", str(FINETUNE["epochs"][name]),
-                    *seeded]
-        on_images = [*finetune, "--backbone", FINETUNE["backbone"], "--freeze", FINETUNE["freeze"],
-                     "--image-size", str(size)]
-        if scope.on_images:
-            networks[f"finetune-{FINETUNE['backbone']}-freeze-{FINETUNE['freeze']}-{size}px{suffix}"] = [
-                f"{name} finetune{suffix}", *on_images]
-        if scope.on_images and other:  # on images, the other set's posters helped on validation (docs/ablations.md)
-            networks[f"finetune-{FINETUNE['backbone']}-freeze-{FINETUNE['freeze']}-{size}px-union-{other}{suffix}"] = [
-                f"{name} finetune union{suffix}", *on_images, "--union-data", str(data.parent / other)]
-        networks[f"finetune-{cached['backbone']}-freeze-{cached['freeze']}-cached{cached['views'][name]}{suffix}"] = [
-            f"{name} finetune cached{suffix}", *finetune, "--backbone", cached["backbone"], "--freeze",
-            cached["freeze"], "--cached-views", str(cached["views"][name])]
-        networks[f"cnn-posternet{suffix}"] = [f"{name} cnn{suffix}", "cnn", "--data", str(data), "--split", str(split),
-                                              "--epochs", str(CNN_EPOCHS[name]), *seeded]
-    for model, (step, *command) in networks.items():
-        steps.run(step, results / f"{model}.json", *command)
+        specs = [RunSpec("finetune", CACHED_FINETUNE["backbone"], CACHED_FINETUNE["freeze"],
+                         cached_views=CACHED_FINETUNE["views"][name], seed=seed)]
+        if scope.on_images:  # with the other anime set too: its posters helped on validation (docs/ablations.md)
+            on_images = RunSpec("finetune", FINETUNE["backbone"], FINETUNE["freeze"], FINETUNE["image_size"], seed=seed)
+            specs += [on_images] + ([replace(on_images, union=other)] if other else [])
+        specs.append(RunSpec("cnn", seed=seed))
+        for spec in specs:
+            epochs = CNN_EPOCHS[name] if spec.kind == "cnn" else FINETUNE["epochs"][name]
+            union = ["--union-data", str(data.parent / spec.union)] if spec.union else []
+            networks[spec.name] = [spec.kind, "--data", str(data), "--split", str(split), "--epochs", str(epochs),
+                                   *dirs, *spec.flags(), *union]
+    for model, command in networks.items():
+        steps.run(f"{name} {model}", results / f"{model}.json", *command)
     steps.run(f"{name} ensemble", results / "ensemble.json", "evaluation.ensemble", "--dataset", name,
               "--results-dir", str(work / "results"))
     steps.run(f"{name} final", final_model_path(work / "models", name), "heads.final", "--features", str(features),
@@ -169,8 +164,8 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
     final_ensemble = final_model_path(work / "models", name, ENSEMBLE_SUFFIX)
     for member in json.loads((results / "ensemble.json").read_text())["members"]:
         if member in networks:  # refit by its own command with --final, one network after another
-            step, *command = networks[member]
-            steps.run(f"{step} final", members_dir(final_ensemble) / f"{member}{NETWORK_SUFFIX}", *command, "--final")
+            steps.run(f"{name} {member} final", members_dir(final_ensemble) / f"{member}{NETWORK_SUFFIX}",
+                      *networks[member], "--final")
             keep_refit_network(work / "models", name)
     steps.run(f"{name} final ensemble", final_ensemble, "heads.final", "--ensemble", "--features", str(features),
               "--results-dir", str(work / "results"), "--models-dir", str(work / "models"))
@@ -381,20 +376,12 @@ def _dataset_section(work: Path, dataset: str, results: list[dict], steps: Steps
 def _wall_seconds(dataset: str, results: list[dict], steps: Steps) -> dict[str, float | None]:
     """model -> the wall time of its own step: a head adds its features', an ensemble its members'."""
     walls = {r["model"]: steps.seconds.get(features_step(dataset, r["backbone"]), 0.0) + r["tune_seconds"]
-             if r["kind"] == "head" else steps.seconds.get(_network_step(dataset, r))
+             if r["kind"] == "head" else steps.seconds.get(f"{dataset} {r['model']}")
              for r in results if r["kind"] != "baseline"}
     for r in results:
         if r["kind"] == "ensemble" and walls[r["model"]] is not None:
             walls[r["model"]] += sum(walls[m] or 0.0 for m in r["members"])
     return walls
-
-
-def _network_step(dataset: str, r: dict) -> str:
-    """The bench step that trained the network (or built the ensemble) of result `r`."""
-    config = r.get("config", {})
-    return (f"{dataset} {r['kind']}" + (" cached" if config.get("cached_views") else "")
-            + (" union" if "union" in r else "")
-            + (f"-seed{config['seed']}" if config.get("seed") else ""))
 
 
 def _goals_section(picked_by_dataset: dict[str, dict]) -> list[str]:

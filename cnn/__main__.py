@@ -6,6 +6,7 @@ import argparse
 
 from postergenre.cnn.model import IMAGE_SIZE, MEAN, STD, PosterNet
 from postergenre.core import cli
+from postergenre.core.runspec import POSTERNET_WIDTHS, RunSpec
 from postergenre.posters.images import ImageSpec
 from postergenre.training.loop import TrainConfig
 from postergenre.training.run import add_arguments, train_and_evaluate
@@ -26,7 +27,7 @@ def widths(text: str) -> tuple[int, ...]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("python -m cnn", __doc__)
-    parser.add_argument("--widths", type=widths, default=(32, 64, 128, 256), help="channels of the blocks")
+    parser.add_argument("--widths", type=widths, default=POSTERNET_WIDTHS, help="channels of the blocks")
     add_arguments(parser, DEFAULTS)
     args = parser.parse_args(argv)
     cli.run(lambda: train_posternet(args))
@@ -37,8 +38,8 @@ def train_posternet(args: argparse.Namespace) -> None:
         model = PosterNet(n_genres, args.widths)
         return model, model.parameter_groups(args.lr)
     text = ",".join(map(str, args.widths))
-    name = "cnn-posternet" if args.widths == (32, 64, 128, 256) else f"cnn-posternet-{text.replace(',', '-')}"
-    train_and_evaluate(args, name, "cnn", build, {"widths": list(args.widths)}, ImageSpec(IMAGE_SIZE, MEAN, STD),
+    run_spec = RunSpec("cnn", loss=args.loss, mixup=args.mixup, widths=args.widths)
+    train_and_evaluate(args, run_spec, build, {"widths": list(args.widths)}, ImageSpec(IMAGE_SIZE, MEAN, STD),
                        {"backbone": f"PosterNet {text} (from scratch)", "weights_sha256": "none"})
 
 

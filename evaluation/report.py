@@ -12,6 +12,7 @@ import numpy as np
 
 from postergenre.core import cli
 from postergenre.core.markup import markdown_to_html, md_text
+from postergenre.core.runspec import RunSpec
 from postergenre.core.workspace import split_path
 from postergenre.evaluation import charts
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
@@ -39,14 +40,7 @@ def _command(r: dict) -> str:
     if r["kind"] == "ensemble":
         return f"make ensemble DATA={r['data']}"
     if r["kind"] in ("finetune", "cnn"):
-        c = r["config"]
-        target = (f"make finetune DATA={r['data']} BACKBONE={r['backbone']} FREEZE={r['freeze']}"
-                  if r["kind"] == "finetune" else f"make cnn DATA={r['data']}")
-        flags = ([f"--image-size {r['image_size']}"] if r.get("image_size_given") else []) + \
-                ([f"--loss {c['loss']}"] if c["loss"] != "bce" else []) + \
-                ([f"--mixup {c['mixup']:g}"] if c.get("mixup") else [])
-        extra = f' TRAIN_ARGS="{" ".join(flags)}"' if flags else ""
-        return f"{target} EPOCHS={c['epochs']} AUGMENT={c['augment']}{extra}"
+        return RunSpec.of(r).command(r["data"], r["config"]["epochs"], r["config"]["augment"])
     return (f"make features heads report DATA={r['data']} BACKBONE={r['backbone']}"
             + (" TTA=1" if r["tta"] != "none" else ""))
 

@@ -5,7 +5,7 @@ Fine-tunes an ImageNet backbone end to end, everything up to --freeze kept froze
 import argparse
 
 from postergenre.core import cli
-from postergenre.core.workspace import file_name
+from postergenre.core.runspec import RunSpec
 from postergenre.extract.backbones import backbone_argument, build_backbone
 from postergenre.finetune.model import FineTuned
 from postergenre.posters.images import ImageSpec
@@ -35,10 +35,9 @@ def finetune(args: argparse.Namespace) -> None:
         model = FineTuned(backbone, n_genres, args.freeze)
         return model, model.parameter_groups(args.body_lr, args.lr)
     size = args.image_size or backbone.image_size
-    name = (f"finetune-{file_name(args.backbone)}-freeze-{args.freeze}" + (f"-{size}px" if args.image_size else "")
-            + (f"-{args.loss}" if args.loss != "bce" else "") + (f"-mixup{args.mixup:g}" if args.mixup else "")
-            + (f"-cached{args.cached_views}" if args.cached_views else ""))
-    train_and_evaluate(args, name, "finetune", build, {"backbone": args.backbone, "freeze": args.freeze},
+    run_spec = RunSpec("finetune", args.backbone, args.freeze, args.image_size, args.loss, args.mixup,
+                       args.cached_views)
+    train_and_evaluate(args, run_spec, build, {"backbone": args.backbone, "freeze": args.freeze},
                        ImageSpec(size, backbone.mean, backbone.std),
                        {"backbone": args.backbone, "weights_sha256": backbone.weights_sha256,
                         "freeze": args.freeze, "image_size": size, "image_size_given": args.image_size is not None})

@@ -1,11 +1,13 @@
 """The bench report, assembled from the results a bench run leaves (here, made-up models on made-up posters)."""
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 
-from postergenre.bench.comparison import (BACKBONE_CHOICES, FULL, HOUR, Steps, features_step, run_dataset,
+from postergenre.bench.comparison import (BACKBONE_CHOICES, FINETUNE, FULL, HOUR, Steps, features_step, run_dataset,
                                           write_bench_report)
+from postergenre.core.runspec import RunSpec
 from postergenre.evaluation.ensemble import ensemble
 from postergenre.evaluation.metrics import evaluate
 from postergenre.evaluation.results import write_result, write_scores
@@ -35,8 +37,9 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     ensemble(tmp_path / "results", "anime-posters")
     steps = Steps(tmp_path)
     steps.seconds = {features_step("anime-posters", BACKBONE_CHOICES[0]): 100.0,
-                     features_step("anime-posters", BACKBONE_CHOICES[1]): 200.0, "anime-posters finetune": 300.0,
-                     "anime-posters finetune cached": 290.0, "anime-posters ensemble": 2.0}
+                     features_step("anime-posters", BACKBONE_CHOICES[1]): 200.0,
+                     "anime-posters finetune-lite0": 300.0, "anime-posters finetune-lite0-cached": 290.0,
+                     "anime-posters ensemble": 2.0}
     speed = {"posters": 400, "batch_size": 8, "torch": {"whole_path": 20.0, "model_only": 25.0},
              "onnxruntime": {"whole_path": 60.0, "model_only": 100.0}}
     mlknn = {"dataset": "movie-posters", "posters": 10, "k": 20, "ours_s": 1.0, "theirs_s": 6.0,
@@ -99,10 +102,16 @@ def test_the_hour_leaves_out_what_full_runs(tmp_path):
             run_dataset(steps, tmp_path / "data" / dataset, tmp_path, scope)
             plans[scope.final_ensemble, dataset] = steps.commands
     hour, full = plans[False, "anime-posters"], plans[True, "anime-posters"]
-    assert set(full) - set(hour) == {"anime-posters finetune", "anime-posters finetune union",
-                                     "anime-posters cnn final", "anime-posters final ensemble",
+    on_images = RunSpec("finetune", FINETUNE["backbone"], FINETUNE["freeze"], FINETUNE["image_size"])
+    assert set(full) - set(hour) == {f"anime-posters {on_images.name}",
+                                     f"anime-posters {replace(on_images, union='anilist-covers').name}",
+                                     "anime-posters cnn-posternet final", "anime-posters final ensemble",
                                      *(f"anime-posters logistic {b}" for b in BACKBONE_CHOICES)}
     assert set(hour) - set(full) == set()
+    # each network's step trains the model its spec names, with the spec's flags
+    assert full[f"anime-posters {on_images.name}"][-len(on_images.flags()):] == on_images.flags()
+    assert full[f"anime-posters {replace(on_images, union='anilist-covers').name}"][-2:] == [
+        "--union-data", str(tmp_path / "data" / "anilist-covers")]
     assert hour["anime-posters heads cv"][-5:] == ["logistic", "mlknn", "mlp", "--cv", "5x1"]
     # FULL's heads read the features the logistic head chose: Lite2, better on validation here
     assert any(BACKBONE_CHOICES[1] in arg for arg in full["anime-posters heads cv"])

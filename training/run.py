@@ -14,6 +14,7 @@ from torch import nn
 from postergenre.core.cli import add_settings, settings_from
 from postergenre.core.device import autocast_dtype, choose_device, setup_distributed
 from postergenre.core.errors import DataError
+from postergenre.core.runspec import RunSpec
 from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.card import write_refit_card
 from postergenre.evaluation.metrics import evaluate
@@ -68,19 +69,20 @@ def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, 
     return split, parts, ids, report
 
 
-def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Callable[[int], tuple[nn.Module, dict]],
+def train_and_evaluate(args: argparse.Namespace, run_spec: RunSpec, build: Callable[[int], tuple[nn.Module, dict]],
                        build_settings: dict, spec: ImageSpec, settings: dict) -> dict | None:
     """Train `build(n_genres)` -> (model, parameter groups), then score its best epoch on val and test.
 
-    The best epoch is saved with `build_settings` (what predict.models.NETWORKS[kind] rebuilds it from).
+    The run is named by `run_spec` with its union and seed; the best epoch is saved with `build_settings` (what
+    predict.models.NETWORKS[run_spec.kind] rebuilds it from).
     """
     cfg = settings_from(args, TrainConfig)
     if args.union_data and (cfg.loss != "bce" or cfg.mixup):
         raise DataError("--union-data trains with the BCE loss and without mixup: "
                         "the genres another data set does not label are left out of the loss")
     split, parts, ids, union = _parts(args)
-    name += f"-union-{union['dataset']}" if union else ""
-    name += f"-seed{cfg.seed}" if cfg.seed else ""  # seed 0 keeps the plain name
+    run_spec = replace(run_spec, union=union["dataset"] if union else None, seed=cfg.seed)
+    name, kind = run_spec.name, run_spec.kind
     run_dir = Path(args.runs_dir) / split.dataset / name
     torch.manual_seed(cfg.seed)  # the new layers' initial weights: the same seed gives the same model
     model, groups = build(len(split.genres))
@@ -108,7 +110,8 @@ def train_and_evaluate(args: argparse.Namespace, name: str, kind: str, build: Ca
                  {part: (ids[part], parts[part].labels, scores[part]) for part in ("val", "test")})
     history = state["history"]
     write_result(args.results_dir, split.dataset, name, {
-        "kind": kind, "data": str(args.data), **settings, **({"union": union} if union else {}), "tta": "none",
+        "kind": kind, "data": str(args.data), "spec": run_spec.to_dict(), **settings,
+        **({"union": union} if union else {}), "tta": "none",
         "config": asdict(cfg), "training_dtype": str(autocast_dtype(device, cfg.precision) or torch.float32),
         "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count}),
         "history": history, "best_epoch": state["best_epoch"], "run_dir": str(run_dir),

@@ -1,0 +1,80 @@
+"""A trained network's run spec: the settings its model name is made of, and the one place that makes it.
+
+    finetune-<backbone>-freeze-<stage>[-<size>px][-<loss>][-mixup<alpha>][-cached<views>][-union-<set>][-seed<n>]
+    cnn-posternet[-<widths>][-union-<set>][-seed<n>]
+
+Results record their spec (`"spec"`), so the report and the bench read its fields and ask it for the name and
+the command that reproduces the run, instead of building or parsing names of their own.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from postergenre.core.workspace import file_name
+
+POSTERNET_WIDTHS = (32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    kind: str  # "finetune" or "cnn"
+    backbone: str | None = None  # finetune: the ImageNet backbone
+    freeze: str | None = None  # finetune: frozen up to this stage
+    image_size: int | None = None  # finetune: the input size given; None is the backbone's own
+    loss: str = "bce"
+    mixup: float = 0.0
+    cached_views: int = 0  # finetune: trained on cached activations, this many views a poster
+    widths: tuple[int, ...] = POSTERNET_WIDTHS  # cnn: the channels of PosterNet's blocks
+    union: str | None = None  # the other data set trained with (--union-data), by name
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        if self.kind == "finetune":
+            name = (f"finetune-{file_name(self.backbone)}-freeze-{self.freeze}"
+                    + (f"-{self.image_size}px" if self.image_size else "")
+                    + (f"-{self.loss}" if self.loss != "bce" else "") + (f"-mixup{self.mixup:g}" if self.mixup else "")
+                    + (f"-cached{self.cached_views}" if self.cached_views else ""))
+        else:
+            name = "cnn-posternet" + ("" if self.widths == POSTERNET_WIDTHS else "-" + "-".join(map(str, self.widths)))
+        return name + (f"-union-{self.union}" if self.union else "") + (f"-seed{self.seed}" if self.seed else "")
+
+    def flags(self) -> list[str]:
+        """The flags of `python -m finetune` / `python -m cnn` beyond --data, --split, --epochs and the folders;
+        --union-data takes a folder, so it is the caller's."""
+        chosen = ["--backbone", self.backbone, "--freeze", self.freeze] if self.kind == "finetune" else []
+        return chosen + self._train_args() + (["--seed", str(self.seed)] if self.seed else [])
+
+    def command(self, data: str, epochs: int, augment: str) -> str:
+        """The make command that reproduces the run on the data set folder `data`."""
+        target = (f"make finetune DATA={data} BACKBONE={self.backbone} FREEZE={self.freeze}" if self.kind == "finetune"
+                  else f"make cnn DATA={data}")
+        flags = self._train_args() + (["--union-data", str(Path(data).parent / self.union)] if self.union else [])
+        return (f"{target} EPOCHS={epochs} AUGMENT={augment}" + (f' TRAIN_ARGS="{" ".join(flags)}"' if flags else "")
+                + (f' SEEDS="{self.seed}"' if self.seed else ""))
+
+    def _train_args(self) -> list[str]:
+        """The flags that make passes in TRAIN_ARGS."""
+        if self.kind == "finetune":
+            flags = ["--image-size", str(self.image_size)] if self.image_size else []
+            flags += ["--cached-views", str(self.cached_views)] if self.cached_views else []
+        else:
+            flags = [] if self.widths == POSTERNET_WIDTHS else ["--widths", ",".join(map(str, self.widths))]
+        flags += ["--loss", self.loss] if self.loss != "bce" else []
+        return flags + (["--mixup", f"{self.mixup:g}"] if self.mixup else [])
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "widths": list(self.widths)}
+
+    @classmethod
+    def of(cls, result: dict) -> RunSpec:
+        """The spec a trained network's result records; results written before specs give theirs from their
+        settings and config."""
+        if "spec" in result:
+            return cls(**{**result["spec"], "widths": tuple(result["spec"]["widths"])})
+        config = result["config"]
+        return cls(result["kind"], result.get("backbone"), result.get("freeze"),
+                   result["image_size"] if result.get("image_size_given") else None, config.get("loss", "bce"),
+                   config.get("mixup", 0.0), config.get("cached_views", 0),
+                   union=result["union"]["dataset"] if "union" in result else None, seed=config.get("seed", 0))
