@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from postergenre.posters.split import Split, label_matrix, split_posters
 from tests.conftest import ROOT, run_module
 from postergenre.training import cached
 from postergenre.training.cached import FromActivations, activations
-from postergenre.training.loop import AsymmetricLoss, KnownLabelsBCE, Part, TrainConfig, _scheduler, mixup, param_groups
+from postergenre.training.loop import KnownLabelsBCE, Part, TrainConfig, _loss, _scheduler, mixup, param_groups
 
 TINY = ["--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--augment", "light"]
 
@@ -130,17 +131,19 @@ def test_warmup_then_cosine():
         scheduler.step()
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
+    # the closed form: (step + 1) / warm-up steps, then half a cosine from 1 to 0 over the other steps
+    expected = [(s + 1) / 10 if s < 10 else 0.5 * (1 + math.cos(math.pi * (s - 10) / 30)) for s in range(40)]
+    assert lrs == pytest.approx(expected, abs=1e-12)
 
 
-def test_asymmetric_loss():
-    logits, targets = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([[1.0, 0.0, 0.0]])
-    plain = AsymmetricLoss(gamma_neg=0, gamma_pos=0, clip=0)(logits, targets)
-    bce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
-    torch.testing.assert_close(plain, bce)
-    # focusing and clipping shrink the loss of easy negatives: p = sigmoid(-1) = 0.27
-    asl = AsymmetricLoss()(torch.tensor([[-1.0]]), torch.tensor([[0.0]]))
+def test_the_asl_option_is_the_asymmetric_loss():
+    """--loss asl trains with timm's ASL at gamma_neg 4, clip 0.05: an easy negative's loss shrinks to
+    -(p - 0.05)^4 log(1 - (p - 0.05)), a positive's is BCE's."""
+    asl = _loss(TrainConfig(loss="asl"), np.zeros((4, 1)), torch.device("cpu"))
     p = torch.sigmoid(torch.tensor(-1.0)) - 0.05
-    torch.testing.assert_close(asl, -(p ** 4) * torch.log(1 - p))
+    torch.testing.assert_close(asl(torch.tensor([[-1.0]]), torch.tensor([[0.0]])), -(p ** 4) * torch.log(1 - p))
+    positive = nn.functional.binary_cross_entropy_with_logits(torch.tensor([2.0]), torch.tensor([1.0]))
+    torch.testing.assert_close(asl(torch.tensor([[2.0]]), torch.tensor([[1.0]])), positive)
 
 
 def test_unknown_labels_add_nothing_to_the_loss():

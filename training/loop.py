@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from timm.loss import AsymmetricLossMultiLabel
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid, save_image
 
@@ -75,21 +76,6 @@ def mixup(images: torch.Tensor, labels: torch.Tensor, alpha: float) -> tuple[tor
             weight * labels + (1 - weight) * labels[partner])
 
 
-class AsymmetricLoss(nn.Module):
-    """ASL (Ridnik et al. 2021): focusing on hard negatives, with easy negatives shifted away."""
-
-    def __init__(self, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05):
-        super().__init__()
-        self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        p = torch.sigmoid(logits.float())
-        p_neg = (p - self.clip).clamp(min=0)  # probability shifting for negatives
-        loss_pos = targets * (1 - p).pow(self.gamma_pos) * torch.log(p.clamp(min=1e-8))
-        loss_neg = (1 - targets) * p_neg.pow(self.gamma_neg) * torch.log((1 - p_neg).clamp(min=1e-8))
-        return -(loss_pos + loss_neg).sum(dim=1).mean()
-
-
 @dataclass
 class Part:
     """One part of the split, ready for a DataLoader."""
@@ -116,12 +102,10 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epo
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
             pct_start=min(0.5, cfg.warmup_epochs / cfg.epochs))
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
-
-    def factor(step: int) -> float:  # linear warm-up, then cosine decay to zero
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    schedulers = torch.optim.lr_scheduler  # linear warm-up from 1/warmup of the rate, then cosine decay to zero
+    return schedulers.SequentialLR(optimizer, [
+        schedulers.LinearLR(optimizer, start_factor=1 / warmup, total_iters=max(1, warmup - 1)),
+        schedulers.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))], milestones=[warmup])
 
 
 class KnownLabelsBCE(nn.Module):
@@ -140,8 +124,8 @@ class KnownLabelsBCE(nn.Module):
 
 
 def _loss(cfg: TrainConfig, train_labels: np.ndarray, device: torch.device) -> nn.Module:
-    if cfg.loss == "asl":
-        return AsymmetricLoss()
+    if cfg.loss == "asl":  # ASL (Ridnik et al. 2021): hard negatives weighted up, easy ones shifted away
+        return AsymmetricLossMultiLabel(gamma_neg=4, gamma_pos=0, clip=0.05, eps=1e-8)
     pos_weight = None
     if cfg.pos_weight:
         positives = (train_labels == 1).sum(axis=0).clip(min=1)
