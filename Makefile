@@ -1,5 +1,6 @@
 # postergenre: predict an anime's genres from its poster.
 # Settings are plain variables: `make features heads report DATA=../shared/data/anime-posters BACKBONE=efficientnet_lite0`.
+# `make help` prints them; the list below is their one copy.
 
 # DATA         a data set folder (CSV + images); the default is the synthetic sample
 # BACKBONE     resnet50 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 (| _multiscale for lite0, lite2)
@@ -12,7 +13,9 @@
 # PRECISION    make features: fp32 (default, the same features on every CPU) | auto | bf16 | fp16
 # ENGINE       auto | torch | onnxruntime: runs the frozen backbone (features, predict, serve with a head);
 #              auto is onnxruntime on the CPU in fp32, several times faster there, and torch on CUDA
-# MIN_COUNT    drop genres with fewer training posters
+# SEED         the split's seed (default 0)
+# MIN_COUNT    drop genres with fewer training posters (default 5)
+# HEADS        make heads: which to fit, of logistic mlknn mlp (default: all three; with UNION, logistic)
 # THRESHOLDS   global | per-genre, chosen on validation
 # NEIGHBOURS   make heads: ML-kNN's neighbour search, exact | hnsw (approximate, for 100,000 posters or more)
 # CV           make heads: also cross-validate each head over the training and validation parts, FOLDSxREPEATS (5x2);
@@ -29,6 +32,7 @@
 #              (network), or models/<dataset>-final.json (ensemble); predict and serve default to DATA's final model
 #              (make final or final-ensemble, the one made last) if there is one, else to its best by validation mAP
 # IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
+# PREDICTIONS  make predict: the CSV to write (default: reports/predictions/<model or data set>.csv)
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
 # FULL         make bench: 1 runs everything, not what fits in an hour
@@ -91,7 +95,7 @@ FEATURES  = features/$(NAME)-$(subst :,-,$(BACKBONE)).h5
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: install demo posters sample split features heads finetune cnn final final-ensemble ensemble predict export explain serve report test \
+.PHONY: help install demo posters sample split features heads finetune cnn final final-ensemble ensemble predict export explain serve report test \
 	test-fast bench clean
 .DELETE_ON_ERROR:
 
@@ -102,6 +106,10 @@ install: .venv/installed
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -c constraints.txt -e .
 	touch $@
+
+# Every setting, its default and its values: the comment block at the top of this file.
+help:
+	@sed -n '5,/^[^#]/s/^# \{0,1\}//p' Makefile
 
 # The whole pipeline on the synthetic sample, with the backbone that works offline.
 demo: install

@@ -27,6 +27,7 @@ from sklearn.preprocessing import normalize
 from postergenre.bench.extraction import engine_speeds
 from postergenre.bench.reference_mlknn import reference_mlknn
 from postergenre.core import workspace
+from postergenre.core.files import write_text_atomic
 from postergenre.core.runspec import RunSpec
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, picked
 from postergenre.evaluation.ensemble import describe
@@ -40,7 +41,6 @@ from postergenre.heads.final import keep_refit_network
 from postergenre.modelfiles import (ENSEMBLE_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir, read_ensemble,
                                     read_head)
 from postergenre.posters.data import PosterSet, read_posters
-from postergenre.posters.files import write_text_atomic
 
 DATASETS = ("anime-posters", "anilist-covers", "movie-posters")
 # Multi-scale pooling raised the heads' validation mAP on all three data sets (docs/ablations.md).

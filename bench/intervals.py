@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from postergenre.core.files import write_text_atomic
 from postergenre.evaluation.intervals import FIGURES, METHODS, figure_intervals, figure_statistic, paired_difference
 from postergenre.evaluation.metrics import choose_thresholds
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import load_features
 from postergenre.heads.estimators import logistic_head, mlp_head
 from postergenre.heads.train import fit_quietly
-from postergenre.posters.files import write_text_atomic
 
 MARKER = "<!-- bench.intervals writes below this line -->"
 TARGET_PARTS = 2000

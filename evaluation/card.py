@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from postergenre.core.files import write_text_atomic
 from postergenre.core.markup import md_text
 from postergenre.evaluation.compare import interval
 from postergenre.evaluation.intervals import DESCRIPTION
-from postergenre.posters.files import write_text_atomic
 
 RARE = 20  # genres with fewer labelled posters than this are named in the card's limits
 

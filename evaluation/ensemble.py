@@ -32,10 +32,10 @@ import numpy as np
 from scipy.special import expit, logit
 
 from postergenre.core import cli
+from postergenre.core.errors import DataError
 from postergenre.evaluation.metrics import evaluate, macro_map
 from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, read_results, read_scores, scores_path,
                                             write_result, write_scores)
-from postergenre.posters.data import DataError
 from postergenre.posters.split import stratified_folds
 
 MAX_ROUNDS = 20

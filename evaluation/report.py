@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from postergenre.core import cli
+from postergenre.core.errors import DataError
+from postergenre.core.files import write_text_atomic
 from postergenre.core.markup import markdown_to_html, md_text
 from postergenre.core.runspec import RunSpec
 from postergenre.core.workspace import split_path
@@ -21,8 +23,7 @@ from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.results import read_results, read_scores, scores_path
 from postergenre.evaluation.sets import predict_sets
 from postergenre.modelfiles import find_final_model
-from postergenre.posters.data import DataError, read_genre_table, read_posters
-from postergenre.posters.files import write_text_atomic
+from postergenre.posters.data import read_genre_table, read_posters
 from postergenre.posters.sample import SYNTHETIC_MARK
 from postergenre.posters.split import PARTS, Split
 

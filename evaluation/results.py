@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from postergenre.posters.files import atomic_write, write_text_atomic
+from postergenre.core.files import atomic_write, write_text_atomic
 
 
 # the validation posters scored by the cross-validation folds that held them out

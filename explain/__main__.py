@@ -8,10 +8,11 @@ import argparse
 from pathlib import Path
 
 from postergenre.core import cli
+from postergenre.core.errors import DataError
 from postergenre.explain.genres import write_genre_section
 from postergenre.explain.gradcam import grad_cam, overlay
 from postergenre.extract.features import load_features
-from postergenre.posters.data import DataError, read_posters
+from postergenre.posters.data import read_posters
 from postergenre.posters.decode import load_image
 from postergenre.posters.split import Split, split_posters
 from postergenre.predict.models import load_model, predict_files

@@ -18,11 +18,11 @@ from matplotlib.colors import rgb_to_hsv  # noqa: E402
 from postergenre.core.markup import md_text, slug  # noqa: E402
 from postergenre.core.progress import progress  # noqa: E402
 
+from postergenre.core.files import write_text_atomic  # noqa: E402
 from postergenre.explain.gradcam import grad_cam, overlay  # noqa: E402
 from postergenre.extract.features import Features  # noqa: E402
 from postergenre.posters.data import Poster  # noqa: E402
 from postergenre.posters.decode import load_image  # noqa: E402
-from postergenre.posters.files import write_text_atomic  # noqa: E402
 from postergenre.posters.split import label_matrix  # noqa: E402
 from postergenre.predict.models import Predictor  # noqa: E402
 

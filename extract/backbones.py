@@ -22,10 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from postergenre.core.errors import first_line
+from postergenre.core.errors import DataError, first_line
 from postergenre.core.workspace import file_sha256
 from postergenre.modelfiles import ModelFileError, load_weights, read_state_dict
-from postergenre.posters.data import DataError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The Lite models were converted from TensorFlow, where inputs are scaled as (x - 127) / 128.

@@ -24,10 +24,10 @@ from torch import nn
 
 from postergenre.core.device import autocast_dtype, choose_device
 from postergenre.core.errors import DataError, first_line
+from postergenre.core.files import atomic_write, write_text_atomic
 from postergenre.core.runtime import ENGINES, INFERENCE_PRECISION
 from postergenre.core.workspace import cached_graph, file_sha256, onnx_graph_path
 from postergenre.extract.backbones import Backbone
-from postergenre.posters.files import atomic_write, write_text_atomic
 
 # Largest absolute difference between the engines' embeddings; measured about 1e-5 on EfficientNet-Lite0.
 EMBEDDING_TOLERANCE = 1e-4

@@ -29,13 +29,14 @@ import numpy as np
 import torch
 
 from postergenre.core.device import Distributed, setup_distributed
+from postergenre.core.errors import DataError
+from postergenre.core.files import atomic_write, write_csv_atomic, write_text_atomic
 from postergenre.core.progress import progress
 from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.core.workspace import file_sha256
 from postergenre.extract.backbones import Backbone
 from postergenre.extract.engines import Embedder, engine_dtype, make_embedder, resolve_engine
-from postergenre.posters.data import DataError, Poster, PosterSet
-from postergenre.posters.files import atomic_write, write_csv_atomic, write_text_atomic
+from postergenre.posters.data import Poster, PosterSet
 from postergenre.posters.images import SkippingImages, pixels_transform
 from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from postergenre.core.errors import DataError
 from postergenre.extract.backbones import Backbone
-from postergenre.posters.data import DataError
 
 
 class FineTuned(nn.Module):

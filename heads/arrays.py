@@ -17,9 +17,9 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from postergenre.core.files import atomic_write
 from postergenre.core.workspace import arrays_path, file_sha256
 from postergenre.heads.estimators import MaskedOneVsRest
-from postergenre.posters.files import atomic_write
 from postergenre.predict.light import ACTIVATIONS
 
 SATURATED = 1e4  # the logit of a genre with one class in training: its sigmoid is exactly 0 or 1, as scikit-learn's

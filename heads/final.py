@@ -27,6 +27,7 @@ from sklearn.metrics import f1_score
 
 from postergenre.core import cli, workspace
 from postergenre.core.errors import DataError
+from postergenre.core.files import atomic_write, write_text_atomic
 from postergenre.core.progress import progress
 from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
 from postergenre.evaluation.compare import choosing_score, picked
@@ -39,7 +40,6 @@ from postergenre.heads.train import fit_quietly, save_head
 from postergenre.heads.union import Added, Union, plus_added
 from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir,
                                     read_network, save_ensemble)
-from postergenre.posters.files import atomic_write, write_text_atomic
 from postergenre.posters.split import stratified_folds
 from postergenre.posters.union import describe
 

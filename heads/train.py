@@ -12,6 +12,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import ParameterGrid
 
 from postergenre import modelfiles
+from postergenre.core.errors import DataError
 from postergenre.core.progress import progress
 from postergenre.core.workspace import file_name
 from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, prior_scores,
@@ -22,7 +23,6 @@ from postergenre.extract.features import Features, fingerprint_differences
 from postergenre.heads.arrays import save_arrays
 from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
 from postergenre.heads.union import Added, Union, plus_added
-from postergenre.posters.data import DataError
 from postergenre.posters.split import stratified_folds
 from postergenre.posters.union import describe
 

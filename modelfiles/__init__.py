@@ -29,7 +29,7 @@ from skops import io as skops_io
 from torch import nn
 
 from postergenre.core.errors import DataError, first_line
-from postergenre.posters.files import atomic_write, write_text_atomic
+from postergenre.core.files import atomic_write, write_text_atomic
 
 NETWORK_SUFFIX, HEAD_SUFFIX, ENSEMBLE_SUFFIX = ".safetensors", ".skops", ".json"
 MAX_MANIFEST_BYTES, MAX_MEMBERS = 2**20, 20

@@ -13,7 +13,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
-from postergenre.posters.data import DataError
+from postergenre.core.errors import DataError
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # docs/bad-inputs.md: what a poster is allowed to be
 # Refuse decompression bombs: no real poster comes near this.

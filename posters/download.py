@@ -30,10 +30,11 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
+from postergenre.core.errors import DataError
+from postergenre.core.files import atomic_write, write_csv_atomic
 from postergenre.core.progress import progress
-from postergenre.posters.data import DataError, find_image, is_plain_name, read_rows
+from postergenre.posters.data import find_image, is_plain_name, read_rows
 from postergenre.posters.decode import TooLarge, load_image, read_image
-from postergenre.posters.files import atomic_write, write_csv_atomic
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from postergenre.posters.data import DataError
+from postergenre.core.errors import DataError
 from postergenre.posters.decode import load_image
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from iterstrat.ml_stratifiers import IterativeStratification
 
-from postergenre.posters.data import PARTS, DataError, Poster, PosterSet
-from postergenre.posters.files import write_text_atomic
+from postergenre.core.errors import DataError
+from postergenre.core.files import write_text_atomic
+from postergenre.posters.data import PARTS, Poster, PosterSet
 
 
 

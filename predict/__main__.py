@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from postergenre.core import cli
+from postergenre.core.errors import DataError
+from postergenre.core.files import write_csv_atomic, write_text_atomic
 from postergenre.core.runtime import INFERENCE_PRECISION, PRECISIONS
 from postergenre.evaluation.sets import predict_sets
-from postergenre.posters.data import PARTS, DataError
-from postergenre.posters.files import write_csv_atomic, write_text_atomic
+from postergenre.posters.data import PARTS
 from postergenre.predict.arguments import add_model_arguments
 from postergenre.predict.light import LightHead, load_light
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from postergenre.core import cli
 from postergenre.core.errors import DataError
+from postergenre.core.files import write_text_atomic
 from postergenre.extract.engines import export_onnx
-from postergenre.posters.files import write_text_atomic
 from postergenre.predict.models import load_model
 
 

@@ -34,9 +34,9 @@ from urllib.parse import parse_qs, urlsplit
 from torch.utils.data import default_collate
 
 from postergenre.core import cli
+from postergenre.core.errors import DataError
 from postergenre.evaluation.sets import predict_sets
 from postergenre.explain.gradcam import grad_cam, overlay
-from postergenre.posters.data import DataError
 from postergenre.posters.decode import load_image
 from postergenre.predict.arguments import add_model_arguments
 from postergenre.predict.models import Predictor, chosen_model, load_model

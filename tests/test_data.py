@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from postergenre.posters.data import DataError, Poster, PosterSet, read_genre_table, read_posters
-from postergenre.posters.files import UMASK, write_csv_atomic, write_text_atomic
+from postergenre.core.errors import DataError
+from postergenre.core.files import UMASK, write_csv_atomic, write_text_atomic
+from postergenre.posters.data import Poster, PosterSet, read_genre_table, read_posters
 from postergenre.posters.split import Split, make_split
 
 

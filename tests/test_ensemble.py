@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
+from postergenre.core.errors import DataError
 from postergenre.evaluation.compare import choosing_score
 from postergenre.evaluation.ensemble import ensemble, select
 from postergenre.evaluation.metrics import evaluate
 from postergenre.evaluation.results import OUT_OF_FOLD, write_result, write_scores
-from postergenre.posters.data import DataError
 
 GENRES = ["Action", "Comedy", "Drama"]
 

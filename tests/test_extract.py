@@ -15,13 +15,14 @@ import pytest
 import torch
 import torchvision
 
+from postergenre.core.errors import DataError
 from postergenre.core.workspace import file_sha256
 from postergenre.extract.backbones import BackboneError, build_backbone
 from postergenre.extract.engines import embed
 from postergenre.extract.features import load_features
 from postergenre.finetune.model import FineTuned
 from postergenre.modelfiles import load_weights, read_state_dict
-from postergenre.posters.data import DataError, read_posters
+from postergenre.posters.data import read_posters
 from postergenre.posters.images import PosterImages, eval_transform
 from postergenre.posters.split import Split, label_matrix
 from tests.conftest import ROOT, run_module

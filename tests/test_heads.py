@@ -6,12 +6,12 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from postergenre import modelfiles
 from postergenre.bench.reference_mlknn import reference_mlknn
+from postergenre.core.errors import DataError
 from postergenre.evaluation.metrics import macro_map
 from postergenre.extract.features import Features
 from postergenre.heads import estimators
 from postergenre.heads.estimators import HEADS, MLkNNHead
 from postergenre.heads.train import cross_validate, load_head, save_head, tune
-from postergenre.posters.data import DataError
 
 
 def clustered(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from postergenre.posters.data import DataError
+from postergenre.core.errors import DataError
 from postergenre.posters.decode import FORMATS, MAX_PIXELS, load_image
 
 

@@ -26,11 +26,11 @@ from torchvision.utils import make_grid, save_image
 
 from postergenre.core.device import Distributed, autocast_dtype, setup_distributed
 from postergenre.core.errors import DataError
+from postergenre.core.files import atomic_write
 from postergenre.core.progress import progress
 from postergenre.core.runtime import PRECISIONS
 from postergenre.evaluation.metrics import macro_map
 from postergenre.modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
-from postergenre.posters.files import atomic_write
 from postergenre.posters.images import AUGMENTATIONS, ImageSpec, PosterImages, eval_transform, train_transform
 from postergenre.training.cached import CachedViews, cached_inputs
 
