@@ -145,8 +145,8 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
         model_name = f"{file_name(backbone)}-{suffix}"
         scores = {"val": (ids["val"], Y_val, scores_val), "test": (ids["test"], Y_test, scores_test)}
-        save_head(Path(models_dir) / f"{dataset}-{model_name}{modelfiles.HEAD_SUFFIX}", model, features, params,
-                  result["thresholds"]["values"])
+        path = modelfiles.model_path(models_dir, dataset, model_name, modelfiles.HEAD_SUFFIX)
+        save_head(path, model, features, params, result["thresholds"]["values"])
         if cv:
             start = time.perf_counter()
             # over the training and validation parts: a model chosen by it keeps an untouched test part

@@ -59,11 +59,16 @@ class ModelFileError(DataError):
     """A model file that is missing, damaged, of an unsafe format or of another architecture."""
 
 
+def model_path(models_dir: Path | str, dataset: str, model: str, suffix: str) -> Path:
+    """Where a data set's model is saved: `<models_dir>/<dataset>-<model><suffix>`."""
+    return Path(models_dir) / f"{dataset}-{model}{suffix}"
+
+
 def final_model_path(models_dir: Path | str, dataset: str, suffix: str = HEAD_SUFFIX) -> Path:
     """Where a data set's final model is saved: a head by `make final`, a network by its training command
     with --final (`suffix` NETWORK_SUFFIX), an ensemble by `make final-ensemble` (ENSEMBLE_SUFFIX). Its model
     card is beside it, as .md."""
-    return Path(models_dir) / f"{dataset}-final{suffix}"
+    return model_path(models_dir, dataset, "final", suffix)
 
 
 def find_final_model(models_dir: Path | str, dataset: str) -> Path | None:

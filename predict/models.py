@@ -36,7 +36,7 @@ from postergenre.extract.engines import Embedder, make_embedder
 from postergenre.extract.features import embedding_fingerprint, fingerprint_differences
 from postergenre.finetune.model import FineTuned
 from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model,
-                                    load_weights, read_ensemble, read_head, read_network)
+                                    load_weights, model_path, read_ensemble, read_head, read_network)
 from postergenre.posters.images import ImageSpec, SkippingImages, eval_transform, pixels_transform
 from postergenre.predict.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbone
 
@@ -134,7 +134,7 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
                     key=lambda r: -choosing_score(r)[0])
     for result in ranked:
         for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX):
-            if (path := models_dir / f"{dataset}-{result['model']}{suffix}").is_file():
+            if (path := model_path(models_dir, dataset, result["model"], suffix)).is_file():
                 return path
     saved = sorted(p.name for p in models_dir.glob("*") if p.suffix in (HEAD_SUFFIX, NETWORK_SUFFIX))
     raise ModelFileError(f"no saved model of {dataset} in {models_dir}/ (make heads, finetune or cnn save them); "

@@ -19,8 +19,8 @@ from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.card import write_refit_card
 from postergenre.evaluation.metrics import evaluate
 from postergenre.evaluation.results import result_path, write_result, write_scores
-from postergenre.modelfiles import (NETWORK_SUFFIX, final_model_path, load_weights, read_checkpoint, read_network,
-                                    save_network)
+from postergenre.modelfiles import (NETWORK_SUFFIX, final_model_path, load_weights, model_path, read_checkpoint,
+                                    read_network, save_network)
 from postergenre.posters.data import read_posters, read_titles
 from postergenre.posters.images import ImageSpec, PosterImages, eval_transform
 from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
@@ -103,7 +103,7 @@ def train_and_evaluate(args: argparse.Namespace, run_spec: RunSpec, build: Calla
     scores = {part: predict(model, PosterImages(parts[part].paths, transform, parts[part].labels), cfg.batch_size,
                             device, dtype) for part in ("val", "test")}
     result = evaluate(parts["val"].labels, scores["val"], parts["test"].labels, scores["test"], split.genres)
-    save_network(Path(args.models_dir) / f"{split.dataset}-{name}{NETWORK_SUFFIX}", model, {
+    save_network(model_path(args.models_dir, split.dataset, name, NETWORK_SUFFIX), model, {
         "kind": kind, "build": build_settings, "genres": split.genres, "spec": asdict(spec),
         "thresholds": result["thresholds"]["values"], "batch_size": cfg.batch_size})
     write_scores(args.results_dir, split.dataset, name,
