@@ -5,8 +5,8 @@
     for poster in model.predict(["poster.jpg"]):
         print(poster.genres, poster.probabilities)
 
-`load`, `Model` and `Prediction` predict with a saved model; `split`, `features`, `heads` and `final` are the
-steps of `make features heads final` as functions. They are imported on first use, so that `postergenre --help`
+`load`, `Model` and `Prediction` predict with a saved model; `split`, `features`, `fit_heads` and `final` are
+the steps of `make features heads final` as functions (`postergenre.heads` is the heads' package). They are imported on first use, so that `postergenre --help`
 and `import postergenre` stay quick.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from postergenre.api import Model, Prediction, features, final, heads, load, split
+    from postergenre.api import Model, Prediction, features, final, fit_heads, load, split
 
-__all__ = ["Model", "Prediction", "features", "final", "heads", "load", "split"]
+__all__ = ["Model", "Prediction", "features", "final", "fit_heads", "load", "split"]
 
 
 def __getattr__(name: str) -> object:

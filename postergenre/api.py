@@ -5,7 +5,7 @@
     [poster.genres for poster in model.predict(["a.jpg", pil_image, uint8_array])]
 
     features = postergenre.features("my-posters", "efficientnet_lite0")  # features/my-posters-efficientnet_lite0.h5
-    postergenre.heads(features)                                          # models/, results/
+    postergenre.fit_heads(features)                                      # models/, results/
     postergenre.final(features)                                          # models/my-posters-final.skops
 
 Each step is the function its command calls, so the files are the same as `make split features heads final`
@@ -131,7 +131,7 @@ def features(data: Path | str, backbone: str = "efficientnet_lite0", split_file:
     return out
 
 
-def heads(features_file: Path | str, heads: Sequence[str] = ("logistic", "mlknn", "mlp"),
+def fit_heads(features_file: Path | str, heads: Sequence[str] = ("logistic", "mlknn", "mlp"),
           models_dir: Path | str = "models", results_dir: Path | str = "results",
           cv: tuple[int, int] | None = None) -> dict[str, dict]:
     """`make heads`: fit, tune and score each head on a feature file; with `cv` (folds, repeats), cross-validate

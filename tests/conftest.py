@@ -78,7 +78,7 @@ def sample_heads(sample_dir, tmp_path_factory) -> Path:
     split = postergenre.split(sample_dir, work / "features" / "sample-split.json", min_count=3)
     features = postergenre.features(sample_dir, "efficientnet_lite0", split_file=split,
                                     out=work / "features" / "sample-efficientnet_lite0.h5")
-    postergenre.heads(features, models_dir=work / "models", results_dir=work / "results")
+    postergenre.fit_heads(features, models_dir=work / "models", results_dir=work / "results")
     postergenre.final(features, results_dir=work / "results", models_dir=work / "models")
     return work
 
