@@ -24,7 +24,7 @@ from postergenre.core.errors import DataError
 from postergenre.core.files import write_csv_atomic, write_text_atomic
 from postergenre.core.runtime import INFERENCE_PRECISION, PRECISIONS
 from postergenre.evaluation.sets import predict_sets
-from postergenre.posters.data import PARTS
+from postergenre.posters.data import PARTS, read_posters
 from postergenre.predict.arguments import add_model_arguments
 from postergenre.predict.light import LightHead, load_light
 
@@ -74,7 +74,6 @@ def predict(args: argparse.Namespace) -> None:
                                trust_timm=args.trust_timm)
     genre_sets = None
     if args.data:
-        from postergenre.posters.data import read_posters
         from postergenre.posters.split import Split, split_posters
         poster_set = read_posters(args.data)
         posters = split_posters(poster_set, Split.load(args.split))[args.part] if args.split else poster_set.posters
