@@ -27,7 +27,8 @@
 # AUGMENT      finetune/cnn: none | light | strong
 # TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m finetune --help)
 # CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
-# CONCURRENCY  make posters: requests in flight (default 4); RATE: requests/s per host (default 4)
+# CONCURRENCY  make posters: requests in flight (default 4)
+# RATE         make posters: requests per second per host (default 4)
 # MODEL        make predict / explain / serve / export: a saved model, models/<dataset>-<model>.skops (head) or .safetensors
 #              (network), or models/<dataset>-final.json (ensemble); predict and serve default to DATA's final model
 #              (make final or final-ensemble, the one made last) if there is one, else to its best by validation mAP
@@ -36,6 +37,8 @@
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
 # FULL         make bench: 1 runs everything, not what fits in an hour
+# SERVE_MODEL  make bench: the network the page is timed with
+# GENRE_TABLE  make report: the Kaggle genre table its appendix shows (default: in SHARED_DATA)
 DATA ?= data/sample
 # Only a built-in name is taken from the file: its text goes into shell commands.
 BUILT_IN := resnet50 efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 efficientnet_lite0_multiscale \

@@ -1,5 +1,6 @@
 """The Makefile with a DATA folder whose path has spaces, as a user's often does."""
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -64,3 +65,10 @@ def test_heads_use_the_backbone_that_features_used(sample_dir, tmp_path):
     finally:
         lite0.unlink(missing_ok=True)
         lite2.unlink(missing_ok=True)
+
+
+def test_make_help_lists_every_setting():
+    """The Makefile's header is the settings' one copy: every `NAME ?=` there, and make help prints it."""
+    settings = re.findall(r"^([A-Z_]+) \?=", (ROOT / "Makefile").read_text(), re.M)
+    listed = {line.split()[0] for line in make("help").stdout.splitlines() if re.match(r"[A-Z_]+ ", line)}
+    assert len(settings) > 20 and set(settings) - listed == set(), set(settings) - listed
