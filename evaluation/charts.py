@@ -14,12 +14,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 plt.rcParams["figure.constrained_layout.use"] = True  # labels, titles and legends never overlap the plots
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
+from postergenre.evaluation.calibration import reliability  # noqa: E402
 from postergenre.posters.decode import load_image  # noqa: E402
 
 
 def _save(fig, path: Path, dpi: int = 110) -> None:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+
+
+def reliability_chart(y: np.ndarray, scores: np.ndarray, path: Path, title: str) -> None:
+    """Mean probability against the share that came true, per bin of every (poster, genre) probability."""
+    mean_p, frequency, counts = reliability(y, scores)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="calibrated")
+    ax.plot(mean_p, frequency, "o-", color="tab:blue", label="model")
+    for x, f, n in zip(mean_p, frequency, counts):
+        ax.annotate(str(n), (x, f), textcoords="offset points", xytext=(4, -10), fontsize=7, color="grey")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean probability in the bin", ylabel="share that came true")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    _save(fig, path)
 
 
 def bar_chart(counts: dict[str, int], title: str, path: Path, unit: str = "posters") -> None:

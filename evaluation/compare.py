@@ -55,8 +55,11 @@ def compare(results_dir: Path | str, dataset: str, results: list[dict]) -> dict 
 
 
 def interval(r: dict, figure: str = "mAP_macro") -> str:
-    """A test figure with its 95% interval where it has one, as `0.322 (0.281–0.360)`."""
-    value, bounds = r["test"]["overall"][figure], r["test"].get("intervals", {}).get(figure)
+    """A test figure with its 95% interval where it has one, as `0.322 (0.281–0.360)`; – where a result from an
+    earlier version lacks the figure."""
+    value, bounds = r["test"]["overall"].get(figure), r["test"].get("intervals", {}).get(figure)
+    if value is None:
+        return "–"
     return f"{value:.3f}" + (f" ({bounds[0]:.3f}–{bounds[1]:.3f})" if bounds else "")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, hamming_loss, precision_score, recall_score
 
+from postergenre.evaluation.calibration import expected_calibration_error
 from postergenre.evaluation.intervals import figure_intervals
 from postergenre.evaluation.sets import predict_sets
 
@@ -80,6 +81,7 @@ def score(y: np.ndarray, scores: np.ndarray, predicted: np.ndarray, genres: list
         "top3_accuracy": top_k_accuracy(y, scores, 3),
         "precision_at_1": precision_at_k(y, scores, 1),
         "precision_at_3": precision_at_k(y, scores, 3),
+        "ece": expected_calibration_error(y, scores),
         "posters": int(len(y)),
     }
     per_genre = []
@@ -89,7 +91,8 @@ def score(y: np.ndarray, scores: np.ndarray, predicted: np.ndarray, genres: list
     for g, name in enumerate(genres):
         per_genre.append({"genre": name, "support": int(y[:, g].sum()), "precision": float(precisions[g]),
                           "recall": float(recalls[g]), "f1": float(f1s[g]),
-                          "ap": None if np.isnan(aps[g]) else float(aps[g])})
+                          "ap": None if np.isnan(aps[g]) else float(aps[g]),
+                          "ece": expected_calibration_error(y[:, g], scores[:, g])})
     return {"overall": {k: float(v) for k, v in overall.items()}, "per_genre": per_genre}
 
 

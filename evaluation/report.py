@@ -33,7 +33,7 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;p
 COLUMNS = [("mAP_macro", "mAP"), ("mAP_micro", "mAP µ"), ("f1_micro", "F1 µ"), ("f1_macro", "F1 M"),
            ("f1_samples", "F1 s"), ("precision_micro", "P µ"), ("recall_micro", "R µ"),
            ("top1_accuracy", "top-1"), ("top3_accuracy", "top-3"), ("at_least_one_right", "≥1 right"),
-           ("subset_accuracy", "all right"), ("hamming_loss", "hamming")]
+           ("subset_accuracy", "all right"), ("hamming_loss", "hamming"), ("ece", "ECE")]
 
 
 def _command(r: dict) -> str:
@@ -148,7 +148,9 @@ def _results_table(results: list[dict], command: str) -> list[str]:
     models = sorted((r for r in results if r["kind"] != "baseline"), key=lambda r: -choosing_score(r)[0])
     lines = ["### Test results", "",
              "Thresholds are chosen on the validation part; every poster gets at least its top genre. "
-             f"Heads are tuned on validation mAP. µ = micro, M = macro, s = samples. In brackets: {DESCRIPTION}. "
+             "Heads are tuned on validation mAP. µ = micro, M = macro, s = samples. ECE: expected calibration "
+             "error, how far the probabilities are from how often they come true (0 is perfect; "
+             f"evaluation/calibration.py). In brackets: {DESCRIPTION}. "
              + MEANING + f" Models are ranked by what chooses between them: {CHOOSING_RULE}; *optimism* is that "
              "score minus test mAP.", "",
              "| model | val mAP | chosen by | optimism | " + " | ".join(c[1] for c in COLUMNS) + " |",
@@ -179,11 +181,17 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
     ids, y, scores = saved["test"]
     curves, pairs = figures / f"{dataset}-pr-curves.png", figures / f"{dataset}-cooccurrence.png"
     charts.pr_curves(y, scores, genres, curves, f"{dataset}: test precision-recall per genre, {best['model']}")
+    reliability = figures / f"{dataset}-reliability.png"
+    charts.reliability_chart(y, scores, reliability, f"{dataset}: test reliability, {best['model']}")
     charts.cooccurrence_chart(np.concatenate([saved["val"][1], y]), genres, pairs,
                               f"{dataset}: genres sharing a poster (validation and test parts)")
     lines += [f"![precision-recall curves]({curves.relative_to(out_dir)})", "",
               "*Each genre's test precision against recall as the threshold falls; the dotted line is a random "
               "ranking. Reproduce: `make report` after the model's run.*", "",
+              f"![reliability diagram]({reliability.relative_to(out_dir)})", "",
+              f"*Each bin of test probabilities (every poster and genre) against how often its genres were "
+              f"true; on the diagonal, a probability means what it says. ECE "
+              f"{best['test']['overall'].get('ece', float('nan')):.3f}.*", "",
               f"![genre co-occurrence]({pairs.relative_to(out_dir)})", "",
               "*Row genre's posters that also have the column genre.*", ""]
     images = _poster_images(best.get("data"), ids[:8])

@@ -74,8 +74,8 @@ def test_split_features_heads_report(anime_slice, data_root):
     cv = json.loads((results / "anime-slice" / "efficientnet_lite0-logistic.json").read_text())["cv"]
     assert len(cv["mAP_macro"]["values"]) == 3
     assert f"| efficientnet_lite0-logistic | {cv['mAP_macro']['mean']:.3f} ± {cv['mAP_macro']['std']:.3f} |" in report
-    assert "make features heads report DATA=" in report
-    for figure in ("classes", "per-genre", "pr-curves", "cooccurrence", "examples"):
+    assert "make features heads report DATA=" in report and "| hamming | ECE |" in report
+    for figure in ("classes", "per-genre", "pr-curves", "reliability", "cooccurrence", "examples"):
         assert (reports / "figures" / f"anime-slice-{figure}.png").stat().st_size > 1000, figure
         assert f"](figures/anime-slice-{figure}.png)" in section
     assert report.index("## anime-slice") < report.index("## Appendix: the full Kaggle anime 2023 genre table")

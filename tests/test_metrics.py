@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
+from postergenre.evaluation.calibration import expected_calibration_error, reliability
 from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, most_frequent_sets,
-                                            predict_sets, prior_scores, score)
+                                            prior_scores, score)
+from postergenre.evaluation.sets import predict_sets
 
 GENRES = ["A", "B", "C"]
 # Genre C has no positives: its AP is undefined and must not enter the macro mAP.
@@ -42,8 +44,9 @@ def test_hand_computed_metrics():
     assert m["mAP_micro"] == pytest.approx(0.2 + 0.2 + 0.4 * 4 / 6 + 0.2 * 5 / 8)
 
     per_genre = {g["genre"]: g for g in result["per_genre"]}
+    # ECE(A): each score alone in its bin, |0.9 - 1|, |0.3 - 0|, |0.6 - 1|, |0.7 - 0| -> 1.5 / 4
     assert per_genre["A"] == {"genre": "A", "support": 2, "precision": pytest.approx(2 / 3), "recall": 1.0,
-                              "f1": pytest.approx(0.8), "ap": pytest.approx(5 / 6)}
+                              "f1": pytest.approx(0.8), "ap": pytest.approx(5 / 6), "ece": pytest.approx(0.375)}
     assert per_genre["C"]["support"] == 0 and per_genre["C"]["ap"] is None
 
 
@@ -73,3 +76,19 @@ def test_baselines():
     assert results["prior"]["test"]["overall"]["mAP_macro"] == pytest.approx((0.5 + 0.75) / 2)
     # predicting {A, B} for all four posters: TP 5, FP 3, FN 0
     assert results["top2-frequent"]["test"]["overall"]["f1_micro"] == pytest.approx(10 / 13)
+
+
+def test_calibration_error_is_small_for_honest_probabilities_and_large_for_overconfident_ones():
+    """Labels drawn with the probabilities given: ECE near 0, the diagram on the diagonal. The same labels with
+    probabilities pushed towards 0 and 1: ECE large."""
+    rng = np.random.default_rng(0)
+    p = rng.random((4000, 5))
+    y = (rng.random(p.shape) < p).astype(np.uint8)
+    assert expected_calibration_error(y, p) < 0.02
+    mean_p, frequency, counts = reliability(y, p)
+    assert counts.sum() == y.size and np.abs(mean_p - frequency).max() < 0.03
+    overconfident = np.where(p > 0.5, np.sqrt(p), p ** 2)
+    assert expected_calibration_error(y, overconfident) > 0.1
+    result = score(y, p, predict_sets(p, 0.5), list("abcde"))
+    assert result["overall"]["ece"] == pytest.approx(expected_calibration_error(y, p))
+    assert result["per_genre"][0]["ece"] == pytest.approx(expected_calibration_error(y[:, 0], p[:, 0]))
