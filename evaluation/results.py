@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from postergenre.core.files import atomic_write, write_text_atomic
+from postergenre.evaluation.metrics import macro_map
 
 
 # the validation posters scored by the cross-validation folds that held them out
@@ -34,10 +35,16 @@ def write_result(results_dir: Path | str, dataset: str, model: str, result: dict
 
 
 def read_results(results_dir: Path | str) -> dict[str, list[dict]]:
-    """dataset -> its results, sorted by model name."""
+    """dataset -> its results, sorted by model name. A cross-validated head written before its result held the
+    mAP of its out-of-fold validation scores gets it from its scores file, where that file has them."""
     results: dict[str, list[dict]] = {}
     for path in sorted(Path(results_dir).glob("*/*.json")):
         result = json.loads(path.read_text())
+        scores = scores_path(results_dir, result["dataset"], result["model"])
+        if "cv" in result and "val_mAP_macro" not in result["cv"] and scores.exists():
+            saved = read_scores(scores)
+            if OUT_OF_FOLD in saved:
+                result["cv"]["val_mAP_macro"] = macro_map(saved[OUT_OF_FOLD][1], saved[OUT_OF_FOLD][2])
         results.setdefault(result["dataset"], []).append(result)
     return results
 

@@ -3,8 +3,8 @@ labelled poster.
 
 `make heads` fits each head on the training part (70% of the posters) so that the validation part
 can choose and the test part can score. The model users run should learn from all of them: this
-takes the head and parameters the evaluation chose (cross-validated mAP when `make heads CV=...`
-ran for every head, else validation mAP), refits it on every labelled poster, and saves it as
+takes the head and parameters the evaluation chose (evaluation.compare.choosing_score: the out-of-fold
+validation mAP of `make heads CV=...`, else validation mAP), refits it on every labelled poster, and saves it as
 models/<dataset>-final.skops with a model card (models/<dataset>-final.md) beside it. With `--ensemble` it
 refits the evaluated ensemble's members instead (fit_final_ensemble).
 
@@ -124,11 +124,12 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
              + (" UNION=<its feature file>" if union else "") + "`.", "",
              "## How it was chosen", "",
              f"Among the heads fitted on these features, by {rule} (never by test figures):", "",
-             "| head | val mAP | cross-validated mAP |", "|---|---|---|"]
+             "| head | val mAP | out-of-fold val mAP | cross-validated mAP |", "|---|---|---|---|"]
     for r in sorted(heads, key=lambda r: r["model"]):
-        cv = r.get("cv", {}).get("mAP_macro")
+        cv = r.get("cv", {})
         lines.append(f"| {r['model']} | {r['val']['overall']['mAP_macro']:.3f} | "
-                     + (f"{cv['mean']:.3f} ± {cv['std']:.3f}" if cv else "-") + " |")
+                     + (f"{cv['val_mAP_macro']:.3f}" if "val_mAP_macro" in cv else "-") + " | "
+                     + (f"{cv['mAP_macro']['mean']:.3f} ± {cv['mAP_macro']['std']:.3f}" if cv else "-") + " |")
     if overall_pick and overall_pick["model"] != source["model"]:
         score, rule = choosing_score(overall_pick)
         lines += ["", f"Over all models, the {rule} picks `{overall_pick['model']}` ({score:.3f}). `make final` "

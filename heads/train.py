@@ -155,6 +155,7 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
                                                        rows=np.flatnonzero(features.parts != "test"))
             result["cv"]["seconds"] = round(time.perf_counter() - start, 1)
             scores[OUT_OF_FOLD] = (ids["val"], Y_val, out_of_fold[features.parts == "val"])
+            result["cv"]["val_mAP_macro"] = macro_map(Y_val, scores[OUT_OF_FOLD][2])
             print(f"{dataset} {model_name}: cross-validated mAP {result['cv']['mAP_macro']['mean']:.3f} "
                   f"± {result['cv']['mAP_macro']['std']:.3f} ({result['cv']['seconds']:.0f} s)")
         write_scores(results_dir, dataset, model_name, scores)

@@ -7,8 +7,8 @@ import pytest
 from postergenre.core.errors import DataError
 from postergenre.evaluation.compare import choosing_score
 from postergenre.evaluation.ensemble import ensemble, select
-from postergenre.evaluation.metrics import evaluate
-from postergenre.evaluation.results import OUT_OF_FOLD, write_result, write_scores
+from postergenre.evaluation.metrics import evaluate, macro_map
+from postergenre.evaluation.results import OUT_OF_FOLD, read_results, write_result, write_scores
 
 GENRES = ["Action", "Comedy", "Drama"]
 
@@ -119,3 +119,22 @@ def test_the_ensemble_is_chosen_by_selections_made_without_the_posters_they_scor
     out_of_fold = result["selection"]["mAP_macro"]
     assert out_of_fold < result["val"]["overall"]["mAP_macro"] - 0.02
     assert choosing_score(result) == (out_of_fold, "out-of-fold validation mAP")
+
+
+def test_heads_compete_on_the_validation_posters_like_every_other_model(tmp_path):
+    """A cross-validated head is chosen by the mAP of its out-of-fold scores of the validation posters, the
+    posters every model is compared on, not by its mean over folds of other posters; results written before
+    they held it get it from their scores file."""
+    rng = np.random.default_rng(2)
+    ids = {part: [f"{part}{i}" for i in range(200)] for part in ("val", "test")}
+    y = {part: _labels(rng, 200) for part in ("val", "test")}
+    parts = {p: (ids[p], y[p], _noisy(rng, y[p], 0.3)) for p in ids}
+    out_of_fold = _noisy(rng, y["val"], 0.8)
+    _save(tmp_path, "head", {**parts, OUT_OF_FOLD: (ids["val"], y["val"], out_of_fold)})
+    path = tmp_path / "toy" / "head.json"
+    written = json.loads(path.read_text())
+    path.write_text(json.dumps({**written, "cv": {"mAP_macro": {"mean": 0.99, "std": 0.0}}}))
+    (head,) = read_results(tmp_path)["toy"]
+    expected = macro_map(y["val"], out_of_fold.astype(np.float32))
+    assert choosing_score(head) == (pytest.approx(expected), "out-of-fold validation mAP")
+    assert expected < head["val"]["overall"]["mAP_macro"] - 0.1  # the flattered validation scores are not used
