@@ -88,7 +88,7 @@ class PlannedSteps(Steps):
 
 def test_the_hour_leaves_out_what_full_runs(tmp_path):
     """make bench: one backbone, fine-tuning on cached activations only, no final ensemble, the movie logistic
-    head not cross-validated; FULL=1 adds each of those."""
+    head not cross-validated, no PosterNet on the movies; FULL=1 adds each of those."""
     for dataset in ("anime-posters", "movie-posters"):
         results = tmp_path / "results" / dataset
         results.mkdir(parents=True)
@@ -117,6 +117,7 @@ def test_the_hour_leaves_out_what_full_runs(tmp_path):
     assert any(BACKBONE_CHOICES[1] in arg for arg in full["anime-posters heads cv"])
     assert not any(BACKBONE_CHOICES[1] in arg for arg in hour["anime-posters heads cv"])
     movies = plans[False, "movie-posters"]
+    assert "movie-posters cnn-posternet" not in movies and "movie-posters cnn-posternet" in plans[True, "movie-posters"]
     assert movies["movie-posters heads"][-2:] == ["--heads", "logistic"]
     assert movies["movie-posters heads cv"][-5:] == ["--heads", "mlknn", "mlp", "--cv", "5x1"]
     assert plans[True, "movie-posters"]["movie-posters heads cv"][-5:] == ["logistic", "mlknn", "mlp", "--cv", "5x1"]
