@@ -37,6 +37,7 @@
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
 # FULL         make bench: 1 runs everything, not what fits in an hour
+# ALL          make report DATA=x: 1 reports every data set with results, not x alone
 # SERVE_MODEL  make bench: the network the page is timed with
 # GENRE_TABLE  make report: the Kaggle genre table its appendix shows (default: in SHARED_DATA)
 DATA ?= data/sample
@@ -72,6 +73,7 @@ CONCURRENCY ?= 4
 RATE ?= 4
 SHARED_DATA ?= ../shared/data
 FULL ?= 0
+ALL ?= 0
 GENRE_TABLE ?= $(SHARED_DATA)/anime-dataset-2023-genres.csv
 
 # A mistyped setting stops here, in one line, instead of being dropped silently (THRESHOLDS=per_genre, TTA=yes).
@@ -83,6 +85,7 @@ $(call allowed,PRECISION,fp32 auto bf16 fp16)
 $(call allowed,ENGINE,auto torch onnxruntime)
 $(call allowed,AUGMENT,none light strong)
 $(call allowed,FULL,0 1)
+$(call allowed,ALL,0 1)
 # Without BACKBONE=, the data set's one feature file is used; with two or more, which one must be said.
 one_backbone = $(if $(and $(filter file,$(origin BACKBONE)),$(word 2,$(EXTRACTED))),$(error DATA=$(DATA) has \
 	features from $(EXTRACTED): say which with BACKBONE=$(firstword $(EXTRACTED)), or another of them))
@@ -187,10 +190,11 @@ explain: | install
 serve: | install
 	$(POSTERGENRE) serve $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --port $(PORT) --engine $(ENGINE)
 
-# With DATA on the command line: that data set alone; without: every data set with results, and the Kaggle table.
+# With DATA on the command line: that data set alone (ALL=1: every one); without: every data set with results,
+# and the Kaggle table.
+ONE_DATASET = $(and $(filter command line,$(origin DATA)),$(filter-out 1,$(ALL)))
 report: | install
-	$(POSTERGENRE) report \
-		$(if $(filter command line,$(origin DATA)),--datasets $(NAME),--genre-table $(GENRE_TABLE))
+	$(POSTERGENRE) report $(if $(ONE_DATASET),--datasets $(NAME),--genre-table $(GENRE_TABLE))
 
 .venv/dev-installed: pyproject.toml constraints.txt .venv/installed
 	$(PYTHON) -m pip install -q -c constraints.txt -e ".[dev]"

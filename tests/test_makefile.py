@@ -72,3 +72,9 @@ def test_make_help_lists_every_setting():
     settings = re.findall(r"^([A-Z_]+) \?=", (ROOT / "Makefile").read_text(), re.M)
     listed = {line.split()[0] for line in make("help").stdout.splitlines() if re.match(r"[A-Z_]+ ", line)}
     assert len(settings) > 20 and set(settings) - listed == set(), set(settings) - listed
+
+
+def test_make_report_with_data_reports_that_data_set_alone_unless_all():
+    assert "report --datasets my_set" in make("-n", "report", "DATA=somewhere/my set").stdout
+    everything = make("-n", "report", "DATA=somewhere/my set", "ALL=1").stdout
+    assert "--datasets" not in everything and "--genre-table" in everything
