@@ -29,6 +29,7 @@ def poster_batch(sample_dir, spec: ImageSpec, n: int = 5, pixels: bool = False) 
     return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tta", [False, True])
 def test_onnxruntime_embeddings_match_torch(sample_dir, tta):
     """The multi-scale backbone (inner stages tapped by hooks) exports too; an odd batch size works."""
@@ -45,6 +46,7 @@ def test_onnxruntime_embeddings_match_torch(sample_dir, tta):
     assert np.abs(expected).max() > 100 * EMBEDDING_TOLERANCE  # the tolerance is small beside the values
 
 
+@pytest.mark.slow
 def test_the_onnx_graph_is_exported_once_per_weights(sample_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("POSTERGENRE_CACHE", str(tmp_path / "cache"))
     backbone = build_backbone("efficientnet_lite0")

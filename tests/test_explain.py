@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch import nn
@@ -64,6 +65,7 @@ def test_colour_summary_names_what_differs():
     assert absent == "**&lt;b&gt;Shoujo/Ai&lt;/b&gt;** (0 posters): no posters to compare its colours with."
 
 
+@pytest.mark.slow
 def test_explain_commands(trained, sample_dir, sample_split, tmp_path):
     model = next((trained / "models").glob("*.safetensors"))
     poster = sorted((sample_dir / "images").iterdir())[0]

@@ -77,6 +77,7 @@ def _interrupt_after(command: list[str], parts, batches_done: int, delay: float,
     return process.returncode
 
 
+@pytest.mark.slow
 def test_interrupted_extraction_resumes_to_the_same_file(sample_dir, sample_split, tmp_path):
     whole = tmp_path / "whole.h5"
     run_module(*extract_cli(sample_dir, sample_split, whole))
@@ -99,6 +100,7 @@ def test_interrupted_extraction_resumes_to_the_same_file(sample_dir, sample_spli
     np.testing.assert_array_equal(a.Y, b.Y)
 
 
+@pytest.mark.slow
 def test_full_disk_leaves_the_previous_file_untouched(sample_dir, sample_split, tmp_path):
     out = tmp_path / "features.h5"
     run_module(*extract_cli(sample_dir, sample_split, out))

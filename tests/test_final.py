@@ -86,6 +86,7 @@ def test_a_network_is_refit_on_every_poster_for_the_epochs_validation_chose(trai
     assert f"model: {path} ({dataset}'s final model" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_final_ensemble_refits_its_members_and_predicts_their_average(trained, sample_dir, sample_split, tmp_path,
                                                                           monkeypatch):
     root = tmp_path / "run"

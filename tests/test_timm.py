@@ -45,6 +45,7 @@ def test_a_timm_backbone_from_a_local_file(timm_weights):
     assert all(id(m) in ours for _, modules in backbone.stages for m in modules)
 
 
+@pytest.mark.slow
 def test_features_finetuning_and_predict_with_a_timm_backbone(sample_dir, sample_split, tmp_path, timm_weights):
     features = tmp_path / f"sample-timm-{ARCHITECTURE}.h5"
     run_module("extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", BACKBONE,

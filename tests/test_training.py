@@ -40,6 +40,7 @@ def final_weights(tmp_path):
     return torch.load(run / "last.pt", weights_only=True)["model"], load_file(run / "best.safetensors")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(sample_dir, sample_split, tmp_path):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run_module(*cnn_cli(sample_dir, sample_split, whole, "--epochs", "4"))
@@ -63,6 +64,7 @@ def test_killed_run_resumes_to_the_same_weights(sample_dir, sample_split, tmp_pa
     assert list((resumed / "results").glob("*/cnn-posternet-4-8-8-8.json"))
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_architecture_is_refused(sample_dir, sample_split, tmp_path):
     run_module(*cnn_cli(sample_dir, sample_split, tmp_path, "--epochs", "1"))
     theirs = next((tmp_path / "runs").glob("*/cnn-posternet-4-8-8-8"))
@@ -80,6 +82,7 @@ def test_checkpoint_of_another_architecture_is_refused(sample_dir, sample_split,
         f"error: {ours / 'last.pt'}: not a checkpoint this version can read safely")
 
 
+@pytest.mark.distributed
 def test_two_processes_with_gloo(sample_dir, sample_split, tmp_path):
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                              "--master_port", "29517", "-m", *cnn_cli(sample_dir, sample_split, tmp_path,
@@ -162,6 +165,7 @@ def test_unknown_labels_add_nothing_to_the_loss():
         logits[known], targets[known]))
 
 
+@pytest.mark.slow
 def test_fine_tuning_with_another_data_sets_posters(sample_dir, sample_split, tmp_path):
     """--union-data adds the other set's posters to the training part, except those sharing a title with
     a validation or test poster; the scores are on --data's own parts."""
@@ -202,6 +206,7 @@ def test_mixup_blends_posters_and_their_genres_alike():
     assert not torch.equal(mixed_labels, labels)
 
 
+@pytest.mark.slow
 def test_the_same_command_twice_gives_the_same_model(sample_dir, sample_split, tmp_path):
     """Fine-tuning on the CPU is reproducible: same seed, same weights and scores, bit for bit."""
     def train(folder):
