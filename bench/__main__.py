@@ -18,19 +18,20 @@ WORK = Path("runs/bench")
 
 
 def steps(data_root: Path, page_model: Path, full: bool) -> list[tuple[str, list[str]]]:
-    """(name, python -m arguments) of each step, in order."""
+    """(name, python -m arguments) of each step, in order (the installed names: they run from any folder)."""
     anime = data_root / "anime-posters"
+    poster = str(anime / "images" / "1.jpg")
     features = [str(features_path(WORK, name, BACKBONE)) for name in ("movie-posters", "anime-posters")]
-    return [("comparison", ["bench.comparison", "--data-root", str(data_root), "--work", str(WORK),
+    return [("comparison", ["postergenre.bench.comparison", "--data-root", str(data_root), "--work", str(WORK),
                             *(["--full"] if full else [])]),
-            ("intervals", ["bench.intervals", "--features", *features]),
-            ("choices", ["bench.choices", "--results-dir", str(WORK / "results")]),
-            ("downloads", ["bench.downloads", "--data", str(anime)]),
-            ("page", ["bench.page", "--model", str(page_model), "--image", str(anime / "images" / "1.jpg")]),
-            ("cold start", ["bench.cold_start", "--model", str(final_model_path(WORK / "models", anime.name)),
-                            "--image", str(anime / "images" / "1.jpg")]),
-            ("extraction", ["bench.extraction", "--data", str(anime)]),
-            ("training", ["bench.training", "--data", str(anime)])]
+            ("intervals", ["postergenre.bench.intervals", "--features", *features]),
+            ("choices", ["postergenre.bench.choices", "--results-dir", str(WORK / "results")]),
+            ("downloads", ["postergenre.bench.downloads", "--data", str(anime)]),
+            ("page", ["postergenre.bench.page", "--model", str(page_model), "--image", poster]),
+            ("cold start", ["postergenre.bench.cold_start", "--image", poster,
+                            "--model", str(final_model_path(WORK / "models", anime.name))]),
+            ("extraction", ["postergenre.bench.extraction", "--data", str(anime)]),
+            ("training", ["postergenre.bench.training", "--data", str(anime)])]
 
 
 def main(argv: list[str] | None = None) -> None:
