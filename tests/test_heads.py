@@ -10,8 +10,10 @@ from postergenre.core.errors import DataError
 from postergenre.evaluation.metrics import macro_map
 from postergenre.extract.features import Features
 from postergenre.heads import estimators
-from postergenre.heads.estimators import HEADS, MLkNNHead
+from postergenre.heads.arrays import head_layers
+from postergenre.heads.estimators import HEADS, UNION_LOGISTIC, MLkNNHead
 from postergenre.heads.train import cross_validate, load_head, save_head, tune
+from postergenre.predict.light import ACTIVATIONS
 
 
 def clustered(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,3 +162,24 @@ def test_approximate_neighbours_find_almost_all_exact_ones_and_are_never_saved(t
     assert "_index" not in loaded.__dict__
     # the same graph up to faiss's threaded construction
     assert (loaded.predict(X[2500:]) == approximate.predict(X[2500:])).mean() > 0.99
+
+
+@pytest.mark.parametrize("name", ["logistic", "mlp", "union", "mlknn"])
+def test_a_heads_plain_arrays_give_its_probabilities(name):
+    """The arrays heads/arrays.py saves for the light path (predict/light.py) compute what scikit-learn does, a
+    genre with one class in training and the union head's unknown labels included; ML-kNN has none."""
+    X, Y = clustered(200, seed=5)
+    Y = np.column_stack([Y, np.ones(len(Y), dtype=Y.dtype)])  # a genre on every poster: a constant predictor
+    estimator = UNION_LOGISTIC[0] if name == "union" else HEADS[name][0]
+    if name == "union":  # a quarter of the labels unknown, as the other data set's unlabelled genres are
+        Y = np.where(np.random.default_rng(0).random(Y.shape) < 0.25, -1, Y.astype(np.int8))
+    fitted = clone(estimator).fit(X, Y)
+    layers = head_layers(fitted)
+    if name == "mlknn":
+        assert layers is None
+        return
+    mean, scale, dense, activations = layers
+    z = (X - mean) / scale
+    for (weights, bias), activation in zip(dense, activations):
+        z = ACTIVATIONS[activation](z @ weights + bias)
+    np.testing.assert_allclose(z, fitted.predict_proba(X), atol=1e-9)
