@@ -1,8 +1,11 @@
-"""Writing files so that a reader sees the old file or the new one, never half of one."""
+"""Writing files so that a reader sees the old file or the new one, never half of one; and reading a
+safetensors file's header before anything maps the file."""
 from __future__ import annotations
 
 import csv
+import json
 import os
+import struct
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,3 +61,19 @@ def write_csv_atomic(path: Path | str, header: list[str], rows: Iterable[Iterabl
         writer = csv.writer(f)
         writer.writerow([formula_safe(cell) for cell in header])
         writer.writerows([formula_safe(cell) for cell in row] for row in rows)
+
+
+def safetensors_header(path: Path | str, max_bytes: int) -> dict:
+    """The JSON header of a safetensors file (tensor names, shapes, offsets, `__metadata__`), read before the
+    file is mapped: a header over `max_bytes`, nested past the recursion limit or cut short is a ValueError."""
+    with open(path, "rb") as f:
+        try:
+            (length,) = struct.unpack("<Q", f.read(8))
+        except struct.error:
+            raise ValueError("shorter than a safetensors header") from None
+        if length > max_bytes:
+            raise ValueError(f"a {length:,}-byte header, over the {max_bytes:,} allowed")
+        try:
+            return json.loads(f.read(length))
+        except RecursionError:
+            raise ValueError("its header is nested too deep") from None

@@ -18,7 +18,6 @@ import io
 import json
 import pickle
 import re
-import struct
 import zipfile
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from skops import io as skops_io
 from torch import nn
 
 from postergenre.core.errors import DataError, first_line
-from postergenre.core.files import atomic_write, write_text_atomic
+from postergenre.core.files import atomic_write, safetensors_header, write_text_atomic
 
 NETWORK_SUFFIX, HEAD_SUFFIX, ENSEMBLE_SUFFIX = ".safetensors", ".skops", ".json"
 MAX_MANIFEST_BYTES, MAX_MEMBERS = 2**20, 20
@@ -107,7 +106,7 @@ def read_network(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
             weights = {key: f.get_tensor(key) for key in f.keys()}
     except ModelFileError:
         raise
-    except (SafetensorError, OSError, KeyError, TypeError, ValueError, RuntimeError, struct.error) as e:
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: not a saved network ({first_line(e)})") from None
     if not isinstance(settings, dict):
         raise ModelFileError(f"{path}: not a saved network (its settings are not a JSON object)")
@@ -116,15 +115,8 @@ def read_network(path: Path | str) -> tuple[dict[str, torch.Tensor], dict]:
 
 def _check_declared_size(path: Path) -> None:
     """Refuse a file whose safetensors header declares more weights than a network has, before it is mapped: a
-    sparse file can declare far more than it holds on disk. (RecursionError: JSON nested past any of ours.)"""
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        if length > MAX_HEADER_BYTES:
-            raise ModelFileError(f"{path}: a {length:,}-byte header, over the {MAX_HEADER_BYTES:,} a network has")
-        try:
-            header = json.loads(f.read(length))
-        except RecursionError:
-            raise ModelFileError(f"{path}: not a saved network (its header is nested too deep)") from None
+    sparse file can declare far more than it holds on disk."""
+    header = safetensors_header(path, MAX_HEADER_BYTES)
     declared = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
     if declared > MAX_NETWORK_BYTES:
         raise ModelFileError(f"{path}: declares {declared / 2**30:.1f} GiB of weights, over the "

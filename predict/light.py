@@ -13,7 +13,6 @@ model's by under LIGHT_TOLERANCE (tests/test_predict.py).
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from postergenre.core.errors import DataError
+from postergenre.core.files import safetensors_header
 from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.core.workspace import arrays_path, cached_graph, file_sha256
 from postergenre.posters.decode import load_image
@@ -90,14 +90,10 @@ def load_light(path: Path | str, engine: str = "auto", precision: str = INFERENC
 
 
 def _read_arrays(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """The arrays file's settings and tensors, its size and header bounded before anything is read."""
-    with open(path, "rb") as f:
-        header = struct.unpack("<Q", f.read(8))[0]
-    if path.stat().st_size > MAX_ARRAYS_BYTES or header > MAX_HEADER_BYTES:
+    """The arrays file's settings and tensors, its size and header bounded before the tensors are read."""
+    if path.stat().st_size > MAX_ARRAYS_BYTES:
         raise ValueError(f"{path}: larger than a head's arrays")
-    with open(path, "rb") as f:
-        f.seek(8)
-        meta = json.loads(json.loads(f.read(header))["__metadata__"]["postergenre"])
+    meta = json.loads(safetensors_header(path, MAX_HEADER_BYTES)["__metadata__"]["postergenre"])
     tensors = load_file(str(path))
     layers = len(meta["activations"])
     if set(tensors) != {"mean", "scale", *(f"{kind}{i}" for i in range(layers) for kind in ("weights", "bias"))} \

@@ -127,6 +127,9 @@ def test_the_light_path_steps_aside_when_it_cannot_answer_alike(sample_heads, tm
     shutil.copy(path, copy)
     shutil.copy(arrays_path(path), arrays_path(copy))
     assert load_light(copy) is not None
+    arrays_path(copy).write_bytes(b"\x01\x02\x03")  # cut short
+    assert load_light(copy) is None
+    shutil.copy(arrays_path(path), arrays_path(copy))
     copy.write_bytes(next((sample_heads / "models").glob("*-mlp.skops")).read_bytes())  # another head, same name
     assert load_light(copy) is None
     monkeypatch.setenv("POSTERGENRE_CACHE", str(tmp_path / "empty-cache"))
