@@ -21,7 +21,7 @@ from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compar
 from postergenre.evaluation.ensemble import describe
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.results import read_results, read_scores, scores_path
-from postergenre.evaluation.sets import predict_sets
+from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.modelfiles import find_final_model
 from postergenre.posters.data import read_genre_table, read_posters
 from postergenre.posters.sample import SYNTHETIC_MARK
@@ -198,8 +198,7 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
     if images:
         grid = figures / f"{dataset}-examples.png"
         predicted = predict_sets(scores[:len(images)], np.asarray(best["thresholds"]["values"]))
-        charts.example_grid(images, [[g for g, on in zip(genres, row) if on] for row in y[:len(images)]],
-                            [[g for g, on in zip(genres, row) if on] for row in predicted], grid,
+        charts.example_grid(images, genre_names(y[:len(images)], genres), genre_names(predicted, genres), grid,
                             f"{dataset}: the first test posters, {best['model']}")
         lines += [f"![example posters]({grid.relative_to(out_dir)})", "",
                   "*True genres above each poster; the genres predicted, right and wrong, below.*", ""]

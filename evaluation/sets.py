@@ -14,3 +14,8 @@ def with_top_genre(scores: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 def predict_sets(scores: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
     return with_top_genre(scores, scores >= thresholds)
+
+
+def genre_names(sets: np.ndarray, genres: list[str]) -> list[list[str]]:
+    """Each row of a (posters, genres) 0/1 matrix as the names of its genres."""
+    return [[g for g, on in zip(genres, row) if on] for row in sets]

@@ -24,7 +24,7 @@ from torch.utils.data import default_collate
 from postergenre.core import workspace
 from postergenre.core.errors import DataError
 from postergenre.core.runtime import INFERENCE_PRECISION
-from postergenre.evaluation.sets import predict_sets
+from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.posters.decode import load_image, to_rgb
 from postergenre.predict.models import Predictor, load_model
 
@@ -69,10 +69,9 @@ class Model:
     def predict(self, images: Sequence[ImageLike]) -> list[Prediction]:
         """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4])."""
         probabilities = self.predict_proba(images)
-        chosen = predict_sets(probabilities, self.predictor.thresholds)
-        return [Prediction([g for g, on in zip(self.predictor.genres, row) if on],
-                           {g: float(p) for g, p in zip(self.predictor.genres, probs)})
-                for row, probs in zip(chosen, probabilities)]
+        chosen = genre_names(predict_sets(probabilities, self.predictor.thresholds), self.predictor.genres)
+        return [Prediction(names, {g: float(p) for g, p in zip(self.predictor.genres, probs)})
+                for names, probs in zip(chosen, probabilities)]
 
     def __repr__(self) -> str:
         return f"postergenre.Model({self.name!r}, {len(self.genres)} genres)"

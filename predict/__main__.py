@@ -23,7 +23,7 @@ from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.core.files import write_csv_atomic, write_text_atomic
 from postergenre.core.runtime import INFERENCE_PRECISION, PRECISIONS
-from postergenre.evaluation.sets import predict_sets
+from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.posters.data import PARTS, read_posters
 from postergenre.predict.arguments import add_model_arguments
 from postergenre.predict.light import LightHead, load_light
@@ -103,9 +103,9 @@ def prediction_report(predictor: Predictor | LightHead, paths: list[Path], proba
     poster, "skipped"}, with "scores" and "unknown_genres" when the true `genre_sets` are known."""
     kept = [i for i in range(len(paths)) if i not in errors]
     predicted = predict_sets(probabilities, predictor.thresholds)
-    rows = [{"image": str(paths[i]), "predicted": [g for g, on in zip(predictor.genres, chosen) if on],
+    rows = [{"image": str(paths[i]), "predicted": names,
              "probabilities": {g: float(p) for g, p in zip(predictor.genres, probs)}}
-            for i, chosen, probs in zip(kept, predicted, probabilities)]
+            for i, names, probs in zip(kept, genre_names(predicted, predictor.genres), probabilities)]
     report = {"model": predictor.name, "genres": predictor.genres, "thresholds": predictor.thresholds.tolist(),
               "predictions": rows, "skipped": [{"image": str(paths[i]), "reason": r} for i, r in errors.items()]}
     for reason in errors.values():

@@ -35,7 +35,7 @@ from torch.utils.data import default_collate
 
 from postergenre.core import cli
 from postergenre.core.errors import DataError
-from postergenre.evaluation.sets import predict_sets
+from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.explain.gradcam import grad_cam, overlay
 from postergenre.posters.decode import load_image
 from postergenre.predict.arguments import add_model_arguments
@@ -74,9 +74,9 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
         return 400, {"error": f"Unknown genre {genre!r}."}
     x = predictor.transform(image)
     probabilities = predictor.predict_proba(default_collate([x]))[0]
-    chosen = predict_sets(probabilities[None], predictor.thresholds)[0]
+    (chosen,) = genre_names(predict_sets(probabilities[None], predictor.thresholds), predictor.genres)
     result = {"probabilities": {g: round(float(p), 4) for g, p in zip(predictor.genres, probabilities)},
-              "predicted": [g for g, on in zip(predictor.genres, chosen) if on],
+              "predicted": chosen,
               "thresholds": {g: round(float(t), 4) for g, t in zip(predictor.genres, predictor.thresholds)},
               "heatmap": None, "heatmap_genre": None}
     if predictor.network is not None:  # heatmaps need a network's gradients
