@@ -134,9 +134,9 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
     cv_heads = list(scope.cv_heads[name])
     plain = [h for h in HEAD_NAMES if h not in cv_heads and (h != "logistic" or len(scope.backbones) == 1)]
     cv = ["--cv", f"{CV[0]}x{CV[1]}"]
-    for step, group, cv in ((f"{name} heads", plain, []), (f"{name} heads cv", cv_heads, cv)):
+    for step, group, flags in ((f"{name} heads", plain, []), (f"{name} heads cv", cv_heads, cv)):
         if group:
-            steps.run(step, results / f"{backbone}-{group[-1]}.json", "heads", *heads, "--heads", *group, *cv)
+            steps.run(step, results / f"{backbone}-{group[-1]}.json", "heads", *heads, "--heads", *group, *flags)
     if other := UNIONS.get(name):
         steps.run(f"{name} union", results / f"{backbone}-logistic-union-{other}.json", "heads", *heads,
                   "--union", str(features_path(work, other, backbone)), "--heads", "logistic", *cv)
