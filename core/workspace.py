@@ -40,10 +40,15 @@ def onnx_graph_path(backbone: str, image_size: int, weights_sha256: str) -> Path
     return cache_dir() / f"{file_name(backbone)}-{image_size}px-uint8-{weights_sha256}.onnx"
 
 
+def graph_checksum_path(graph: Path) -> Path:
+    """Where an exported graph's sha256 is kept, written at its export."""
+    return graph.with_name(graph.name + ".sha256")
+
+
 def cached_graph(backbone: str, image_size: int, weights_sha256: str) -> Path | None:
     """The backbone's exported graph, if it is cached and unchanged since its export (its checksum matches)."""
     path = onnx_graph_path(backbone, image_size, weights_sha256)
-    checksum = path.with_name(path.name + ".sha256")
+    checksum = graph_checksum_path(path)
     if path.is_file() and checksum.is_file() and checksum.read_text().strip() == file_sha256(path):
         return path
     return None

@@ -26,7 +26,7 @@ from postergenre.core.device import autocast_dtype, choose_device
 from postergenre.core.errors import DataError, first_line
 from postergenre.core.files import atomic_write, write_text_atomic
 from postergenre.core.runtime import ENGINES, INFERENCE_PRECISION
-from postergenre.core.workspace import cached_graph, file_sha256, onnx_graph_path
+from postergenre.core.workspace import cached_graph, file_sha256, graph_checksum_path, onnx_graph_path
 from postergenre.extract.backbones import Backbone
 
 # Largest absolute difference between the engines' embeddings; measured about 1e-5 on EfficientNet-Lite0.
@@ -136,7 +136,7 @@ def _onnx_session(backbone: Backbone, model: Normalised):
               f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, backbone.image_size, path, torch.uint8)
-        write_text_atomic(path.with_name(path.name + ".sha256"), file_sha256(path))
+        write_text_atomic(graph_checksum_path(path), file_sha256(path))
     try:
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
