@@ -41,7 +41,7 @@
 # SERVE_MODEL  make bench: the network the page is timed with
 # GENRE_TABLE  make report: the Kaggle genre table its appendix shows (default: in SHARED_DATA)
 DATA ?= data/sample
-# Only a built-in name is taken from the file: its text goes into shell commands.
+# The built-in backbones, whose feature files make heads and final find for DATA without BACKBONE=.
 BUILT_IN := resnet50 efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 efficientnet_lite0_multiscale \
             efficientnet_lite2_multiscale
 EXTRACTED = $(strip $(foreach b,$(BUILT_IN),$(if $(wildcard features/$(NAME)-$(b).h5),$(b))))
@@ -115,7 +115,7 @@ install: .venv/installed
 
 # Every setting, its default and its values: the comment block at the top of this file.
 help:
-	@sed -n '5,/^[^#]/s/^# \{0,1\}//p' Makefile
+	@sed -n '/^# DATA /,/^[^#]/s/^# \{0,1\}//p' Makefile
 
 # The whole pipeline on the synthetic sample, with the backbone that works offline.
 demo: install

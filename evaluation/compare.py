@@ -25,7 +25,7 @@ def choosing_score(r: dict) -> tuple[float, str]:
     fold (evaluation.ensemble.out_of_fold_map); else validation mAP (networks, heads without CV). One validation
     part of ~200 posters flatters whichever model was tuned or selected on it; scores from other posters (a
     head's mean over all its folds) would rank models on different posters, and one part can be easier than
-    the rest (AniList covers: every head's validation mAP is 0.05-0.07 above its CV mean)."""
+    the rest (docs/evaluation.md, "Choosing a model")."""
     if "val_mAP_macro" in r.get("cv", {}):
         return r["cv"]["val_mAP_macro"], "out-of-fold validation mAP"
     if "selection" in r:
