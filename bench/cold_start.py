@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from postergenre.core.workspace import cached_graph
 from postergenre.predict.light import load_light
 
 
@@ -41,10 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     if light is None:
         sys.exit(f"bench.cold_start: {args.model} has no arrays or no cached backbone graph; run make features and "
                  "make heads (or final) with this version first")
-    graph = cached_graph(*(light.fingerprint[k] for k in ("backbone", "image_size", "weights_sha256")))
     command = [str(Path(sys.executable).parent / "postergenre"), "predict", "--model"]
     floor = best_time([sys.executable, "-c", "import numpy, onnxruntime, PIL.Image; onnxruntime.InferenceSession("
-                       f"{str(graph)!r}, providers=['CPUExecutionProvider'])"], args.times)
+                       f"{str(light.graph)!r}, providers=['CPUExecutionProvider'])"], args.times)
     ours = best_time([*command, str(args.model), str(args.image)], args.times)
     with tempfile.TemporaryDirectory() as tmp:  # the head alone, without its arrays: the full model loads
         alone = Path(tmp) / args.model.name

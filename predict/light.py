@@ -41,7 +41,7 @@ class LightHead:
         self.name, self.genres = path.stem, list(meta["genres"])
         self.thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
         self.batch_size, self.image_size = int(meta["batch_size"]), int(meta["fingerprint"]["image_size"])
-        self.activations, self.tensors, self.fingerprint = list(meta["activations"]), tensors, meta["fingerprint"]
+        self.activations, self.tensors, self.graph = list(meta["activations"]), tensors, graph
         self.session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
