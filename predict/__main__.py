@@ -69,9 +69,11 @@ def main(argv: list[str] | None = None) -> None:
 def predict(args: argparse.Namespace) -> None:
     light = load_light(args.model, args.engine, args.precision) if args.model and not args.data else None
     if light is None:
-        from postergenre.predict.models import chosen_model, load_model
+        from postergenre.predict.models import chosen_model, load_model, predict_files
         predictor = load_model(chosen_model(args), args.weights, args.precision, args.engine,
                                trust_timm=args.trust_timm)
+    else:
+        predictor = light
     genre_sets = None
     if args.data:
         from postergenre.posters.split import Split, split_posters
@@ -80,11 +82,7 @@ def predict(args: argparse.Namespace) -> None:
         paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]
     else:
         paths = [file for given in (args.posters or [args.images]) for file in image_files(Path(given))]
-    if light is not None:
-        predictor, (probabilities, errors) = light, light.predict_files(paths)
-    else:
-        from postergenre.predict.models import predict_files
-        probabilities, errors = predict_files(predictor, paths, args.workers)
+    probabilities, errors = light.predict_files(paths) if light else predict_files(predictor, paths, args.workers)
     if len(errors) == len(paths):
         raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
     report = prediction_report(predictor, paths, probabilities, errors, genre_sets)
