@@ -6,8 +6,8 @@
         print(poster.genres, poster.probabilities)
 
 `load`, `Model` and `Prediction` predict with a saved model; `split`, `features`, `fit_heads` and `final` are
-the steps of `make features heads final` as functions (`postergenre.heads` is the heads' package). They are imported on first use, so that `postergenre --help`
-and `import postergenre` stay quick.
+the steps of `make features heads final` as functions (`postergenre.heads` is the heads' package). They are
+imported on first use, so that `postergenre --help` and `import postergenre` stay quick.
 """
 from __future__ import annotations
 
