@@ -118,6 +118,6 @@ def test_the_hour_leaves_out_what_full_runs(tmp_path):
     assert not any(BACKBONE_CHOICES[1] in arg for arg in hour["anime-posters heads cv"])
     movies = plans[False, "movie-posters"]
     assert "movie-posters cnn-posternet" not in movies and "movie-posters cnn-posternet" in plans[True, "movie-posters"]
-    assert movies["movie-posters heads"][-2:] == ["--heads", "logistic"]
-    assert movies["movie-posters heads cv"][-5:] == ["--heads", "mlknn", "mlp", "--cv", "5x1"]
+    assert movies["movie-posters heads"][-3:] == ["--heads", "logistic", "mlp"]
+    assert movies["movie-posters heads cv"][-4:] == ["--heads", "mlknn", "--cv", "5x1"]
     assert plans[True, "movie-posters"]["movie-posters heads cv"][-5:] == ["logistic", "mlknn", "mlp", "--cv", "5x1"]
