@@ -62,7 +62,8 @@ def save_arrays(head_file: Path | str, estimator: object, settings: dict) -> Pat
     tensors = {"mean": mean, "scale": scale}
     for i, (weights, bias) in enumerate(dense):
         tensors[f"weights{i}"], tensors[f"bias{i}"] = weights, bias
-    meta = {key: settings[key] for key in ("genres", "thresholds", "fingerprint", "batch_size")}
+    meta = {key: settings[key] for key in ("genres", "thresholds", "fingerprint", "batch_size", "recall_thresholds")
+            if key in settings}
     meta.update(activations=activations, head_sha256=file_sha256(head_file))
     with atomic_write(path) as tmp:
         save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),

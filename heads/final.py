@@ -11,8 +11,9 @@ refits the evaluated ensemble's members instead (fit_final_ensemble).
 With `--union OTHER.h5` (the file `make heads UNION=...` used), the logistic head trained with the other
 data set's posters too competes as well, and when chosen is refit on every poster of both.
 
-Its threshold comes from out-of-fold predictions (the same parameters fitted on 4/5 of the posters,
-predicting the other 1/5, five times), never from posters the model was fitted on. The final model
+Its thresholds, for F1 and for each recall level (evaluation/recall.py), come from out-of-fold predictions
+(the same parameters fitted on 4/5 of the posters, predicting the other 1/5, five times), never from posters
+the model was fitted on. The final model
 has seen the test part, so it has no test figures of its own; the card gives the evaluated model's.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from postergenre.core.progress import progress
 from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
 from postergenre.evaluation.compare import choosing_score, picked
 from postergenre.evaluation.metrics import choose_thresholds, macro_map
+from postergenre.evaluation.recall import recall_thresholds
 from postergenre.evaluation.results import read_results
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
@@ -92,6 +94,7 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     per_genre = source["thresholds"]["per_genre"]
     oof = out_of_fold_scores(estimator, features.X, features.Y, folds, seed, union.added if "union" in source else None)
     thresholds = choose_thresholds(features.Y, oof, per_genre)
+    recall = recall_thresholds(features.Y, oof)
     oof_figures = {"mAP_macro": macro_map(features.Y, oof),
                    "f1_micro": float(f1_score(features.Y, predict_sets(oof, thresholds), average="micro",
                                               zero_division=0))}
@@ -99,19 +102,22 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     path = final_model_path(models_dir, dataset)
     save_head(path, model, features, source["params"], thresholds.tolist(),
               final={"source": source["model"], "chosen_by": rule, "posters": len(Y), "folds": folds,
-                     "out_of_fold": oof_figures, **({"union": report} if report else {})})
+                     "out_of_fold": oof_figures, **({"union": report} if report else {})},
+              recall_thresholds=recall)
     if report:
         print(f"{dataset}: {describe(report, len(Y))}")
-    card = model_card(features, heads, source, rule, picked(results), thresholds, folds, oof_figures, report)
+    card = model_card(features, heads, source, rule, picked(results), thresholds, folds, oof_figures, recall, report)
     write_text_atomic(path.with_suffix(".md"), card)
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
-          f"threshold {thresholds_text(thresholds)} from {folds}-fold out-of-fold predictions; "
+          f"threshold {thresholds_text(thresholds)} and recall thresholds "
+          f"{', '.join(f'{level}: {t:.4f}' for level, t in recall.items())} from {folds}-fold out-of-fold predictions; "
           f"model card {path.with_suffix('.md')}")
     return path
 
 
 def model_card(features: Features, heads: list[dict], source: dict, rule: str, overall_pick: dict,
-               thresholds: np.ndarray, folds: int, oof: dict, union: dict | None = None) -> str:
+               thresholds: np.ndarray, folds: int, oof: dict, recall: dict[str, float],
+               union: dict | None = None) -> str:
     """What a user of the final model should know: data, choice, figures with intervals, thresholds, limits."""
     dataset, n, n_train = features.attrs["dataset"], len(features.Y), int((features.parts == "train").sum())
     also = (f", and on all {union['added']} posters of {union['dataset']} (genres it does not label, "
@@ -145,6 +151,11 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
     if np.ptp(thresholds) > 0:
         lines += ["| genre | threshold |", "|---|---|",
                   *(f"| {g} | {t:.2f} |" for g, t in zip(features.genres, thresholds)), ""]
+    lines += ["## Genre sets with a recall guarantee", "",
+              "`postergenre predict --recall LEVEL` predicts every genre whose probability is above the level's "
+              "threshold, chosen by conformal risk control on the same out-of-fold predictions, so that a poster "
+              "like these gets on average at least that share of its true genres (evaluation/recall.py):", "",
+              "| recall level | threshold |", "|---|---|", *(f"| {level} | {t:.4f} |" for level, t in recall.items()), ""]
     return "\n".join(lines + genres_lines(features.genres, features.Y.sum(axis=0)))
 
 

@@ -83,13 +83,16 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
 
 
 def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict,
-              thresholds: list[float], final: dict | None = None) -> None:
+              thresholds: list[float], final: dict | None = None,
+              recall_thresholds: dict[str, float] | None = None) -> None:
     """The head with what `make predict` needs: the features it expects and its thresholds; a final model
-    (make final) also records how it was chosen and refit. A logistic or MLP head is also saved as plain arrays
-    beside it (heads/arrays.py), which `postergenre predict` reads without scikit-learn."""
+    (make final) also records how it was chosen and refit, and its recall thresholds (evaluation/recall.py). A
+    logistic or MLP head is also saved as plain arrays beside it (heads/arrays.py), which `postergenre predict`
+    reads without scikit-learn."""
     settings = {"genres": features.genres, "fingerprint": features.fingerprint(), "params": params,
                 "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"]),
-                **({"final": final} if final else {})}
+                **({"final": final} if final else {}),
+                **({"recall_thresholds": recall_thresholds} if recall_thresholds else {})}
     modelfiles.save_head(path, estimator, settings)
     save_arrays(path, estimator, settings)
 

@@ -24,7 +24,8 @@ from torch.utils.data import default_collate
 from postergenre.core import workspace
 from postergenre.core.errors import DataError
 from postergenre.core.runtime import INFERENCE_PRECISION
-from postergenre.evaluation.sets import genre_names, predict_sets
+from postergenre.evaluation.recall import chosen_sets
+from postergenre.evaluation.sets import genre_names
 from postergenre.posters.decode import load_image, to_rgb
 from postergenre.predict.models import Predictor, load_model
 
@@ -34,7 +35,7 @@ ImageLike = Union[str, Path, Image.Image, np.ndarray]
 @dataclass(frozen=True)
 class Prediction:
     """One poster's answer: the predicted genre set, by the model's own rule (every genre at or above its
-    threshold, and the top genre always), and every genre's probability."""
+    threshold, and the top genre always) or a recall level's, and every genre's probability."""
     genres: list[str]
     probabilities: dict[str, float]
 
@@ -66,10 +67,12 @@ class Model:
             batches.append(predictor.predict_proba(default_collate(batch)))
         return np.concatenate(batches) if batches else np.zeros((0, len(predictor.genres)), np.float32)
 
-    def predict(self, images: Sequence[ImageLike]) -> list[Prediction]:
-        """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4])."""
-        probabilities = self.predict_proba(images)
-        chosen = genre_names(predict_sets(probabilities, self.predictor.thresholds), self.predictor.genres)
+    def predict(self, images: Sequence[ImageLike], recall: str | None = None) -> list[Prediction]:
+        """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4]). With
+        `recall` ("0.8", "0.9" or "0.95"), a final head's sets that hold on average that share of a poster's true
+        genres (evaluation/recall.py)."""
+        probabilities, p = self.predict_proba(images), self.predictor
+        chosen = genre_names(chosen_sets(probabilities, p.thresholds, recall, p.recall_thresholds, p.name), p.genres)
         return [Prediction(names, {g: float(p) for g, p in zip(self.predictor.genres, probs)})
                 for names, probs in zip(chosen, probabilities)]
 

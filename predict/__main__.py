@@ -2,7 +2,8 @@
 [--json]
 
 Scores new posters with any saved model: for each poster, the predicted genre set (every genre at or above
-its threshold, chosen on validation, and the top genre always) and every genre's probability. Without
+its threshold, chosen on validation, and the top genre always; with --recall LEVEL, a final head's set that holds
+on average that share of a poster's true genres) and every genre's probability. Without
 --out it prints one line per poster, `<image>: <genre> <probability>, ...`; with --json the whole report
 as JSON; with --out it writes them as CSV and as JSON beside it. Unreadable images are reported and skipped.
 With --data the true genres are known, so the predictions are also scored by the evaluation module;
@@ -23,7 +24,8 @@ from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.core.files import write_csv_atomic, write_text_atomic
 from postergenre.core.runtime import INFERENCE_PRECISION, PRECISIONS
-from postergenre.evaluation.sets import genre_names, predict_sets
+from postergenre.evaluation.recall import RECALL_LEVELS, chosen_sets, realised_recall
+from postergenre.evaluation.sets import genre_names
 from postergenre.posters.data import PARTS, read_posters
 from postergenre.predict.arguments import add_model_arguments
 from postergenre.predict.light import LightHead, load_light
@@ -56,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", default="test", choices=PARTS, help="with --split: the part to predict")
     parser.add_argument("--out", help="CSV to write; the JSON goes beside it (default: print to stdout)")
     parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    parser.add_argument("--recall", choices=RECALL_LEVELS, default=None,
+                        help="predict the sets that hold on average at least this share of a poster's true genres "
+                             "(a final head's conformal thresholds, evaluation/recall.py) instead of the F1 thresholds")
     parser.add_argument("--weights", default=None, help="local weights of a head's backbone (resnet50 offline)")
     parser.add_argument("--precision", default=INFERENCE_PRECISION, choices=PRECISIONS,
                         help="autocast precision (fp32 by default: the same probabilities on every CPU)")
@@ -85,7 +90,7 @@ def predict(args: argparse.Namespace) -> None:
     probabilities, errors = light.predict_files(paths) if light else predict_files(predictor, paths, args.workers)
     if len(errors) == len(paths):
         raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
-    report = prediction_report(predictor, paths, probabilities, errors, genre_sets)
+    report = prediction_report(predictor, paths, probabilities, errors, genre_sets, args.recall)
     if args.out:
         write_predictions(Path(args.out), predictor, report)
     if args.json:
@@ -96,15 +101,18 @@ def predict(args: argparse.Namespace) -> None:
 
 
 def prediction_report(predictor: Predictor | LightHead, paths: list[Path], probabilities: np.ndarray,
-                      errors: dict[int, str], genre_sets: list[tuple[str, ...]] | None) -> dict:
-    """{"model", "genres", "thresholds", "predictions": one {"image", "predicted", "probabilities"} per readable
-    poster, "skipped"}, with "scores" and "unknown_genres" when the true `genre_sets` are known."""
+                      errors: dict[int, str], genre_sets: list[tuple[str, ...]] | None,
+                      recall: str | None = None) -> dict:
+    """{"model", "genres", "thresholds", "recall", "predictions": one {"image", "predicted", "probabilities"} per
+    readable poster, "skipped"}, with "scores" and "unknown_genres" when the true `genre_sets` are known. With
+    `recall` (a level), the predicted sets are that level's (evaluation/recall.py)."""
     kept = [i for i in range(len(paths)) if i not in errors]
-    predicted = predict_sets(probabilities, predictor.thresholds)
+    predicted = chosen_sets(probabilities, predictor.thresholds, recall, predictor.recall_thresholds, predictor.name)
     rows = [{"image": str(paths[i]), "predicted": names,
              "probabilities": {g: float(p) for g, p in zip(predictor.genres, probs)}}
             for i, names, probs in zip(kept, genre_names(predicted, predictor.genres), probabilities)]
     report = {"model": predictor.name, "genres": predictor.genres, "thresholds": predictor.thresholds.tolist(),
+              "recall": recall and {"level": recall, "threshold": predictor.recall_thresholds[recall]},
               "predictions": rows, "skipped": [{"image": str(paths[i]), "reason": r} for i, r in errors.items()]}
     for reason in errors.values():
         print(f"skipped: {reason}", file=sys.stderr)
@@ -122,6 +130,10 @@ def prediction_report(predictor: Predictor | LightHead, paths: list[Path], proba
         overall = report["scores"]["overall"]
         print(f"{len(kept)} posters: mAP {overall['mAP_macro']:.3f}, micro-F1 {overall['f1_micro']:.3f}",
               file=sys.stderr)
+        if recall:
+            realised = report["recall"]["realised"] = realised_recall(labels, predicted)
+            print(f"recall {recall}: realised {realised['recall']:.3f} ({realised['low']:.3f}-{realised['high']:.3f}), "
+                  f"{realised['set_size']:.2f} genres a poster", file=sys.stderr)
     return report
 
 

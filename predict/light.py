@@ -24,6 +24,7 @@ from postergenre.core.errors import DataError
 from postergenre.core.files import safetensors_header
 from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.core.workspace import arrays_path, cached_graph, file_sha256
+from postergenre.evaluation.recall import RECALL_LEVELS
 from postergenre.posters.decode import load_image
 
 LIGHT_TOLERANCE = 1e-5  # from the full model's probabilities; measured 1.3e-7 on 100 sample posters
@@ -40,6 +41,7 @@ class LightHead:
 
         self.name, self.genres = path.stem, list(meta["genres"])
         self.thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
+        self.recall_thresholds: dict[str, float] | None = meta.get("recall_thresholds")
         self.batch_size, self.image_size = int(meta["batch_size"]), int(meta["fingerprint"]["image_size"])
         self.activations, self.tensors, self.graph = list(meta["activations"]), tensors, graph
         self.session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
@@ -106,6 +108,10 @@ def _read_arrays(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         width = tensors[f"weights{i}"].shape[1]
     if tensors["scale"].shape != tensors["mean"].shape or not width == len(meta["genres"]) == len(meta["thresholds"]):
         raise ValueError(f"{path}: not a head's arrays")
+    recall = meta.get("recall_thresholds") or {}
+    if not (isinstance(recall, dict) and set(recall) <= set(RECALL_LEVELS)
+            and all(isinstance(t, float) and 0 <= t <= 1 for t in recall.values())):
+        raise ValueError(f"{path}: recall thresholds this version did not write")
     return meta, tensors
 
 

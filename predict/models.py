@@ -62,6 +62,7 @@ class Predictor:
     batch_size: int = 8
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype | None = None
+    recall_thresholds: dict[str, float] | None = None  # a final head's (evaluation/recall.py)
 
     @property
     def transform(self) -> Callable:
@@ -173,7 +174,8 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = IN
             embedders[key] = make_embedder(backbone, tta, engine, precision)
         return Predictor(path.stem, list(settings.genres), np.asarray(settings.thresholds, dtype=np.float64),
                          ImageSpec(backbone.image_size, backbone.mean, backbone.std), head=head,
-                         embedder=embedders[key], batch_size=settings.batch_size)
+                         embedder=embedders[key], batch_size=settings.batch_size,
+                         recall_thresholds=settings.recall_thresholds)
     state, raw = read_network(path)
     settings = parse(NetworkSettings, raw, path)
     _refuse_untrusted_timm(path, settings, trust_timm)

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from postergenre.evaluation.recall import RECALL_LEVELS
 from postergenre.extract.backbones import TIMM_PREFIX, is_backbone_name
 from postergenre.modelfiles import MAX_MEMBERS, ModelFileError
 
@@ -25,6 +26,7 @@ Short = Annotated[str, Field(max_length=200)]
 Value = Union[None, bool, int, float, Short]  # a parameter or record value: no structure inside
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+RecallLevel = Literal[RECALL_LEVELS]
 
 
 class _Schema(BaseModel):
@@ -37,6 +39,7 @@ class _Model(_Schema):
     thresholds: list[Threshold]
     batch_size: int = Field(gt=0, le=MAX_BATCH)
     final: dict | None = None  # how a final model was refit: a record that nothing reads back
+    recall_thresholds: dict[RecallLevel, Threshold] | None = None  # a final head's (evaluation/recall.py)
 
     @model_validator(mode="after")
     def _a_threshold_per_genre(self) -> "_Model":

@@ -11,6 +11,7 @@ import postergenre.evaluation.ensemble
 from postergenre.core.errors import DataError
 from postergenre.evaluation.ensemble import Combination
 from postergenre.evaluation.metrics import choose_thresholds
+from postergenre.evaluation.recall import recall_thresholds
 from postergenre.extract.engines import Embedder
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.estimators import HEADS
@@ -46,6 +47,7 @@ def test_the_chosen_head_is_refit_on_all_posters(tmp_path):
     np.testing.assert_allclose(final.predict_proba(features.X), refit.predict_proba(features.X))
     oof = out_of_fold_scores(clone(HEADS[chosen][0]).set_params(**params), features.X, features.Y, 5, 0)
     assert settings["thresholds"] == choose_thresholds(features.Y, oof).tolist()
+    assert settings["recall_thresholds"] == recall_thresholds(features.Y, oof)
     assert settings["final"]["source"] == f"efficientnet_lite0-{chosen}" and settings["final"]["posters"] == 300
     # not what the posters it was fitted on would give
     assert settings["thresholds"] != choose_thresholds(features.Y, final.predict_proba(features.X)).tolist()
