@@ -155,7 +155,8 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
               "`postergenre predict --recall LEVEL` predicts every genre whose probability is above the level's "
               "threshold, chosen by conformal risk control on the same out-of-fold predictions, so that a poster "
               "like these gets on average at least that share of its true genres (evaluation/recall.py):", "",
-              "| recall level | threshold |", "|---|---|", *(f"| {level} | {t:.4f} |" for level, t in recall.items()), ""]
+              "| recall level | threshold |", "|---|---|",
+              *(f"| {level} | {t:.4f} |" for level, t in recall.items()), ""]
     return "\n".join(lines + genres_lines(features.genres, features.Y.sum(axis=0)))
 
 
