@@ -52,6 +52,24 @@ def head_layers(estimator: object) -> tuple[np.ndarray, np.ndarray, list[tuple[n
     return scaler.mean_, scaler.scale_, [(np.stack(weights, axis=1), np.array(bias))], ["logistic"]
 
 
+def calibrate_last_layer(estimator: object, slope: np.ndarray, intercept: np.ndarray) -> bool:
+    """Fold per-genre Platt scaling (evaluation.calibration.GenreCalibration) into a fitted head's last layer, in
+    place: the sigmoid of (slope * z + intercept), z the layer's logit, is its calibrated probability. True where
+    the head has such a layer (the logistic head, the MLP); False, and unchanged, otherwise (ML-kNN)."""
+    if head_layers(estimator) is None:
+        return False
+    model = estimator.steps[1][1]
+    if isinstance(model, MLPClassifier):
+        model.coefs_[-1] *= slope
+        model.intercepts_[-1] = model.intercepts_[-1] * slope + intercept
+        return True
+    for genre, a, b in zip(model.estimators_, slope, intercept):
+        if isinstance(genre, LogisticRegression):  # a genre with one class in training stays constant
+            genre.coef_ *= a
+            genre.intercept_ = genre.intercept_ * a + b
+    return True
+
+
 def save_arrays(head_file: Path | str, estimator: object, settings: dict) -> Path | None:
     """Write the arrays beside a just-saved head file, or remove stale ones if this head has none."""
     path, layers = arrays_path(head_file), head_layers(estimator)

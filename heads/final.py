@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from postergenre.core import cli, workspace
 from postergenre.core.errors import DataError
 from postergenre.core.files import atomic_write, write_text_atomic
 from postergenre.core.progress import progress
+from postergenre.evaluation.calibration import GenreCalibration, fit_genre_calibration
 from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
 from postergenre.evaluation.compare import choosing_score, picked
 from postergenre.evaluation.metrics import choose_thresholds, macro_map
@@ -37,6 +39,7 @@ from postergenre.evaluation.recall import recall_thresholds
 from postergenre.evaluation.results import read_results
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
+from postergenre.heads.arrays import calibrate_last_layer
 from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
 from postergenre.heads.train import fit_quietly, save_head
 from postergenre.heads.union import Added, Union, plus_added
@@ -52,7 +55,19 @@ def choose(heads: list[dict]) -> tuple[dict, str]:
     return choice, choosing_score(choice)[1]
 
 
-def _estimator(source: dict) -> BaseEstimator:
+def head_results(features: Features, results_dir: Path | str, other: str | None = None) -> list[dict]:
+    """The results of the heads fitted on these features (with `other`, a data set's name, the union head trained
+    with it too), or one line saying to run make heads."""
+    dataset = features.attrs["dataset"]
+    heads = [r for r in read_results(results_dir).get(dataset, []) if r["kind"] == "head"
+             and r["backbone"] == features.attrs["backbone"] and r.get("union", {}).get("dataset") in (None, other)]
+    if not heads:
+        raise DataError(f"{results_dir}/{dataset}: no head results on {features.attrs['backbone']} features; "
+                        f"run `make heads` first")
+    return heads
+
+
+def head_estimator(source: dict) -> BaseEstimator:
     """The unfitted head of result `source`, with the parameters its evaluation chose."""
     head = UNION_LOGISTIC[0] if "union" in source else HEADS[source["head"]][0]
     return clone(head).set_params(**source["params"])
@@ -63,7 +78,7 @@ def refit(source: dict, features: Features, union: Union | None = None) -> tuple
     """The head of result `source` fitted on every labelled poster of `features` (a union head: and on every
     poster of the other set): (the model, the labels it learnt from, what the union added)."""
     X, Y, report = union.everything() if "union" in source else (features.X, features.Y, None)
-    return fit_quietly(_estimator(source), X, Y), Y, report
+    return fit_quietly(head_estimator(source), X, Y), Y, report
 
 
 def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed: int,
@@ -83,42 +98,64 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     the head trained with it is chosen); returns the saved model's path."""
     dataset = features.attrs["dataset"]
     results = read_results(results_dir).get(dataset, [])
-    other = union.source.attrs["dataset"] if union else None
-    heads = [r for r in results if r["kind"] == "head" and r["backbone"] == features.attrs["backbone"]
-             and r.get("union", {}).get("dataset") in (None, other)]
-    if not heads:
-        raise DataError(f"{results_dir}/{dataset}: no head results on {features.attrs['backbone']} features; "
-                        f"run `make heads` first")
+    heads = head_results(features, results_dir, union.source.attrs["dataset"] if union else None)
     source, rule = choose(heads)
-    estimator = _estimator(source)
-    per_genre = source["thresholds"]["per_genre"]
-    oof = out_of_fold_scores(estimator, features.X, features.Y, folds, seed, union.added if "union" in source else None)
-    thresholds = choose_thresholds(features.Y, oof, per_genre)
-    recall = recall_thresholds(features.Y, oof)
-    oof_figures = {"mAP_macro": macro_map(features.Y, oof),
-                   "f1_micro": float(f1_score(features.Y, predict_sets(oof, thresholds), average="micro",
-                                              zero_division=0))}
+    oof = out_of_fold_scores(head_estimator(source), features.X, features.Y, folds, seed,
+                             union.added if "union" in source else None)
+    calibration = fit_genre_calibration(features.Y, oof, folds, seed)
     model, Y, report = refit(source, features, union)
+    if not calibrate_last_layer(model, calibration.slope, calibration.intercept):
+        calibration = None  # ML-kNN's probabilities are neighbour counts, with no logit to scale
+    chosen = OutOfFold.choose(features.Y, oof, source["thresholds"]["per_genre"], folds, calibration)
     path = final_model_path(models_dir, dataset)
-    save_head(path, model, features, source["params"], thresholds.tolist(),
+    save_head(path, model, features, source["params"], chosen.thresholds.tolist(),
               final={"source": source["model"], "chosen_by": rule, "posters": len(Y), "folds": folds,
-                     "out_of_fold": oof_figures, **({"union": report} if report else {})},
-              recall_thresholds=recall)
+                     "out_of_fold": chosen.figures, **({"union": report} if report else {}),
+                     **({"calibration": chosen.calibration_record()} if calibration else {})},
+              recall_thresholds=chosen.recall)
     if report:
         print(f"{dataset}: {describe(report, len(Y))}")
-    card = model_card(features, heads, source, rule, picked(results), thresholds, folds, oof_figures, recall, report)
+    card = model_card(features, heads, source, rule, picked(results), chosen, report)
     write_text_atomic(path.with_suffix(".md"), card)
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
-          f"threshold {thresholds_text(thresholds)} and recall thresholds "
-          f"{', '.join(f'{level}: {t:.4f}' for level, t in recall.items())} from {folds}-fold out-of-fold predictions; "
-          f"model card {path.with_suffix('.md')}")
+          f"{chosen.summary()} from {folds}-fold out-of-fold predictions; model card {path.with_suffix('.md')}")
     return path
 
 
+@dataclass(frozen=True)
+class OutOfFold:
+    """What a final head's out-of-fold predictions chose: its per-genre calibration (None for ML-kNN), then, on
+    the calibrated probabilities, its F1 thresholds and recall thresholds, and the figures they reach."""
+    folds: int
+    calibration: GenreCalibration | None
+    thresholds: np.ndarray
+    recall: dict[str, float]
+    figures: dict[str, float]  # out-of-fold mAP and micro-F1
+
+    @classmethod
+    def choose(cls, y: np.ndarray, oof: np.ndarray, per_genre: bool, folds: int,
+               calibration: GenreCalibration | None) -> "OutOfFold":
+        oof = calibration.apply(oof) if calibration else oof
+        thresholds = choose_thresholds(y, oof, per_genre)
+        f1 = float(f1_score(y, predict_sets(oof, thresholds), average="micro", zero_division=0))
+        return cls(folds, calibration, thresholds, recall_thresholds(y, oof),
+                   {"mAP_macro": macro_map(y, oof), "f1_micro": f1})
+
+    def calibration_record(self) -> dict:
+        c = self.calibration
+        return {"slope": c.slope.tolist(), "intercept": c.intercept.tolist(), "ece_before": c.ece_before,
+                "ece_after": c.ece_after}
+
+    def summary(self) -> str:
+        kept = f"calibration on {int(self.calibration.kept.sum())} genres, " if self.calibration else ""
+        return (f"{kept}threshold {thresholds_text(self.thresholds)} and recall thresholds "
+                + ", ".join(f"{level}: {t:.4f}" for level, t in self.recall.items()))
+
+
 def model_card(features: Features, heads: list[dict], source: dict, rule: str, overall_pick: dict,
-               thresholds: np.ndarray, folds: int, oof: dict, recall: dict[str, float],
-               union: dict | None = None) -> str:
-    """What a user of the final model should know: data, choice, figures with intervals, thresholds, limits."""
+               chosen: OutOfFold, union: dict | None = None) -> str:
+    """What a user of the final model should know: data, choice, figures with intervals, calibration, thresholds,
+    limits."""
     dataset, n, n_train = features.attrs["dataset"], len(features.Y), int((features.parts == "train").sum())
     also = (f", and on all {union['added']} posters of {union['dataset']} (genres it does not label, "
             f"{', '.join(union['masked']) or 'none'}, left out of their classifiers)" if union else "")
@@ -141,13 +178,15 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
         lines += ["", f"Over all models, the {rule} picks `{overall_pick['model']}` ({score:.3f}). `make final` "
                       "refits heads; a network is refit by its own training command with `--final` "
                       "(`TRAIN_ARGS=--final`), an ensemble not yet."]
-    lines += ["", *figures_lines(source, n, n_train)]
+    thresholds, oof = chosen.thresholds, chosen.figures
+    lines += ["", *figures_lines(source, n, n_train),
+              *calibration_lines(features.genres, chosen.calibration, chosen.folds)]
     lines += ["## Thresholds", "",
               f"A genre is predicted when its probability reaches {thresholds_text(thresholds)} (the top genre "
-              f"always is). Chosen for micro-F1 on {folds}-fold out-of-fold predictions of all {n} posters, made by "
-              f"the same head and parameters: out-of-fold mAP {oof['mAP_macro']:.3f}, micro-F1 {oof['f1_micro']:.3f} "
-              "(the parameters were chosen on the validation part, which is among these posters, so these two "
-              "are a little optimistic).", ""]
+              f"always is). Chosen for micro-F1 on {chosen.folds}-fold out-of-fold predictions of all {n} posters, "
+              f"made by the same head and parameters: out-of-fold mAP {oof['mAP_macro']:.3f}, micro-F1 "
+              f"{oof['f1_micro']:.3f} (the parameters were chosen on the validation part, which is among these "
+              "posters, so these two are a little optimistic).", ""]
     if np.ptp(thresholds) > 0:
         lines += ["| genre | threshold |", "|---|---|",
                   *(f"| {g} | {t:.2f} |" for g, t in zip(features.genres, thresholds)), ""]
@@ -156,8 +195,25 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
               "threshold, chosen by conformal risk control on the same out-of-fold predictions, so that a poster "
               "like these gets on average at least that share of its true genres (evaluation/recall.py):", "",
               "| recall level | threshold |", "|---|---|",
-              *(f"| {level} | {t:.4f} |" for level, t in recall.items()), ""]
+              *(f"| {level} | {t:.4f} |" for level, t in chosen.recall.items()), ""]
     return "\n".join(lines + genres_lines(features.genres, features.Y.sum(axis=0)))
+
+
+def calibration_lines(genres: list[str], calibration: GenreCalibration | None, folds: int) -> list[str]:
+    """The card's calibration section: each genre's cross-validated log-loss before and after, and the ECE."""
+    if calibration is None:
+        return ["## Calibration", "", "None: ML-kNN's probabilities are neighbour counts, with no logit to scale.", ""]
+    kept = calibration.kept
+    return ["## Calibration", "",
+            f"Each genre's probability is Platt-scaled (the logit times a slope, plus an intercept) where "
+            f"{folds}-fold cross-validation on the out-of-fold predictions said it lowers the log-loss: "
+            f"{int(kept.sum())} of {len(genres)} genres. The scaling is increasing, so no ranking, AP or mAP "
+            f"changes. Expected calibration error of the out-of-fold probabilities: {calibration.ece_before:.4f} "
+            f"before, {calibration.ece_after:.4f} after (each poster calibrated by a fit without it).", "",
+            "| genre | calibrated | log-loss before | after | slope | intercept |", "|---|---|---|---|---|---|",
+            *(f"| {g} | {'yes' if k else 'no'} | {b:.4f} | {a:.4f} | {s:.2f} | {i:.2f} |" for g, k, b, a, s, i in
+              zip(genres, kept, calibration.log_loss_before, calibration.log_loss_after, calibration.slope,
+                  calibration.intercept)), ""]
 
 
 def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, models_dir: Path | str) -> Path:
