@@ -17,9 +17,11 @@ from postergenre.core.markup import markdown_to_html, md_text
 from postergenre.core.runspec import RunSpec
 from postergenre.core.workspace import split_path
 from postergenre.evaluation import charts
+from postergenre.evaluation.card import thresholds_text
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
 from postergenre.evaluation.ensemble import describe
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
+from postergenre.evaluation.recall import realised_recall, recall_sets, recall_thresholds
 from postergenre.evaluation.results import read_results, read_scores, scores_path
 from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.modelfiles import find_final_model
@@ -192,6 +194,7 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
               f"*Each bin of test probabilities (every poster and genre) against how often its genres were "
               f"true; on the diagonal, a probability means what it says. ECE "
               f"{best['test']['overall'].get('ece', float('nan')):.3f}.*", "",
+              *recall_lines(saved, np.asarray(best["thresholds"]["values"])),
               f"![genre co-occurrence]({pairs.relative_to(out_dir)})", "",
               "*Row genre's posters that also have the column genre.*", ""]
     images = _poster_images(best.get("data"), ids[:8])
@@ -203,6 +206,23 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
         lines += [f"![example posters]({grid.relative_to(out_dir)})", "",
                   "*True genres above each poster; the genres predicted, right and wrong, below.*", ""]
     return lines
+
+
+def recall_lines(saved: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], f1_thresholds: np.ndarray) -> list[str]:
+    """A model's test recall and set size for each recall level (evaluation/recall.py), its thresholds chosen on
+    its validation scores, beside its F1 thresholds' sets, from its scores file (read_scores)."""
+    (_, val_y, val_scores), (_, y, scores) = saved["val"], saved["test"]
+    rows = [("F1 thresholds, and the top genre", thresholds_text(f1_thresholds),
+             realised_recall(y, predict_sets(scores, f1_thresholds)))]
+    rows += [(f"recall {level}", f"{t:.4f}", realised_recall(y, recall_sets(scores, t)))
+             for level, t in recall_thresholds(val_y, val_scores).items()]
+    return ["| genre sets | threshold | test recall (95% interval) | genres a poster |", "|---|---|---|---|",
+            *(f"| {rule} | {threshold} | {r['recall']:.3f} ({r['low']:.3f}-{r['high']:.3f}) | {r['set_size']:.2f} |"
+              for rule, threshold, r in rows), "",
+            "*Recall: the mean share of a test poster's true genres in its set. Each level's threshold is chosen by "
+            "conformal risk control on the validation part's scores, so that the expected recall of a poster like "
+            "them is at least the level (evaluation/recall.py); `postergenre predict --recall LEVEL` uses a final "
+            "head's, chosen on its out-of-fold predictions. Reproduce: `make report` after the model's run.*", ""]
 
 
 def _poster_images(data: str | None, ids: np.ndarray) -> list[Path]:

@@ -78,6 +78,9 @@ def test_split_features_heads_report(anime_slice, data_root):
     for figure in ("classes", "per-genre", "pr-curves", "reliability", "cooccurrence", "examples"):
         assert (reports / "figures" / f"anime-slice-{figure}.png").stat().st_size > 1000, figure
         assert f"](figures/anime-slice-{figure}.png)" in section
+    # the picked model's recall sets on the test part, their thresholds from its validation scores
+    assert len(re.findall(r"^\| recall 0\.(8|9|95) \| \d\.\d{4} \| \d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\) \| \d+\.\d\d \|$",
+                          section, re.M)) == 3
     assert report.index("## anime-slice") < report.index("## Appendix: the full Kaggle anime 2023 genre table")
     assert (reports / "figures" / "kaggle-anime-2023-classes.png").stat().st_size > 1000
     only = tmp_path / "only"  # make report DATA=<another set>: that set alone, no appendix
@@ -102,6 +105,10 @@ def test_split_features_heads_report(anime_slice, data_root):
                         str(results), "--images", str(source / "images" / "1.jpg"), "--out", str(out))
     assert f"model: {models / 'anime-slice-final.skops'} (anime-slice's final model" in result.stderr
     assert len(out.read_text().splitlines()) == 2
+    result = run_module("predict", "--model", str(models / "anime-slice-final.skops"), "--recall", "0.9",
+                        "--data", str(data), "--split", str(split), "--out", str(out))
+    realised = json.loads(out.with_suffix(".json").read_text())["recall"]["realised"]
+    assert f"recall 0.9: realised {realised['recall']:.3f} ({realised['low']:.3f}-" in result.stderr
 
 
 @pytest.mark.browser
