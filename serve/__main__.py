@@ -4,7 +4,8 @@ The page (serve/page.html) posts the raw bytes of the chosen poster to /predict 
 poster, the genre probabilities, the predicted set, the thresholds that chose it and, for a network,
 a Grad-CAM heatmap. The model is loaded once at start. /predict also takes a form upload
 (`curl -F file=@poster.jpg http://127.0.0.1:8000/predict`) and answers JSON: probabilities,
-predicted, thresholds, heatmap (base64 PNG or null) and heatmap_genre; `?genre=G` asks for G's heatmap.
+predicted, thresholds, recall, heatmap (base64 PNG or null) and heatmap_genre; `?genre=G` asks for G's heatmap,
+and `?recall=0.9` for the set of that recall level (a final head's, evaluation/recall.py), which the page offers.
 No web framework: one page and one endpoint fit the standard library's ThreadingHTTPServer, so
 serving adds no dependency.
 
@@ -35,7 +36,8 @@ from torch.utils.data import default_collate
 
 from postergenre.core import cli
 from postergenre.core.errors import DataError
-from postergenre.evaluation.sets import genre_names, predict_sets
+from postergenre.evaluation.recall import chosen_sets
+from postergenre.evaluation.sets import genre_names
 from postergenre.explain.gradcam import grad_cam, overlay
 from postergenre.posters.decode import load_image
 from postergenre.predict.arguments import add_model_arguments
@@ -57,8 +59,10 @@ def form_file(body: bytes, content_type: str) -> tuple[bytes, str] | None:
     return None
 
 
-def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | None) -> tuple[int, dict]:
-    """(HTTP status, JSON answer) for one uploaded poster: the raw bytes, or a form's file."""
+def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | None,
+           recall: str | None = None) -> tuple[int, dict]:
+    """(HTTP status, JSON answer) for one uploaded poster: the raw bytes, or a form's file. With `recall` (a level),
+    the predicted set is that level's (evaluation/recall.py)."""
     if content_type.startswith("multipart/form-data"):
         upload = form_file(body, content_type)
         if upload is None:
@@ -72,12 +76,15 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
         return 400, {"error": f"Not a readable image: {str(e).split(': ', 1)[-1]}."}
     if genre is not None and genre not in predictor.genres:
         return 400, {"error": f"Unknown genre {genre!r}."}
+    if recall is not None and recall not in (predictor.recall_thresholds or {}):
+        return 400, {"error": f"This model has no recall level {recall[:20]!r}."}
     x = predictor.transform(image)
     probabilities = predictor.predict_proba(default_collate([x]))[0]
-    (chosen,) = genre_names(predict_sets(probabilities[None], predictor.thresholds), predictor.genres)
+    sets = chosen_sets(probabilities[None], predictor.thresholds, recall, predictor.recall_thresholds)
     result = {"probabilities": {g: round(float(p), 4) for g, p in zip(predictor.genres, probabilities)},
-              "predicted": chosen,
+              "predicted": genre_names(sets, predictor.genres)[0],
               "thresholds": {g: round(float(t), 4) for g, t in zip(predictor.genres, predictor.thresholds)},
+              "recall": recall and {"level": recall, "threshold": round(predictor.recall_thresholds[recall], 4)},
               "heatmap": None, "heatmap_genre": None}
     if predictor.network is not None:  # heatmaps need a network's gradients
         shown = genre or predictor.genres[int(probabilities.argmax())]
@@ -138,7 +145,9 @@ class BoundedServer(ThreadingHTTPServer):
 def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float = 10.0,
                 max_clients: int = 32, host: str = "127.0.0.1") -> BoundedServer:
     hint = " Click a genre to see its heatmap." if predictor.network is not None else ""
-    page = PAGE.read_text().replace("MODEL_NAME", html.escape(predictor.name)).replace("HEATMAP_HINT", hint).encode()
+    levels = "".join(f'<option value="{level}">recall {level}</option>' for level in predictor.recall_thresholds or {})
+    page = (PAGE.read_text().replace("MODEL_NAME", html.escape(predictor.name)).replace("HEATMAP_HINT", hint)
+            .replace("RECALL_OPTIONS", levels).replace("RECALL_HIDDEN", "" if levels else "hidden")).encode()
     lock = threading.Lock()  # one prediction at a time: the model and its Grad-CAM hooks are shared
 
     class Handler(BaseHTTPRequestHandler):
@@ -171,9 +180,10 @@ def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float 
                 return self._json(413, {"error": f"The file is {size / 1e6:.1f} MB; the limit is "
                                                  f"{max_bytes / 1e6:.0f} MB."})
             body = self.rfile.read(size)
-            genre = parse_qs(url.query).get("genre", [None])[0]
+            query = parse_qs(url.query)
+            genre, recall = query.get("genre", [None])[0], query.get("recall", [None])[0]
             with lock:
-                status, result = answer(predictor, body, self.headers.get("Content-Type", ""), genre)
+                status, result = answer(predictor, body, self.headers.get("Content-Type", ""), genre, recall)
             self._json(status, result)
 
         def _json(self, status: int, result: dict) -> None:

@@ -5,6 +5,7 @@ import os
 import select
 import socket
 import statistics
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,11 +15,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
+from torch.utils.data import default_collate
 
 from postergenre.bench.page import CHROMIUM, page_latencies, start_server
 from postergenre.posters.decode import load_image
 from postergenre.predict.models import load_model
-from postergenre.serve.__main__ import answer
+from postergenre.serve.__main__ import answer, make_server
 from tests.conftest import ROOT, run_module
 
 
@@ -212,3 +214,57 @@ def test_page_in_a_real_browser(server, sample_dir, tmp_path):
         expect(page.locator("#error")).to_contain_text("Not a readable image: cannot decode image")
         browser.close()
     assert load_image(ROOT / "reports" / "serve-screenshot.png").size[0] >= 1000
+
+
+def test_the_page_offers_a_final_heads_recall_levels(sample_heads, trained, sample_dir):
+    """`?recall=0.9` answers that level's set; a level the model lacks, or a network without recall thresholds, is
+    a 400; the page's choice shows only for a model that has them."""
+    head, network = next((sample_heads / "models").glob("*-final.skops")), load_model(next(
+        (trained / "models").glob("*.safetensors")))
+    predictor, poster = load_model(head), sorted((sample_dir / "images").iterdir())[0].read_bytes()
+    status, posted = answer(predictor, poster, "image/jpeg", None, "0.9")
+    threshold = predictor.recall_thresholds["0.9"]
+    assert status == 200 and posted["recall"] == {"level": "0.9", "threshold": round(threshold, 4)}
+    raw = predictor.predict_proba(default_collate([predictor.transform(load_image(io.BytesIO(poster)))]))[0]
+    assert posted["predicted"] == [g for g, p in zip(predictor.genres, raw) if p > threshold]
+    assert answer(predictor, poster, "image/jpeg", None, "0.7") == (400, {"error": "This model has no recall level '0.7'."})
+    assert answer(network, poster, "image/jpeg", None, "0.9")[0] == 400
+    assert answer(predictor, poster, "image/jpeg", None)[1]["recall"] is None
+    assert 'id="choice" hidden' in _page(network) and 'id="choice" >' in _page(predictor)
+    assert '<option value="0.95">recall 0.95</option>' in _page(predictor)
+
+
+def _page(predictor) -> str:
+    server = make_server(predictor, 0, 1_000_000)
+    try:
+        address = server.server_address
+        threading.Thread(target=server.handle_request, daemon=True).start()
+        with urllib.request.urlopen(f"http://{address[0]}:{address[1]}/", timeout=30) as response:
+            return response.read().decode()
+    finally:
+        server.server_close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="no chromium (apt install chromium)")
+def test_the_recall_choice_in_a_real_browser(sample_heads, sample_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    model = next((sample_heads / "models").glob("*-final.skops"))
+    poster = sorted((sample_dir / "images").iterdir())[0]
+    expected = answer(load_model(model), poster.read_bytes(), "image/jpeg", None, "0.95")[1]
+    process, url = start_server(model)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM)
+            page = browser.new_page()
+            page.goto(url)
+            page.set_input_files("#file", str(poster))
+            expect(page.locator("#rule")).to_contain_text("the top genre always is", timeout=30_000)
+            page.select_option("#recall", "0.95")
+            expect(page.locator("#rule")).to_contain_text("at least 0.95 of a poster's true genres", timeout=30_000)
+            assert page.locator("#chosen").inner_text() == ", ".join(expected["predicted"])
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait()
