@@ -101,8 +101,8 @@ FEATURES  = features/$(NAME)-$(subst :,-,$(BACKBONE)).h5
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: help install demo posters sample split features heads finetune cnn final final-ensemble ensemble predict export explain serve report test \
-	test-fast bench clean
+.PHONY: help install demo posters sample split features heads finetune cnn final final-ensemble ensemble audit predict export \
+	explain serve report test test-fast bench clean
 .DELETE_ON_ERROR:
 
 install: .venv/installed
@@ -149,6 +149,11 @@ heads: | install
 final: | install
 	$(one_backbone)
 	$(POSTERGENRE) final --features $(FEATURES) $(if $(UNION),--union "$(UNION)")
+
+# The labelled posters ranked by how likely their genres are wrong: reports/audit/<dataset>.csv, .md and .html.
+audit: | install
+	$(one_backbone)
+	$(POSTERGENRE) audit --features $(FEATURES)
 
 # The evaluated ensemble (make ensemble), every member refit on all labelled posters: models/<dataset>-final.json,
 # the members in models/<dataset>-final-members/ (a network member: refit first by its own TRAIN_ARGS=--final).

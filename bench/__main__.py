@@ -1,7 +1,7 @@
 """python -m bench [--full]: the whole benchmark, step after step, then each step's minutes and the total.
 
 `make bench` runs it. The comparison (bench.comparison) resumes where it stopped; the other steps are short and
-run again. The figures go to reports/bench.md, docs/evaluation.md and the terminal.
+run again. The figures go to reports/bench.md, docs/evaluation.md, docs/audit.md and the terminal.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def steps(data_root: Path, page_model: Path, full: bool) -> list[tuple[str, list
     return [("comparison", ["postergenre.bench.comparison", "--data-root", str(data_root), "--work", str(WORK),
                             *(["--full"] if full else [])]),
             ("intervals", ["postergenre.bench.intervals", "--features", *features]),
+            ("audit", ["postergenre.bench.audit", "--features", features[1]]),
             ("choices", ["postergenre.bench.choices", "--results-dir", str(WORK / "results")]),
             ("downloads", ["postergenre.bench.downloads", "--data", str(anime)]),
             ("page", ["postergenre.bench.page", "--model", str(page_model), "--image", poster]),

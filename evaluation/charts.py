@@ -120,18 +120,27 @@ def cooccurrence_chart(y: np.ndarray, genres: list[str], path: Path, title: str)
 def example_grid(images: list[Path], true: list[list[str]], predicted: list[list[str]], path: Path,
                  title: str) -> None:
     """Posters with their true genres above, and the model's predicted ones below: right, then wrong."""
+    below = [[("predicted right", [g for g in guess if g in truth]),
+              ("predicted wrong", [g for g in guess if g not in truth])] for truth, guess in zip(true, predicted)]
+    poster_grid(images, [[("true", truth)] for truth in true], below, path, title)
+
+
+def poster_grid(images: list[Path], above: list[list[tuple[str, list[str]]]], below: list[list[tuple[str, list[str]]]],
+                path: Path, title: str) -> None:
+    """Posters four to a row, each with lines of `label: genre, genre` above and below it."""
+    def text(lines: list[tuple[str, list[str]]]) -> str:
+        return "\n".join(row for label, genres in lines
+                         for row in textwrap.wrap(f"{label}: {', '.join(genres) or 'none'}", 40))
+
     columns = 4
     rows = -(-len(images) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 6 * rows), squeeze=False)
-    for ax, image, truth, guess in zip(axes.flat, images, true, predicted):
+    for ax, image, top, bottom in zip(axes.flat, images, above, below):
         ax.imshow(load_image(image))
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title("\n".join(textwrap.wrap("true: " + ", ".join(truth), 40)), fontsize=7)
-        right = ", ".join(g for g in guess if g in truth) or "none"
-        wrong = ", ".join(g for g in guess if g not in truth) or "none"
-        ax.set_xlabel("\n".join(textwrap.wrap(f"predicted right: {right}", 40)
-                                + textwrap.wrap(f"predicted wrong: {wrong}", 40)), fontsize=7)
+        ax.set_title(text(top), fontsize=7)
+        ax.set_xlabel(text(bottom), fontsize=7)
     for ax in list(axes.flat)[len(images):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)

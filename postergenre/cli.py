@@ -20,6 +20,7 @@ COMMANDS = {
     "cnn": ("postergenre.cnn.__main__", "train PosterNet from scratch"),
     "ensemble": ("postergenre.evaluation.ensemble", "average a data set's models, members chosen on validation"),
     "final": ("postergenre.heads.final", "refit the chosen head, or the ensemble, on every labelled poster"),
+    "audit": ("postergenre.audit.__main__", "rank the labelled posters by how likely their genres are wrong"),
     "report": ("postergenre.evaluation.report", "every model side by side: reports/report.md and report.html"),
     "predict": ("postergenre.predict.__main__", "the genres of new posters, printed or written to CSV/JSON"),
     "serve": ("postergenre.serve.__main__", "a local page to try posters, and POST /predict"),

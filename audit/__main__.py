@@ -1,0 +1,90 @@
+"""python -m audit --features FILE.h5: the labelled posters ranked by how likely their genres are wrong.
+
+The head the evaluation picks among `make heads`'s (heads.final.choose), with its chosen parameters, predicts
+every labelled poster out-of-fold (fitted on the other folds), and cleanlab's multi-label label-issue finder
+ranks the posters on those probabilities (audit/labels.py), so no poster is scored by a model that saw it. Writes
+reports/audit/<dataset>.csv (id, title, given genres, suspected missing, suspected wrong, label quality; most
+suspect first) and reports/audit/<dataset>.md and .html: the most suspect posters with their given and suspected
+genres. A suspect is a poster to look at again, not a proven error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from postergenre.audit.labels import LabelAudit, audit_labels
+from postergenre.core import cli
+from postergenre.core.files import write_csv_atomic, write_text_atomic
+from postergenre.core.markup import md_text
+from postergenre.evaluation import charts
+from postergenre.evaluation.report import write_html
+from postergenre.evaluation.sets import genre_names
+from postergenre.extract.features import Features, load_features
+from postergenre.heads.final import choose, head_estimator, head_results, out_of_fold_scores
+from postergenre.posters.data import read_posters, read_titles
+
+
+def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | str, folds: int = 5, seed: int = 0,
+                  top: int = 20) -> Path:
+    """Audit the labelled posters of `features` with the picked head; returns the CSV's path."""
+    source, rule = choose(head_results(features, results_dir))
+    probabilities = out_of_fold_scores(head_estimator(source), features.X, features.Y, folds, seed)
+    audit = audit_labels(features.Y, probabilities)
+    dataset, data = features.attrs["dataset"], Path(features.attrs["data"])
+    titles = read_titles(data) if data.is_dir() else {}
+    out = Path(out_dir) / f"{dataset}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = _rows(features, audit, titles)
+    write_csv_atomic(out, ["id", "title", "given", "suspected_missing", "suspected_wrong", "label_quality"], rows)
+    page = out.with_suffix(".md")
+    write_text_atomic(page, "\n".join(_page(features, audit, rows[:top], data, out, source["model"], rule, folds)))
+    write_html(page)
+    flagged = int((audit.wrong | audit.missing).any(axis=1).sum())
+    print(f"{out}: {len(rows)} posters ranked by {source['model']}'s {folds}-fold out-of-fold probabilities; "
+          f"{flagged} with a genre that looks mislabelled; the top {min(top, len(rows))} in {page.with_suffix('.html')}")
+    return out
+
+
+def _rows(features: Features, audit: LabelAudit, titles: dict[str, tuple[str, ...]]) -> list[list[str]]:
+    given, missing, wrong = (genre_names(m, features.genres) for m in (features.Y, audit.missing, audit.wrong))
+    return [[str(features.ids[i]), " / ".join(titles.get(str(features.ids[i]), ())), "|".join(given[i]),
+             "|".join(missing[i]), "|".join(wrong[i]), f"{audit.quality[i]:.4f}"] for i in audit.order]
+
+
+def _page(features: Features, audit: LabelAudit, rows: list[list[str]], data: Path, out: Path, model: str, rule: str,
+          folds: int) -> list[str]:
+    dataset = features.attrs["dataset"]
+    flagged = int((audit.wrong | audit.missing).any(axis=1).sum())
+    lines = [f"# Label audit: {md_text(dataset)}", "",
+             f"{len(features.Y)} labelled posters, each scored by `{md_text(model)}` (picked by {rule}) fitted on the "
+             f"other {folds - 1} of {folds} folds; cleanlab flags a genre on {flagged} of them. The most suspect "
+             f"first; the whole ranking is in `{out.name}`. Reproduce: `make audit DATA={md_text(str(data))} "
+             f"BACKBONE={md_text(features.attrs['backbone'])}`.", "",
+             "| id | title | given | suspected missing | suspected wrong | label quality |", "|---|---|---|---|---|---|",
+             *("| " + " | ".join(md_text(cell.replace("|", ", ")) for cell in row) + " |" for row in rows), ""]
+    images = {poster.id: poster.image for poster in read_posters(data).posters} if data.is_dir() else {}
+    shown = [row for row in rows if row[0] in images]
+    if shown:  # the data folder is here
+        grid = out.parent / f"{dataset}-suspects.png"
+        names = [[[g for g in cell.split("|") if g] for cell in row[2:5]] for row in shown]
+        charts.poster_grid([images[row[0]] for row in shown], [[("given", given)] for given, _, _ in names],
+                           [[("missing?", missing), ("wrong?", wrong)] for _, missing, wrong in names],
+                           grid, f"{dataset}: the most suspect labels")
+        lines += [f"![the most suspect posters]({grid.name})", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.parser("python -m audit", __doc__)
+    parser.add_argument("--features", required=True, help="the feature file `make heads` used")
+    parser.add_argument("--results-dir", default="results", help="where `make heads` wrote its results")
+    parser.add_argument("--out-dir", default="reports/audit", help="where the CSV and the page go")
+    parser.add_argument("--folds", type=cli.at_least(int, 2), default=5, help="folds of the out-of-fold predictions")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top", type=cli.at_least(int, 1), default=20, help="posters shown on the page")
+    args = parser.parse_args(argv)
+    cli.run(lambda: audit_dataset(load_features(args.features), args.results_dir, args.out_dir, args.folds,
+                                  args.seed, args.top))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Which posters' genres look wrong: cleanlab's multi-label label-issue finder on out-of-fold probabilities.
+
+Each poster is scored by a model that did not see it (out-of-fold), so a label the model cannot learn from the
+other posters stands out. cleanlab gives each poster a label quality (0 to 1, lower is more suspect: the per-genre
+self-confidences, aggregated with more weight on the worst genres) and, by confident learning, the genres that
+look mislabelled: a given genre the poster seems not to have (suspected wrong), or one it seems to have and was
+not given (suspected missing).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LabelAudit:
+    quality: np.ndarray  # (posters,) cleanlab's label quality; lower is more suspect
+    wrong: np.ndarray  # (posters, genres) bool: given, and suspected wrong
+    missing: np.ndarray  # (posters, genres) bool: not given, and suspected missing
+
+    @property
+    def order(self) -> np.ndarray:
+        """Poster indices, most suspect first (ties by index, so the order is reproducible)."""
+        return np.lexsort((np.arange(len(self.quality)), self.quality))
+
+
+def audit_labels(y: np.ndarray, probabilities: np.ndarray) -> LabelAudit:
+    """Audit (posters, genres) 0/1 labels against out-of-fold probabilities of the same shape."""
+    from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores
+
+    y = np.asarray(y).astype(bool)
+    probabilities = np.clip(np.asarray(probabilities, np.float64), 0, 1)
+    labels = [list(np.flatnonzero(row)) for row in y]
+    quality = get_label_quality_scores(labels, probabilities)
+    issues = np.asarray(find_multilabel_issues_per_class(labels, probabilities), bool)  # (posters, genres)
+    return LabelAudit(np.asarray(quality), issues & y, issues & ~y)
