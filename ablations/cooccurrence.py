@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from postergenre.evaluation.metrics import evaluate, macro_map  # noqa: E402
+from postergenre.evaluation.results import overall
 from postergenre.extract.features import load_features  # noqa: E402
 from postergenre.heads.estimators import HEADS  # noqa: E402
 from postergenre.heads.train import tune  # noqa: E402
@@ -49,8 +50,8 @@ def main(path: str) -> None:
     for name, val_scores, test_scores in (("logistic head", first.predict_proba(X_val), first.predict_proba(X_test)),
                                           ("stacked", best.predict_proba(S_val), best.predict_proba(S_test))):
         r = evaluate(Y_val, val_scores, Y_test, test_scores, features.genres)
-        print(f"{features.attrs['dataset']} {name}: val mAP {r['val']['overall']['mAP_macro']:.3f}, "
-              f"test mAP {r['test']['overall']['mAP_macro']:.3f}, test F1 µ {r['test']['overall']['f1_micro']:.3f}")
+        print(f"{features.attrs['dataset']} {name}: val mAP {overall(r, 'val'):.3f}, "
+              f"test mAP {overall(r, 'test'):.3f}, test F1 µ {overall(r, 'test', 'f1_micro'):.3f}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from postergenre.bench.comparison import BACKBONE, features_path
+from postergenre.bench.plan import BACKBONE, features_path
 from postergenre.core import cli
 from postergenre.modelfiles import final_model_path
 

@@ -10,19 +10,19 @@ import argparse
 
 import numpy as np
 
-from postergenre.evaluation.results import read_results
+from postergenre.evaluation.results import overall, read_results
 
 
 def rows(results: list[dict]) -> list[str]:
     heads = [r for r in results if r["kind"] == "head" and "cv" in r]
     if len(heads) < 2:
         return []
-    by_val = max(heads, key=lambda r: r["val"]["overall"]["mAP_macro"])
+    by_val = max(heads, key=lambda r: overall(r, "val"))
     by_cv = max(heads, key=lambda r: r["cv"]["mAP_macro"]["mean"])
-    test = {r["model"]: r["test"]["overall"]["mAP_macro"] for r in heads}
-    val_gap = np.mean([r["val"]["overall"]["mAP_macro"] - test[r["model"]] for r in heads])
+    test = {r["model"]: overall(r, "test") for r in heads}
+    val_gap = np.mean([overall(r, "val") - test[r["model"]] for r in heads])
     cv_gap = np.mean([r["cv"]["mAP_macro"]["mean"] - test[r["model"]] for r in heads])
-    val_score, cv_score = by_val["val"]["overall"]["mAP_macro"], by_cv["cv"]["mAP_macro"]["mean"]
+    val_score, cv_score = overall(by_val, "val"), by_cv["cv"]["mAP_macro"]["mean"]
     val_test, cv_test = test[by_val["model"]], test[by_cv["model"]]
     return [f"| {heads[0]['data']} | {len(heads)} | {by_val['model']}: {val_score:.3f}, test {val_test:.3f}, "
             f"{val_score - val_test:+.3f} | {by_cv['model']}: {cv_score:.3f}, test {cv_test:.3f}, "

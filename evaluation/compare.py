@@ -10,7 +10,7 @@ from pathlib import Path
 
 from postergenre.core.markup import md_text
 from postergenre.evaluation.intervals import DESCRIPTION, paired_difference
-from postergenre.evaluation.results import align_scores, read_scores, scores_path
+from postergenre.evaluation.results import align_scores, overall, read_scores, scores_path
 
 
 # choosing_score in words, for the pages that rank models by it
@@ -30,12 +30,12 @@ def choosing_score(r: dict) -> tuple[float, str]:
         return r["cv"]["val_mAP_macro"], "out-of-fold validation mAP"
     if "selection" in r:
         return r["selection"]["mAP_macro"], "out-of-fold validation mAP"
-    return r["val"]["overall"]["mAP_macro"], "validation mAP"
+    return overall(r, "val"), "validation mAP"
 
 
 def optimism(r: dict) -> float:
     """How much better a model looked when chosen than on the test part: its choosing score minus test mAP."""
-    return choosing_score(r)[0] - r["test"]["overall"]["mAP_macro"]
+    return choosing_score(r)[0] - overall(r, "test")
 
 
 def picked(results: list[dict]) -> dict | None:
@@ -76,7 +76,7 @@ def headline(results: list[dict], comparison: dict | None) -> list[str]:
     choice = picked(results)
     if choice is None:
         return []
-    n = choice["test"]["overall"]["posters"]
+    n = overall(choice, "test", "posters")
     score, rule = choosing_score(choice)
     text = (f"**Headline.** The {rule} picks **{md_text(choice['model'])}** ({score:.3f}; optimism, that minus test "
             f"mAP, {optimism(choice):+.3f}): test mAP {interval(choice)} on {n:.0f} test posters ({DESCRIPTION})")

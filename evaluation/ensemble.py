@@ -34,7 +34,7 @@ from scipy.special import expit, logit
 from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.evaluation.metrics import evaluate, macro_map
-from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, read_results, read_scores, scores_path,
+from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, overall, read_results, read_scores, scores_path,
                                             write_result, write_scores)
 from postergenre.posters.split import stratified_folds
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
 def ensemble_command(args: argparse.Namespace) -> None:
     result = ensemble(args.results_dir, args.dataset)
     test = result["test"]["overall"]
-    print(f"{args.dataset} ensemble {result['members']}: val mAP {result['val']['overall']['mAP_macro']:.3f}, "
+    print(f"{args.dataset} ensemble {result['members']}: val mAP {overall(result, 'val'):.3f}, "
           f"test mAP {test['mAP_macro']:.3f}, micro-F1 {test['f1_micro']:.3f}")
 
 

@@ -22,7 +22,7 @@ from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compar
 from postergenre.evaluation.ensemble import describe
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.recall import realised_recall, recall_sets, recall_thresholds
-from postergenre.evaluation.results import read_results, read_scores, scores_path
+from postergenre.evaluation.results import overall, read_results, read_scores, scores_path
 from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.modelfiles import find_final_model
 from postergenre.posters.data import read_genre_table, read_posters
@@ -72,10 +72,10 @@ def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
             chosen[kind] = picked(members)
     if len(chosen) < 2 or prior is None:
         return []
-    prior_map = prior["test"]["overall"]["mAP_macro"]
+    prior_map = overall(prior, "test")
     lines = [f"Each family's model picked by {CHOOSING_RULE}, and its **test** mAP:", ""]
     for kind, r in chosen.items():
-        test_map = r["test"]["overall"]["mAP_macro"]
+        test_map = overall(r, "test")
         lines.append(f"- {families[kind]}: {md_text(r['model'])}, {test_map:.3f} ({test_map - prior_map:+.3f} over the "
                      f"prior baseline's {prior_map:.3f})")
     return lines + [""]
@@ -119,8 +119,8 @@ def seeds_table(trained: list[dict]) -> list[str]:
     lines = ["### Trained networks across seeds", "",
              "| setting | seeds | val mAP | test mAP | each seed's test mAP (95% CI) |", "|---|---|---|---|---|"]
     for runs in groups.values():
-        val = np.array([r["val"]["overall"]["mAP_macro"] for r in runs])
-        test = np.array([r["test"]["overall"]["mAP_macro"] for r in runs])
+        val = np.array([overall(r, "val") for r in runs])
+        test = np.array([overall(r, "test") for r in runs])
         lines.append(f"| `{_command(runs[0])}` | {', '.join(str(r['config']['seed']) for r in runs)} | "
                      f"{val.mean():.3f} ± {val.std(ddof=1):.3f} | {test.mean():.3f} ± {test.std(ddof=1):.3f} | "
                      + "; ".join(interval(r) for r in runs) + " |")
@@ -158,11 +158,11 @@ def _results_table(results: list[dict], command: str) -> list[str]:
              "| model | val mAP | chosen by | optimism | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|" + "---|" * (len(COLUMNS) + 3)]
     for r in [r for r in results if r["kind"] == "baseline"]:
-        lines.append(f"| {md_text(r['model'])} | {_fmt(r['val']['overall']['mAP_macro'])} | | | "
+        lines.append(f"| {md_text(r['model'])} | {_fmt(overall(r, 'val'))} | | | "
                      + " | ".join(interval(r, k) for k, _ in COLUMNS) + " |")
     for r in models:
         score, rule = choosing_score(r)
-        lines.append(f"| {md_text(r['model'])} | {_fmt(r['val']['overall']['mAP_macro'])} | {rule} {score:.3f} | "
+        lines.append(f"| {md_text(r['model'])} | {_fmt(overall(r, 'val'))} | {rule} {score:.3f} | "
                      f"{optimism(r):+.3f} | " + " | ".join(interval(r, k) for k, _ in COLUMNS) + " |")
     return lines + ["", f"*Reproduce: `{command}`; each row's settings are below.*", ""]
 

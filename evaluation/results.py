@@ -19,6 +19,11 @@ from postergenre.evaluation.metrics import macro_map
 OUT_OF_FOLD = "val_out_of_fold"
 
 
+def overall(result: dict, part: str, figure: str = "mAP_macro") -> float:
+    """A result's overall figure on one part ("val" or "test"): its macro mAP unless another is named."""
+    return result[part]["overall"][figure]
+
+
 def result_path(results_dir: Path | str, dataset: str, model: str) -> Path:
     return Path(results_dir) / dataset / f"{model}.json"
 

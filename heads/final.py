@@ -36,7 +36,7 @@ from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_
 from postergenre.evaluation.compare import choosing_score, picked
 from postergenre.evaluation.metrics import choose_thresholds, macro_map
 from postergenre.evaluation.recall import recall_thresholds
-from postergenre.evaluation.results import read_results
+from postergenre.evaluation.results import overall, read_results
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.arrays import calibrate_last_layer
@@ -170,7 +170,7 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
              "| head | val mAP | out-of-fold val mAP | cross-validated mAP |", "|---|---|---|---|"]
     for r in sorted(heads, key=lambda r: r["model"]):
         cv = r.get("cv", {})
-        lines.append(f"| {r['model']} | {r['val']['overall']['mAP_macro']:.3f} | "
+        lines.append(f"| {r['model']} | {overall(r, 'val'):.3f} | "
                      + (f"{cv['val_mAP_macro']:.3f}" if "val_mAP_macro" in cv else "-") + " | "
                      + (f"{cv['mAP_macro']['mean']:.3f} ± {cv['mAP_macro']['std']:.3f}" if cv else "-") + " |")
     if overall_pick and overall_pick["model"] != source["model"]:
@@ -274,7 +274,7 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
     write_refit_card(path, [
         f"# {dataset}: final model", "",
         f"`{path.name}`: the ensemble that validation mAP picked among this data set's models "
-        f"({evaluated['val']['overall']['mAP_macro']:.3f}), each member refit on all {len(features.Y)} labelled "
+        f"({overall(evaluated, 'val'):.3f}), each member refit on all {len(features.Y)} labelled "
         f"posters of `{features.attrs['data']}` (the files in `{folder.name}/`), averaged with the evaluated "
         f"ensemble's weights and per-genre scales. Reproduce: `make final-ensemble DATA={features.attrs['data']}` "
         f"after `make ensemble` (and, for each network member, its training command with `TRAIN_ARGS=--final`).",

@@ -5,8 +5,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from postergenre.bench.comparison import (BACKBONE_CHOICES, FINETUNE, FULL, HOUR, Steps, features_step, run_dataset,
-                                          write_bench_report)
+from postergenre.bench.comparison import Steps, run_dataset
+from postergenre.bench.plan import BACKBONE_CHOICES, FINETUNE, FULL, HOUR, features_step
+from postergenre.bench.report import write_bench_report
 from postergenre.core.runspec import RunSpec
 from postergenre.evaluation.ensemble import ensemble
 from postergenre.evaluation.metrics import evaluate
@@ -45,7 +46,8 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     mlknn = {"dataset": "movie-posters", "posters": 10, "k": 20, "ours_s": 1.0, "theirs_s": 6.0,
              "same_predictions": True, "hnsw_recall": 0.991}
 
-    text = write_bench_report(tmp_path, tmp_path / "bench.md", steps, speed, mlknn, 900.0, "make bench").read_text()
+    text = write_bench_report(tmp_path, tmp_path / "bench.md", steps.seconds, speed, mlknn, 900.0,
+                              "make bench").read_text()
 
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
     # wall s: a head costs the features plus its tuning; the ensemble costs its members too

@@ -2,7 +2,7 @@
 import json
 from dataclasses import replace
 
-from postergenre.bench import comparison
+from postergenre.bench import comparison, plan
 from postergenre.core.runspec import RunSpec
 from postergenre.evaluation.report import _command
 from tests.test_bench import PlannedSteps
@@ -30,9 +30,9 @@ def test_the_trained_run_records_its_spec(trained):
 def test_a_changed_spec_field_moves_the_bench_and_the_report_with_it(tmp_path, monkeypatch):
     """Freeze the cached fine-tuning up to stage6 instead: the bench plans, names and trains that run, and the
     report's command for its result reproduces it, with no name rebuilt or parsed anywhere."""
-    monkeypatch.setitem(comparison.CACHED_FINETUNE, "freeze", "stage6")
+    monkeypatch.setitem(plan.CACHED_FINETUNE, "freeze", "stage6")
     steps = PlannedSteps(tmp_path)
-    comparison.run_dataset(steps, tmp_path / "data" / "movie-posters", tmp_path, comparison.HOUR)
+    comparison.run_dataset(steps, tmp_path / "data" / "movie-posters", tmp_path, plan.HOUR)
     spec = RunSpec("finetune", "efficientnet_lite0", "stage6", cached_views=1)
     command = steps.commands[f"movie-posters {spec.name}"]
     assert command[command.index("--freeze") + 1] == "stage6" and "stage5" not in " ".join(steps.commands)
