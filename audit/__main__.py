@@ -40,7 +40,8 @@ def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | s
     write_html(page)
     flagged = int((audit.wrong | audit.missing).any(axis=1).sum())
     print(f"{out}: {len(rows)} posters ranked by {source['model']}'s {folds}-fold out-of-fold probabilities; "
-          f"{flagged} with a genre that looks mislabelled; the top {min(top, len(rows))} in {page.with_suffix('.html')}")
+          f"{flagged} with a genre that looks mislabelled; the top {min(top, len(rows))} in "
+          f"{page.with_suffix('.html')}")
     return out
 
 
@@ -59,7 +60,8 @@ def _page(features: Features, audit: LabelAudit, rows: list[list[str]], data: Pa
              f"other {folds - 1} of {folds} folds; cleanlab flags a genre on {flagged} of them. The most suspect "
              f"first; the whole ranking is in `{out.name}`. Reproduce: `make audit DATA={md_text(str(data))} "
              f"BACKBONE={md_text(features.attrs['backbone'])}`.", "",
-             "| id | title | given | suspected missing | suspected wrong | label quality |", "|---|---|---|---|---|---|",
+             "| id | title | given | suspected missing | suspected wrong | label quality |",
+             "|---|---|---|---|---|---|",
              *("| " + " | ".join(md_text(cell.replace("|", ", ")) for cell in row) + " |" for row in rows), ""]
     images = {poster.id: poster.image for poster in read_posters(data).posters} if data.is_dir() else {}
     shown = [row for row in rows if row[0] in images]

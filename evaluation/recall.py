@@ -40,12 +40,13 @@ def recall_sets(scores: np.ndarray, threshold: float) -> np.ndarray:
     return (np.asarray(scores) > threshold).astype(np.uint8)
 
 
-def chosen_sets(scores: np.ndarray, thresholds: np.ndarray, level: str | None = None,
+def chosen_sets(scores: np.ndarray, thresholds: np.ndarray, level: str | float | None = None,
                 recall_thresholds: dict[str, float] | None = None, model: str = "the model") -> np.ndarray:
-    """A model's genre sets: by its F1 thresholds (and the top genre always), or with `level` the sets of that
-    recall level, from the `recall_thresholds` that `model` carries; one line where it has none."""
+    """A model's genre sets: by its F1 thresholds (and the top genre always), or with `level` (0.9 or "0.9") the
+    sets of that recall level, from the `recall_thresholds` that `model` carries; one line where it has none."""
     if level is None:
         return predict_sets(scores, thresholds)
+    level = level if isinstance(level, str) else f"{level:g}"
     if not recall_thresholds:
         raise DataError(f"{model} carries no recall thresholds: a final head has them (make final), chosen on its "
                         f"out-of-fold predictions")

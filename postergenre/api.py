@@ -67,9 +67,9 @@ class Model:
             batches.append(predictor.predict_proba(default_collate(batch)))
         return np.concatenate(batches) if batches else np.zeros((0, len(predictor.genres)), np.float32)
 
-    def predict(self, images: Sequence[ImageLike], recall: str | None = None) -> list[Prediction]:
+    def predict(self, images: Sequence[ImageLike], recall: str | float | None = None) -> list[Prediction]:
         """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4]). With
-        `recall` ("0.8", "0.9" or "0.95"), a final head's sets that hold on average that share of a poster's true
+        `recall` (0.8, 0.9 or 0.95), a final head's sets that hold on average that share of a poster's true
         genres (evaluation/recall.py)."""
         probabilities, p = self.predict_proba(images), self.predictor
         chosen = genre_names(chosen_sets(probabilities, p.thresholds, recall, p.recall_thresholds, p.name), p.genres)

@@ -85,7 +85,8 @@ def test_a_final_logistic_head_carries_its_calibration_in_its_last_layer(tmp_pat
     logits = ((features.X - tensors["mean"]) / tensors["scale"]) @ tensors["weights0"] + tensors["bias0"]
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), p_final, atol=1e-6)
     card = path.with_suffix(".md").read_text()
-    assert "## Calibration" in card and f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f}" in card
+    ece = f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after"
+    assert "## Calibration" in card and ece in card
 
 
 def _val_map(root, head: str) -> float:

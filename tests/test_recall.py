@@ -60,6 +60,7 @@ def test_a_model_without_recall_thresholds_says_so_in_one_line():
     scores = np.array([[0.9, 0.1], [0.2, 0.3]])
     assert (chosen_sets(scores, np.array([0.5, 0.5])) == [[1, 0], [0, 1]]).all()  # the F1 rule: the top genre too
     assert (chosen_sets(scores, np.array([0.5, 0.5]), "0.9", {"0.9": 0.15}) == [[1, 0], [1, 1]]).all()
+    assert (chosen_sets(scores, np.array([0.5, 0.5]), 0.9, {"0.9": 0.15}) == [[1, 0], [1, 1]]).all()
     with pytest.raises(DataError, match=r"^net carries no recall thresholds: a final head has them \(make final\)"):
         chosen_sets(scores, np.array([0.5, 0.5]), "0.9", None, "net")
     with pytest.raises(DataError, match="^net has recall thresholds for 0.9, not 0.8$"):

@@ -227,7 +227,8 @@ def test_the_page_offers_a_final_heads_recall_levels(sample_heads, trained, samp
     assert status == 200 and posted["recall"] == {"level": "0.9", "threshold": round(threshold, 4)}
     raw = predictor.predict_proba(default_collate([predictor.transform(load_image(io.BytesIO(poster)))]))[0]
     assert posted["predicted"] == [g for g, p in zip(predictor.genres, raw) if p > threshold]
-    assert answer(predictor, poster, "image/jpeg", None, "0.7") == (400, {"error": "This model has no recall level '0.7'."})
+    refused = (400, {"error": "This model has no recall level '0.7'."})
+    assert answer(predictor, poster, "image/jpeg", None, "0.7") == refused
     assert answer(network, poster, "image/jpeg", None, "0.9")[0] == 400
     assert answer(predictor, poster, "image/jpeg", None)[1]["recall"] is None
     assert 'id="choice" hidden' in _page(network) and 'id="choice" >' in _page(predictor)
