@@ -34,5 +34,6 @@ def audit_labels(y: np.ndarray, probabilities: np.ndarray) -> LabelAudit:
     probabilities = np.clip(np.asarray(probabilities, np.float64), 0, 1)
     labels = [list(np.flatnonzero(row)) for row in y]
     quality = get_label_quality_scores(labels, probabilities)
-    issues = np.asarray(find_multilabel_issues_per_class(labels, probabilities), bool)  # (posters, genres)
+    # one process: cleanlab's worker pool reads a global that only a forked worker has
+    issues = np.asarray(find_multilabel_issues_per_class(labels, probabilities, n_jobs=1), bool)  # (posters, genres)
     return LabelAudit(np.asarray(quality), issues & y, issues & ~y)
