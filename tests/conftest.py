@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ def shared_data() -> Path:
     return Path(os.environ.get("POSTERGENRE_DATA", ROOT.parent / "shared" / "data")).resolve()
 
 
-SLOW_FIXTURES = {"trained", "sample_heads", "anime_slice"}  # a network trained, heads fitted, a pipeline run
+SLOW_FIXTURES = {"trained", "sample_features", "sample_heads", "anime_slice"}  # features, network, heads, a pipeline
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,15 +70,24 @@ def trained(sample_dir, sample_split, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sample_heads(sample_dir, tmp_path_factory) -> Path:
-    """`make split features heads final` on the sample with efficientnet_lite0, through the Python API's functions:
-    features/, models/ (the three heads and the final one) and results/ under the folder returned."""
+def sample_features(sample_dir, sample_split, tmp_path_factory) -> Path:
+    """The sample's efficientnet_lite0 feature file on sample_split, through the Python API, extracted once a session:
+    copy it before writing beside it."""
+    import postergenre
+
+    out = tmp_path_factory.mktemp("features") / "sample-efficientnet_lite0.h5"
+    return postergenre.features(sample_dir, "efficientnet_lite0", split_file=sample_split, out=out)
+
+
+@pytest.fixture(scope="session")
+def sample_heads(sample_features, tmp_path_factory) -> Path:
+    """`make heads final` on the sample's features, through the Python API's functions: features/, models/ (the
+    three heads and the final one) and results/ under the folder returned."""
     import postergenre
 
     work = tmp_path_factory.mktemp("heads")
-    split = postergenre.split(sample_dir, work / "features" / "sample-split.json", min_count=3)
-    features = postergenre.features(sample_dir, "efficientnet_lite0", split_file=split,
-                                    out=work / "features" / "sample-efficientnet_lite0.h5")
+    (work / "features").mkdir()
+    features = Path(shutil.copy(sample_features, work / "features" / sample_features.name))
     postergenre.fit_heads(features, models_dir=work / "models", results_dir=work / "results")
     postergenre.final(features, results_dir=work / "results", models_dir=work / "models")
     return work
