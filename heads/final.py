@@ -11,10 +11,10 @@ refits the evaluated ensemble's members instead (fit_final_ensemble).
 With `--union OTHER.h5` (the file `make heads UNION=...` used), the logistic head trained with the other
 data set's posters too competes as well, and when chosen is refit on every poster of both.
 
-Its thresholds, for F1 and for each recall level (evaluation/recall.py), come from out-of-fold predictions
-(the same parameters fitted on 4/5 of the posters, predicting the other 1/5, five times), never from posters
-the model was fitted on. The final model
-has seen the test part, so it has no test figures of its own; the card gives the evaluated model's.
+Its calibration (evaluation/calibration.py) and thresholds, for F1 and for each recall level
+(evaluation/recall.py), come from out-of-fold predictions (the same parameters fitted on 4/5 of the posters,
+predicting the other 1/5, five times), never from posters the model was fitted on. The final model has seen
+the test part, so it has no test figures of its own; the card gives the evaluated model's.
 """
 from __future__ import annotations
 
