@@ -33,43 +33,41 @@ def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | s
     titles = read_titles(data) if data.is_dir() else {}
     out = Path(out_dir) / f"{dataset}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = _rows(features, audit, titles)
+    # each poster's (given, suspected missing, suspected wrong) genres, most suspect first
+    names = [*zip(*(genre_names(m[audit.order], features.genres) for m in (features.Y, audit.missing, audit.wrong)))]
+    ids = [str(i) for i in features.ids[audit.order]]
+    rows = [[i, " / ".join(titles.get(i, ())), *("|".join(genres) for genres in three), f"{quality:.4f}"]
+            for i, three, quality in zip(ids, names, audit.quality[audit.order])]
     write_csv_atomic(out, ["id", "title", "given", "suspected_missing", "suspected_wrong", "label_quality"], rows)
     page = out.with_suffix(".md")
-    write_text_atomic(page, "\n".join(_page(features, audit, rows[:top], data, out, source["model"], rule, folds)))
+    write_text_atomic(page, "\n".join(_page(features, audit, rows[:top], names[:top], data, out, source["model"],
+                                            rule, folds)))
     write_html(page)
-    flagged = int((audit.wrong | audit.missing).any(axis=1).sum())
     print(f"{out}: {len(rows)} posters ranked by {source['model']}'s {folds}-fold out-of-fold probabilities; "
-          f"{flagged} with a genre that looks mislabelled; the top {min(top, len(rows))} in "
+          f"{audit.flagged} with a genre that looks mislabelled; the top {min(top, len(rows))} in "
           f"{page.with_suffix('.html')}")
     return out
 
 
-def _rows(features: Features, audit: LabelAudit, titles: dict[str, tuple[str, ...]]) -> list[list[str]]:
-    given, missing, wrong = (genre_names(m, features.genres) for m in (features.Y, audit.missing, audit.wrong))
-    return [[str(features.ids[i]), " / ".join(titles.get(str(features.ids[i]), ())), "|".join(given[i]),
-             "|".join(missing[i]), "|".join(wrong[i]), f"{audit.quality[i]:.4f}"] for i in audit.order]
-
-
-def _page(features: Features, audit: LabelAudit, rows: list[list[str]], data: Path, out: Path, model: str, rule: str,
-          folds: int) -> list[str]:
+def _page(features: Features, audit: LabelAudit, rows: list[list[str]], names: list[tuple[list[str], ...]],
+          data: Path, out: Path, model: str, rule: str, folds: int) -> list[str]:
+    """The audit's page: the table of `rows` (the CSV's first ones) and, where the images are here, their grid
+    with the given and suspected genres (`names`)."""
     dataset = features.attrs["dataset"]
-    flagged = int((audit.wrong | audit.missing).any(axis=1).sum())
     lines = [f"# Label audit: {md_text(dataset)}", "",
              f"{len(features.Y)} labelled posters, each scored by `{md_text(model)}` (picked by {rule}) fitted on the "
-             f"other {folds - 1} of {folds} folds; cleanlab flags a genre on {flagged} of them. The most suspect "
+             f"other {folds - 1} of {folds} folds; cleanlab flags a genre on {audit.flagged} of them. The most suspect "
              f"first; the whole ranking is in `{out.name}`. Reproduce: `make audit DATA={md_text(str(data))} "
              f"BACKBONE={md_text(features.attrs['backbone'])}`.", "",
              "| id | title | given | suspected missing | suspected wrong | label quality |",
              "|---|---|---|---|---|---|",
              *("| " + " | ".join(md_text(cell.replace("|", ", ")) for cell in row) + " |" for row in rows), ""]
     images = {poster.id: poster.image for poster in read_posters(data).posters} if data.is_dir() else {}
-    shown = [row for row in rows if row[0] in images]
+    shown = [(images[row[0]], three) for row, three in zip(rows, names) if row[0] in images]
     if shown:  # the data folder is here
         grid = out.parent / f"{dataset}-suspects.png"
-        names = [[[g for g in cell.split("|") if g] for cell in row[2:5]] for row in shown]
-        charts.poster_grid([images[row[0]] for row in shown], [[("given", given)] for given, _, _ in names],
-                           [[("missing?", missing), ("wrong?", wrong)] for _, missing, wrong in names],
+        charts.poster_grid([image for image, _ in shown], [[("given", given)] for _, (given, _, _) in shown],
+                           [[("missing?", missing), ("wrong?", wrong)] for _, (_, missing, wrong) in shown],
                            grid, f"{dataset}: the most suspect labels")
         lines += [f"![the most suspect posters]({grid.name})", ""]
     return lines

@@ -20,6 +20,11 @@ class LabelAudit:
     missing: np.ndarray  # (posters, genres) bool: not given, and suspected missing
 
     @property
+    def flagged(self) -> int:
+        """How many posters have a genre that looks mislabelled."""
+        return int((self.wrong | self.missing).any(axis=1).sum())
+
+    @property
     def order(self) -> np.ndarray:
         """Poster indices, most suspect first (ties by index, so the order is reproducible)."""
         return np.lexsort((np.arange(len(self.quality)), self.quality))
