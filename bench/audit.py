@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from postergenre.audit.labels import audit_labels
+from postergenre.bench.intervals import HEADS
 from postergenre.core.files import write_text_atomic
 from postergenre.extract.features import load_features
-from postergenre.heads.estimators import logistic_head
 from postergenre.heads.final import out_of_fold_scores
 
 MARKER = "<!-- bench.audit writes below this line -->"
-HEAD = logistic_head(C=0.0003)  # mid-grid (heads/estimators.py), as bench.intervals
+HEAD = HEADS["logistic"]  # the mid-grid logistic head that bench.intervals simulates with
 
 
 def corrupt(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
