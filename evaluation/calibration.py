@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit, logit
 
 BINS = 10
 EDGE = 1e-7  # probabilities are clipped this far from 0 and 1 before a logarithm
@@ -51,7 +52,7 @@ class GenreCalibration:
         return (self.slope != 1) | (self.intercept != 0)
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
-        return np.where(self.kept, _sigmoid(self.slope * _logit(probabilities) + self.intercept), probabilities)
+        return np.where(self.kept, expit(self.slope * _logit(probabilities) + self.intercept), probabilities)
 
 
 def fit_genre_calibration(y: np.ndarray, probabilities: np.ndarray, folds: int = 5, seed: int = 0) -> GenreCalibration:
@@ -90,12 +91,7 @@ def fit_genre_calibration(y: np.ndarray, probabilities: np.ndarray, folds: int =
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EDGE, 1 - EDGE)
-    return np.log(p) - np.log1p(-p)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0, -z))
+    return logit(np.clip(p, EDGE, 1 - EDGE))
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
