@@ -71,10 +71,10 @@ class Model:
         """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4]). With
         `recall` (0.8, 0.9 or 0.95), a final head's sets that hold on average that share of a poster's true
         genres (evaluation/recall.py)."""
-        probabilities, p = self.predict_proba(images), self.predictor
-        chosen = genre_names(chosen_sets(probabilities, p.thresholds, recall, p.recall_thresholds, p.name), p.genres)
-        return [Prediction(names, {g: float(p) for g, p in zip(self.predictor.genres, probs)})
-                for names, probs in zip(chosen, probabilities)]
+        probabilities, predictor = self.predict_proba(images), self.predictor
+        sets = chosen_sets(probabilities, predictor.thresholds, recall, predictor.recall_thresholds, predictor.name)
+        return [Prediction(names, {g: float(p) for g, p in zip(predictor.genres, probs)})
+                for names, probs in zip(genre_names(sets, predictor.genres), probabilities)]
 
     def __repr__(self) -> str:
         return f"postergenre.Model({self.name!r}, {len(self.genres)} genres)"
