@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from postergenre.bench.local_server import PosterServer
 from postergenre.posters.data import read_posters
 from postergenre.posters.download import DownloadConfig, download, summary
+from postergenre.testing.poster_server import PosterServer
 
 FAULTS = ("missing", "flaky", "busy", "slow", "cut", "cut-once", "html")
 

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from postergenre.bench.page import start_server
+from postergenre.testing.browser import start_server
 
 UVICORN_APP = """
 import io, sys

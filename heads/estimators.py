@@ -27,7 +27,7 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
     It computes what scikit-multilearn's MLkNN computes (same smoothing `s`) with array operations
     instead of a Python loop over posters and genres. As ML-kNN prescribes, each training poster is
     left out of its own neighbours; `leave_self_out=False` counts it, as scikit-multilearn does by
-    default, and then scikit-multilearn's own (bench/reference_mlknn.py) predicts the same, which a test
+    default, and then scikit-multilearn's own (testing/reference_mlknn.py) predicts the same, which a test
     checks. predict_proba divides by the evidence, which scikit-multilearn's does not.
 
     Neighbours are found exactly, one float matrix product per block of rows plus a top-k: with

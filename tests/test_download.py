@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from postergenre.bench.local_server import PosterServer
 from postergenre.posters import download as download_module
 from postergenre.posters.download import DownloadConfig, download, summary
+from postergenre.testing.poster_server import PosterServer
 from tests.conftest import ROOT, run_module
 
 FAST = DownloadConfig(concurrency=4, rate=1000, timeout=0.5, retries=2, backoff=0.05)

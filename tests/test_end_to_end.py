@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from postergenre.bench.page import CHROMIUM
 from postergenre.evaluation.compare import choosing_score, picked
+from postergenre.testing.browser import CHROMIUM
 from tests.conftest import run_module
 
 POSTERS = 300

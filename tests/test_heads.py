@@ -5,7 +5,6 @@ from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import check_estimator
 
 from postergenre import modelfiles
-from postergenre.bench.reference_mlknn import reference_mlknn
 from postergenre.core.errors import DataError
 from postergenre.evaluation.metrics import macro_map
 from postergenre.extract.features import Features
@@ -14,6 +13,7 @@ from postergenre.heads.arrays import head_layers
 from postergenre.heads.estimators import HEADS, UNION_LOGISTIC, MLkNNHead
 from postergenre.heads.train import cross_validate, load_head, save_head, tune
 from postergenre.predict.light import ACTIVATIONS
+from postergenre.testing.reference_mlknn import reference_mlknn
 
 
 def clustered(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 from torch.utils.data import default_collate
 
-from postergenre.bench.page import CHROMIUM, page_latencies, start_server
 from postergenre.posters.decode import load_image
 from postergenre.predict.models import load_model
 from postergenre.serve.__main__ import answer, make_server
+from postergenre.testing.browser import CHROMIUM, page_latencies, start_server
 from tests.conftest import ROOT, run_module
 
 
