@@ -100,3 +100,19 @@ def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"python -m {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+TIMM_ARCHITECTURE = "mobilenetv3_small_050"  # small, so the tests that use it stay quick
+
+
+@pytest.fixture(scope="session")
+def timm_weights(tmp_path_factory) -> Path:
+    """A whole timm checkpoint (its ImageNet classifier included), with random weights the test writes itself."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("timm") / f"{TIMM_ARCHITECTURE}.safetensors"
+    save_file(timm.create_model(TIMM_ARCHITECTURE, pretrained=False).state_dict(), str(path))
+    return path

@@ -18,7 +18,7 @@ from postergenre.posters.data import read_posters
 from postergenre.posters.images import ImageSpec, PosterImages, eval_transform, pixels_transform
 from postergenre.predict.export import export
 from postergenre.predict.models import load_model
-from tests.conftest import run_module
+from tests.conftest import TIMM_ARCHITECTURE, run_module
 
 
 def poster_batch(sample_dir, spec: ImageSpec, n: int = 5, pixels: bool = False) -> torch.Tensor:
@@ -47,17 +47,19 @@ def test_onnxruntime_embeddings_match_torch(sample_dir, tta):
 
 
 @pytest.mark.slow
-def test_the_onnx_graph_is_exported_once_per_weights(sample_dir, tmp_path, monkeypatch, capsys):
+def test_the_onnx_graph_is_exported_once_per_weights(sample_dir, tmp_path, monkeypatch, capsys, timm_weights):
+    """The export's mechanics, on a small timm backbone: every backbone takes the same path."""
     monkeypatch.setenv("POSTERGENRE_CACHE", str(tmp_path / "cache"))
-    backbone = build_backbone("efficientnet_lite0")
+    backbone = build_backbone(f"timm:{TIMM_ARCHITECTURE}", str(timm_weights))
     make_embedder(backbone, engine="onnxruntime")
     graphs = list(cache_dir().glob("*.onnx"))
-    assert [g.name for g in graphs] == [f"efficientnet_lite0-224px-uint8-{backbone.weights_sha256}.onnx"]
-    assert "exporting efficientnet_lite0" in capsys.readouterr().out
+    assert [g.name for g in graphs] == [f"timm-{TIMM_ARCHITECTURE}-224px-uint8-{backbone.weights_sha256}.onnx"]
+    assert f"exporting timm:{TIMM_ARCHITECTURE}" in capsys.readouterr().out
     exported_at = graphs[0].stat().st_mtime_ns
 
     pixels = poster_batch(sample_dir, ImageSpec(backbone.image_size, backbone.mean, backbone.std), 2, pixels=True)
-    embeddings = make_embedder(build_backbone("efficientnet_lite0"), engine="onnxruntime")(pixels)
+    embeddings = make_embedder(build_backbone(f"timm:{TIMM_ARCHITECTURE}", str(timm_weights)),
+                               engine="onnxruntime")(pixels)
     assert "exporting" not in capsys.readouterr().out and graphs[0].stat().st_mtime_ns == exported_at
 
     # a cached graph changed since its export (damaged, or its weights zeroed) is exported again, not trusted

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import timm
 import torch
-from safetensors.torch import save_file
 
 from postergenre.core.workspace import file_sha256
 from postergenre.extract.backbones import BackboneError, backbone_argument, build_backbone, is_backbone_name
@@ -13,24 +12,14 @@ from postergenre.extract.features import load_features
 from postergenre.modelfiles import read_state_dict
 from postergenre.posters.data import read_posters
 from postergenre.predict.models import load_model, predict_files
-from tests.conftest import run_module
+from tests.conftest import TIMM_ARCHITECTURE, run_module
 
-ARCHITECTURE = "mobilenetv3_small_050"  # small, so the test stays quick
-BACKBONE = f"timm:{ARCHITECTURE}"
-
-
-@pytest.fixture(scope="module")
-def timm_weights(tmp_path_factory):
-    """A whole timm checkpoint (its ImageNet classifier included), with random weights the test writes itself."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("timm") / f"{ARCHITECTURE}.safetensors"
-    save_file(timm.create_model(ARCHITECTURE, pretrained=False).state_dict(), str(path))
-    return path
+BACKBONE = f"timm:{TIMM_ARCHITECTURE}"
 
 
 def test_a_timm_backbone_from_a_local_file(timm_weights):
     backbone = build_backbone(BACKBONE, str(timm_weights))
-    reference = timm.create_model(ARCHITECTURE, pretrained=False, num_classes=0).eval()
+    reference = timm.create_model(TIMM_ARCHITECTURE, pretrained=False, num_classes=0).eval()
     reference.load_state_dict({k: v for k, v in read_state_dict(timm_weights).items()
                                if not k.startswith("classifier.")})  # what num_classes=0 leaves out
     x = torch.randn(2, 3, 224, 224)
@@ -47,7 +36,7 @@ def test_a_timm_backbone_from_a_local_file(timm_weights):
 
 @pytest.mark.slow
 def test_features_finetuning_and_predict_with_a_timm_backbone(sample_dir, sample_split, tmp_path, timm_weights):
-    features = tmp_path / f"sample-timm-{ARCHITECTURE}.h5"
+    features = tmp_path / f"sample-timm-{TIMM_ARCHITECTURE}.h5"
     run_module("extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", BACKBONE,
                "--weights", str(timm_weights), "--out", str(features))
     loaded = load_features(features)
@@ -59,7 +48,7 @@ def test_features_finetuning_and_predict_with_a_timm_backbone(sample_dir, sample
                "--batch-size", "16", "--workers", "0", "--runs-dir", str(tmp_path / "runs"),
                "--results-dir", str(tmp_path / "results"), "--models-dir", str(tmp_path / "models"))
     saved = next((tmp_path / "models").glob("*.safetensors"))
-    assert saved.name.endswith(f"-finetune-timm-{ARCHITECTURE}-freeze-stage3-64px.safetensors")
+    assert saved.name.endswith(f"-finetune-timm-{TIMM_ARCHITECTURE}-freeze-stage3-64px.safetensors")
     predictor = load_model(saved, trust_timm=True)  # the user built it: the file is theirs
     images = [p.image for p in read_posters(sample_dir).posters[:5]]
     probabilities, errors = predict_files(predictor, images)
