@@ -27,16 +27,17 @@ from sklearn.preprocessing import normalize
 from postergenre.bench.extraction import engine_speeds
 from postergenre.bench.plan import (BACKBONE, CACHED_FINETUNE, CNN_EPOCHS, CV, DATASETS, FINETUNE, FULL, HEAD_NAMES,
                                     HOUR, SEEDS, UNIONS, Scope, features_path, features_step, split_path)
-from postergenre.bench.reference_mlknn import reference_mlknn
 from postergenre.bench.report import write_bench_report
 from postergenre.core.files import write_text_atomic
-from postergenre.core.runspec import RunSpec
-from postergenre.evaluation.results import overall
+from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name
+from postergenre.evaluation.results import overall, read_result, result_path
 from postergenre.extract.features import load_features
 from postergenre.heads.estimators import MLkNNHead
 from postergenre.heads.final import keep_refit_network
 from postergenre.modelfiles import ENSEMBLE_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir
 from postergenre.posters.data import PosterSet, read_posters
+from postergenre.testing.reference_mlknn import reference_mlknn
+
 
 class Steps:
     """Runs `python -m ...` commands once each, keeping their wall times in a JSON file."""
@@ -67,14 +68,18 @@ def extract_features(steps: Steps, data: Path, work: Path, scope: Scope) -> None
 
 
 def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
-    name, split, results = data.name, split_path(work, data.name), work / "results" / data.name
+    name, split = data.name, split_path(work, data.name)
     dirs = ["--runs-dir", str(work / "runs"), "--results-dir", str(work / "results"),
             "--models-dir", str(work / "models")]
+
+    def result(model: str) -> Path:
+        return result_path(work / "results", name, model)
+
     if len(scope.backbones) > 1:  # the logistic head on each backbone's features chooses the features
         for backbone in scope.backbones:
-            steps.run(f"{name} logistic {backbone}", results / f"{backbone}-logistic.json", "heads",
+            steps.run(f"{name} logistic {backbone}", result(head_name(backbone, "logistic")), "heads",
                       "--features", str(features_path(work, name, backbone)), "--heads", "logistic", *dirs[2:])
-    backbone = chosen_backbone(results, scope.backbones)
+    backbone = chosen_backbone(work / "results", name, scope.backbones)
     features = features_path(work, name, backbone)
     heads = ["--features", str(features), *dirs[2:]]
     cv_heads = list(scope.cv_heads[name])
@@ -82,9 +87,9 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
     cv = ["--cv", f"{CV[0]}x{CV[1]}"]
     for step, group, flags in ((f"{name} heads", plain, []), (f"{name} heads cv", cv_heads, cv)):
         if group:
-            steps.run(step, results / f"{backbone}-{group[-1]}.json", "heads", *heads, "--heads", *group, *flags)
+            steps.run(step, result(head_name(backbone, group[-1])), "heads", *heads, "--heads", *group, *flags)
     if other := UNIONS.get(name):
-        steps.run(f"{name} union", results / f"{backbone}-logistic-union-{other}.json", "heads", *heads,
+        steps.run(f"{name} union", result(head_name(backbone, "logistic", other)), "heads", *heads,
                   "--union", str(features_path(work, other, backbone)), "--heads", "logistic", *cv)
     networks = {}  # each trained network's model name -> the command that trains it
     for seed in SEEDS[name]:
@@ -100,8 +105,8 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
             networks[spec.name] = [spec.kind, "--data", str(data), "--split", str(split), "--epochs", str(epochs),
                                    *dirs, *spec.flags(), *union]
     for model, command in networks.items():
-        steps.run(f"{name} {model}", results / f"{model}.json", *command)
-    steps.run(f"{name} ensemble", results / "ensemble.json", "evaluation.ensemble", "--dataset", name,
+        steps.run(f"{name} {model}", result(model), *command)
+    steps.run(f"{name} ensemble", result(ENSEMBLE), "evaluation.ensemble", "--dataset", name,
               "--results-dir", str(work / "results"))
     steps.run(f"{name} final", final_model_path(work / "models", name), "heads.final", "--features", str(features),
               "--results-dir", str(work / "results"), "--models-dir", str(work / "models"),
@@ -109,7 +114,7 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
     if not scope.final_ensemble:
         return
     final_ensemble = final_model_path(work / "models", name, ENSEMBLE_SUFFIX)
-    for member in json.loads((results / "ensemble.json").read_text())["members"]:
+    for member in read_result(result(ENSEMBLE))["members"]:
         if member in networks:  # refit by its own command with --final, one network after another
             steps.run(f"{name} {member} final", members_dir(final_ensemble) / f"{member}{NETWORK_SUFFIX}",
                       *networks[member], "--final")
@@ -118,11 +123,12 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
               "--results-dir", str(work / "results"), "--models-dir", str(work / "models"))
 
 
-def chosen_backbone(results_dir: Path, backbones: tuple[str, ...]) -> str:
+def chosen_backbone(results_dir: Path, dataset: str, backbones: tuple[str, ...]) -> str:
     """The one of `backbones` whose features gave the logistic head the best validation mAP."""
     if len(backbones) == 1:
         return backbones[0]
-    val_map = {b: overall(json.loads((results_dir / f"{b}-logistic.json").read_text()), "val") for b in backbones}
+    val_map = {b: overall(read_result(result_path(results_dir, dataset, head_name(b, "logistic"))), "val")
+               for b in backbones}
     return max(backbones, key=val_map.get)
 
 

@@ -1,7 +1,9 @@
-"""A trained network's run spec: the settings its model name is made of, and the one place that makes it.
+"""Every model's name, made here only: a trained network's from its run spec, a head's and a baseline's from
+theirs.
 
     finetune-<backbone>-freeze-<stage>[-<size>px][-<loss>][-mixup<alpha>][-cached<views>][-union-<set>][-seed<n>]
     cnn-posternet[-<widths>][-union-<set>][-seed<n>]
+    <backbone>-<head>[-union-<set>]    baseline-<rule>    ensemble
 
 Results record their spec (`"spec"`), so the report and the bench read its fields and ask it for the name and
 the command that reproduces the run, instead of building or parsing names of their own.
@@ -14,6 +16,19 @@ from pathlib import Path
 from postergenre.core.workspace import file_name
 
 POSTERNET_WIDTHS = (32, 64, 128, 256)
+
+
+def head_name(backbone: str, head: str, union: str | None = None) -> str:
+    """A head fitted on `backbone`'s features (with `union`, a data set's name: trained with its posters too)."""
+    return f"{file_name(backbone)}-{head}" + (f"-union-{union}" if union else "")
+
+
+def baseline_name(rule: str) -> str:
+    return f"baseline-{rule}"
+
+
+PRIOR_BASELINE = baseline_name("prior")  # what every model's margin is measured against
+ENSEMBLE = "ensemble"  # a data set's ensemble, as `make ensemble` names it
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from postergenre.core.markup import md_text
+from postergenre.core.runspec import PRIOR_BASELINE
 from postergenre.evaluation.intervals import DESCRIPTION, paired_difference
 from postergenre.evaluation.results import align_scores, overall, read_scores, scores_path
 
@@ -82,20 +83,19 @@ def headline(results: list[dict], comparison: dict | None) -> list[str]:
             f"mAP, {optimism(choice):+.3f}): test mAP {interval(choice)} on {n:.0f} test posters ({DESCRIPTION})")
     if comparison is None:
         return [text + "; its scores file is missing, so no paired comparison.", ""]
-    vs = comparison["vs"]
-    prior = vs.get("baseline-prior")
+    vs, by_name = comparison["vs"], {r["model"]: r for r in results}
+    prior = vs.get(PRIOR_BASELINE)
     if prior:
         margin = {"worse": "above", "better": "below"}.get(prior["verdict"], "not distinguishable from")
         text += (f", {-prior['difference']:.3f} ({-prior['interval'][1]:.3f} to {-prior['interval'][0]:.3f}) "
                  f"{margin} the prior baseline")
-    others = {m: d for m, d in vs.items() if not m.startswith("baseline-")}
+    others = {m: d for m, d in vs.items() if by_name[m]["kind"] != "baseline"}
     apart = [m for m, d in others.items() if d["verdict"] != "not distinguishable"]
     close = [m for m, d in others.items() if d["verdict"] == "not distinguishable"]
     text += (". At 95%, it is distinguishable from "
              + (", ".join(f"{md_text(m)} ({others[m]['verdict']})" for m in apart) or "no other model")
              + "; not from " + (", ".join(md_text(m) for m in close) or "any other model") + ".")
     lines = [text, "", "| model | test mAP (95% CI) | minus the picked model (95% CI) | verdict |", "|---|---|---|---|"]
-    by_name = {r["model"]: r for r in results}
     lines.append(f"| {md_text(choice['model'])} (picked) | {interval(choice)} | | |")
     for model, d in sorted(vs.items(), key=lambda item: -item[1]["difference"]):
         lines.append(f"| {md_text(model)} | {interval(by_name[model])} | {_difference(d)} | {d['verdict']} |")

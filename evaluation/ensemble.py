@@ -33,6 +33,7 @@ from scipy.special import expit, logit
 
 from postergenre.core import cli
 from postergenre.core.errors import DataError
+from postergenre.core.runspec import ENSEMBLE
 from postergenre.evaluation.metrics import evaluate, macro_map
 from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, overall, read_results, read_scores, scores_path,
                                             write_result, write_scores)
@@ -71,7 +72,7 @@ def out_of_fold_map(y_val: np.ndarray, val_scores: dict[str, np.ndarray], folds:
     return macro_map(y_val, predictions)
 
 
-def ensemble(results_dir: Path | str, dataset: str, name: str = "ensemble") -> dict:
+def ensemble(results_dir: Path | str, dataset: str, name: str = ENSEMBLE) -> dict:
     """Select, score and save the ensemble of `dataset`'s models that left scores; returns the saved result."""
     results = {r["model"]: r for r in read_results(results_dir).get(dataset, [])
                if r["kind"] not in ("baseline", "ensemble")}

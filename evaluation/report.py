@@ -14,7 +14,7 @@ from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.core.files import write_text_atomic
 from postergenre.core.markup import markdown_to_html, md_text
-from postergenre.core.runspec import RunSpec
+from postergenre.core.runspec import PRIOR_BASELINE, RunSpec
 from postergenre.core.workspace import split_path
 from postergenre.evaluation import charts
 from postergenre.evaluation.card import thresholds_text
@@ -64,7 +64,7 @@ def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
     """Each model family's validation-selected member, against the prior baseline, in test mAP."""
     families = {"head": "best frozen-feature head", "finetune": "best fine-tuned backbone",
                 "cnn": "custom CNN from scratch", "ensemble": "ensemble of the models above"}
-    prior = next((b for b in baselines if b["model"] == "baseline-prior"), None)
+    prior = next((b for b in baselines if b["model"] == PRIOR_BASELINE), None)
     chosen = {}
     for kind in families:
         members = [r for r in models if r["kind"] == kind]

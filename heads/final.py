@@ -31,6 +31,7 @@ from postergenre.core import cli, workspace
 from postergenre.core.errors import DataError
 from postergenre.core.files import atomic_write, write_text_atomic
 from postergenre.core.progress import progress
+from postergenre.core.runspec import ENSEMBLE
 from postergenre.evaluation.calibration import GenreCalibration, fit_genre_calibration
 from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text, write_refit_card
 from postergenre.evaluation.compare import choosing_score, picked
@@ -229,7 +230,7 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
     features = load_features(features_path)
     dataset = features.attrs["dataset"]
     results = {r["model"]: r for r in read_results(results_dir).get(dataset, [])}
-    evaluated = results.get("ensemble")
+    evaluated = results.get(ENSEMBLE)
     if not evaluated or "combination" not in evaluated:
         raise DataError(f"{results_dir}/{dataset}: no ensemble result of this version; run `make ensemble` first")
     path = final_model_path(models_dir, dataset, ENSEMBLE_SUFFIX)

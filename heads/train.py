@@ -14,7 +14,7 @@ from sklearn.model_selection import ParameterGrid
 from postergenre import modelfiles
 from postergenre.core.errors import DataError
 from postergenre.core.progress import progress
-from postergenre.core.workspace import file_name
+from postergenre.core.runspec import PRIOR_BASELINE, baseline_name, head_name
 from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, prior_scores,
                                             top_k_accuracy)
 from postergenre.evaluation.results import OUT_OF_FOLD, write_result, write_scores
@@ -119,26 +119,26 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
     X_fit, Y_fit = X_train, Y_train  # what the heads learn from
     if unknown := [name for name in heads if name not in HEADS]:
         raise DataError(f"unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}")
-    fits = {name: (name, *HEADS[name]) for name in heads}  # model suffix -> (head, estimator, grid)
+    fits = {head_name(backbone, name): (name, *HEADS[name]) for name in heads}  # model name -> (head, estimator, grid)
     if union:
         if heads != ["logistic"]:
             raise DataError("a union trains the logistic head only (the MLP and ML-kNN cannot leave out the genres "
                             "a data set does not label)")
         X_fit, Y_fit, union_report = union.training_set()
-        fits = {f"logistic-union-{union_report['dataset']}": ("logistic", *UNION_LOGISTIC)}
+        fits = {head_name(backbone, "logistic", union_report["dataset"]): ("logistic", *UNION_LOGISTIC)}
         print(f"{dataset}: {describe(union_report, len(X_fit))}")
     setting = {"data": features.attrs["data"], "backbone": backbone,
                "weights_sha256": features.attrs["weights_sha256"],
                "tta": features.attrs["tta"], "split": features.attrs["split"]}
     ids = {part: features.ids[features.parts == part] for part in ("val", "test")}
     for name, result in evaluate_baselines(Y_train, Y_val, Y_test, features.genres).items():
-        write_result(results_dir, dataset, f"baseline-{name}", {"kind": "baseline", **setting, **result})
-    write_scores(results_dir, dataset, "baseline-prior", {  # what every model's margin is measured against
+        write_result(results_dir, dataset, baseline_name(name), {"kind": "baseline", **setting, **result})
+    write_scores(results_dir, dataset, PRIOR_BASELINE, {
         "val": (ids["val"], Y_val, prior_scores(Y_train, len(Y_val))),
         "test": (ids["test"], Y_test, prior_scores(Y_train, len(Y_test)))})
 
     summary = {}
-    for suffix, (name, estimator, grid) in fits.items():
+    for model_name, (name, estimator, grid) in fits.items():
         if name == "mlknn" and mlknn_neighbours != "exact":  # a one-value grid entry: results and make final see it
             grid = {**grid, "mlknnhead__neighbours": [mlknn_neighbours]}
         start = time.perf_counter()
@@ -146,7 +146,6 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         seconds = time.perf_counter() - start
         scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
-        model_name = f"{file_name(backbone)}-{suffix}"
         scores = {"val": (ids["val"], Y_val, scores_val), "test": (ids["test"], Y_test, scores_test)}
         path = modelfiles.model_path(models_dir, dataset, model_name, modelfiles.HEAD_SUFFIX)
         save_head(path, model, features, params, result["thresholds"]["values"])
