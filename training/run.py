@@ -18,7 +18,7 @@ from postergenre.core.runspec import RunSpec
 from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.card import write_refit_card
 from postergenre.evaluation.metrics import evaluate
-from postergenre.evaluation.results import result_path, write_result, write_scores
+from postergenre.evaluation.results import read_result, result_path, write_result, write_scores
 from postergenre.modelfiles import (NETWORK_SUFFIX, final_model_path, load_weights, model_path, read_checkpoint,
                                     read_network, save_network)
 from postergenre.posters.data import read_posters, read_titles
@@ -133,7 +133,7 @@ def _train_final(args: argparse.Namespace, cfg: TrainConfig, name: str, kind: st
     if not evaluated_path.is_file():
         raise DataError(f"{evaluated_path} not found: --final refits an evaluated run, so run the same command "
                         f"without --final first")
-    evaluated = json.loads(evaluated_path.read_text())
+    evaluated = read_result(evaluated_path)
     epochs = evaluated["best_epoch"]
     everything = Part([path for part in PARTS for path in parts[part].paths],
                       np.concatenate([parts[part].labels for part in PARTS]))
