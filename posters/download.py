@@ -294,6 +294,8 @@ def download(csv_path: Path | str, out: Path | str, cfg: DownloadConfig = Downlo
                 outcome = Outcome(item[0], item[1], "failed", f"unexpected error ({type(e).__name__})")
             done.put(outcome)
 
+    # Daemon threads, not a ThreadPoolExecutor: its workers are joined at exit, so one request still waiting for a
+    # slow server's headers (which cancel() cannot cut) would hold Ctrl-C for up to --timeout.
     workers = [threading.Thread(target=work, daemon=True) for _ in range(cfg.concurrency)]
     for worker in workers:
         worker.start()
