@@ -1,6 +1,6 @@
 """python -m audit --features FILE.h5: the labelled posters ranked by how likely their genres are wrong.
 
-The head the evaluation picks among `make heads`'s (heads.final.choose), with its chosen parameters, predicts
+The head the evaluation picks among `make heads`'s (evaluation.compare.picked), with its chosen parameters, predicts
 every labelled poster out-of-fold (fitted on the other folds), and cleanlab's multi-label label-issue finder
 ranks the posters on those probabilities (audit/labels.py), so no poster is scored by a model that saw it. Writes
 reports/audit/<dataset>.csv (id, title, given genres, suspected missing, suspected wrong, label quality; most
@@ -16,17 +16,19 @@ from postergenre.core import cli
 from postergenre.core.files import write_csv_atomic, write_text_atomic
 from postergenre.core.markup import md_text
 from postergenre.evaluation import charts
+from postergenre.evaluation.compare import choosing_score, picked
 from postergenre.evaluation.report import write_html
 from postergenre.evaluation.sets import genre_names
 from postergenre.extract.features import Features, load_features
-from postergenre.heads.final import choose, head_estimator, head_results, out_of_fold_scores
+from postergenre.heads.final import head_estimator, head_results, out_of_fold_scores
 from postergenre.posters.data import read_posters, read_titles
 
 
 def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | str, folds: int = 5, seed: int = 0,
                   top: int = 20) -> Path:
     """Audit the labelled posters of `features` with the picked head; returns the CSV's path."""
-    source, rule = choose(head_results(features, results_dir))
+    source = picked(head_results(features, results_dir))
+    rule = choosing_score(source)[1]
     probabilities = out_of_fold_scores(head_estimator(source), features.X, features.Y, folds, seed)
     audit = audit_labels(features.Y, probabilities)
     dataset, data = features.attrs["dataset"], Path(features.attrs["data"])

@@ -11,7 +11,7 @@ from postergenre.bench.plan import (BACKBONE, BACKBONE_CHOICES, CACHED_FINETUNE,
                                     HOUR, Scope, features_step, split_path)
 from postergenre.core.files import write_text_atomic
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, picked
-from postergenre.evaluation.ensemble import describe
+from postergenre.evaluation.ensemble import describe_members
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.metrics import cross_validated_f1, evaluate
 from postergenre.evaluation.report import cross_validation_table, recall_lines, seeds_table
@@ -83,7 +83,7 @@ def _ablations(results_dir: Path, dataset: str, models: list[dict], choice: dict
     for r in models:
         if r["kind"] == "ensemble":
             (score, rule), (best_score, best_rule) = choosing_score(r), choosing_score(best)
-            rows.append(f"| {dataset} | ensemble ({describe(r['members'])}) vs the best single model "
+            rows.append(f"| {dataset} | ensemble ({describe_members(r['members'])}) vs the best single model "
                         f"({best['model']}), judged by {rule} against {best_rule} | {_maps(best)} | "
                         f"{_maps(r)}, {rule} {score:.3f} | {'yes' if score > best_score else 'no'} |")
     saved = read_scores(scores_path(results_dir, dataset, choice["model"]))
@@ -232,7 +232,7 @@ def _final_section(work: Path, picked_by_dataset: dict[str, dict]) -> list[str]:
         if path.exists():
             settings = read_ensemble(path)[1]
             members = {name: member["weight"] for name, member in settings["members"].items()}
-            lines.append(f"| {dataset} | ensemble: {describe(members)} | validation mAP, as evaluated | "
+            lines.append(f"| {dataset} | ensemble: {describe_members(members)} | validation mAP, as evaluated | "
                          f"{settings['final']['posters']} | – | – | – | {best['model']} |")
     return lines + [""]
 

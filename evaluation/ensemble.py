@@ -150,7 +150,7 @@ class Combination:
                    PerGenreScale(**saved["own"]))
 
 
-def describe(members: dict[str, int]) -> str:
+def describe_members(members: dict[str, int]) -> str:
     """An ensemble's members as the report shows them: "2x model-a, 1x model-b"."""
     return ", ".join(f"{weight}x {model}" for model, weight in members.items())
 

@@ -19,7 +19,7 @@ from postergenre.core.workspace import split_path
 from postergenre.evaluation import charts
 from postergenre.evaluation.card import thresholds_text
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
-from postergenre.evaluation.ensemble import describe
+from postergenre.evaluation.ensemble import describe_members
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.recall import realised_recall, recall_sets, recall_thresholds
 from postergenre.evaluation.results import overall, read_results, read_scores, scores_path
@@ -56,7 +56,7 @@ def _setting(r: dict) -> str:
                 f"{r['freeze']}" if r["kind"] == "finetune" else "")
                 + f", {r['train_posters_per_s']:.1f} posters/s training")
     if r["kind"] == "ensemble":
-        return f"mean of {describe(r['members'])}"
+        return f"mean of {describe_members(r['members'])}"
     return json.dumps(r["params"])
 
 

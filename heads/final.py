@@ -47,13 +47,7 @@ from postergenre.heads.union import Added, Union, plus_added
 from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir,
                                     read_network, save_ensemble)
 from postergenre.posters.split import stratified_folds
-from postergenre.posters.union import describe
-
-
-def choose(heads: list[dict]) -> tuple[dict, str]:
-    """The head result the evaluation picks (evaluation.compare.choosing_score), and by what."""
-    choice = picked(heads)
-    return choice, choosing_score(choice)[1]
+from postergenre.posters.union import describe_added
 
 
 def head_results(features: Features, results_dir: Path | str, other: str | None = None) -> list[dict]:
@@ -100,14 +94,15 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     dataset = features.attrs["dataset"]
     results = read_results(results_dir).get(dataset, [])
     heads = head_results(features, results_dir, union.source.attrs["dataset"] if union else None)
-    source, rule = choose(heads)
+    source = picked(heads)
+    rule = choosing_score(source)[1]
     oof = out_of_fold_scores(head_estimator(source), features.X, features.Y, folds, seed,
                              union.added if "union" in source else None)
     calibration = fit_genre_calibration(features.Y, oof, folds, seed)
     model, Y, report = refit(source, features, union)
     if not calibrate_last_layer(model, calibration.slope, calibration.intercept):
         calibration = None  # ML-kNN's probabilities are neighbour counts, with no logit to scale
-    chosen = OutOfFold.choose(features.Y, oof, source["thresholds"]["per_genre"], folds, calibration)
+    chosen = OutOfFold.of(features.Y, oof, source["thresholds"]["per_genre"], folds, calibration)
     path = final_model_path(models_dir, dataset)
     save_head(path, model, features, source["params"], chosen.thresholds.tolist(),
               final={"source": source["model"], "chosen_by": rule, "posters": len(Y), "folds": folds,
@@ -115,7 +110,7 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
                      **({"calibration": chosen.calibration_record()} if calibration else {})},
               recall_thresholds=chosen.recall)
     if report:
-        print(f"{dataset}: {describe(report, len(Y))}")
+        print(f"{dataset}: {describe_added(report, len(Y))}")
     card = model_card(features, heads, source, rule, picked(results), chosen, report)
     write_text_atomic(path.with_suffix(".md"), card)
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
@@ -134,8 +129,8 @@ class OutOfFold:
     figures: dict[str, float]  # out-of-fold mAP and micro-F1
 
     @classmethod
-    def choose(cls, y: np.ndarray, oof: np.ndarray, per_genre: bool, folds: int,
-               calibration: GenreCalibration | None) -> "OutOfFold":
+    def of(cls, y: np.ndarray, oof: np.ndarray, per_genre: bool, folds: int,
+           calibration: GenreCalibration | None) -> "OutOfFold":
         oof = calibration.apply(oof) if calibration else oof
         thresholds = choose_thresholds(y, oof, per_genre)
         f1 = float(f1_score(y, predict_sets(oof, thresholds), average="micro", zero_division=0))
@@ -256,7 +251,7 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
             files[name] = f"{name}{HEAD_SUFFIX}"
             save_head(folder / files[name], model, member_features, source["params"], source["thresholds"]["values"],
                       final={"source": name, "posters": len(Y), **({"union": report} if report else {})})
-            how[name] = f"refit here on {len(Y)} posters" + (f" ({describe(report, len(Y))})" if report else "")
+            how[name] = f"refit here on {len(Y)} posters" + (f" ({describe_added(report, len(Y))})" if report else "")
             continue
         kept = folder / f"{name}{NETWORK_SUFFIX}"
         if not kept.is_file():

@@ -24,7 +24,7 @@ from postergenre.heads.arrays import save_arrays
 from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
 from postergenre.heads.union import Added, Union, plus_added
 from postergenre.posters.split import stratified_folds
-from postergenre.posters.union import describe
+from postergenre.posters.union import describe_added
 
 
 def fit_quietly(estimator: BaseEstimator, X: np.ndarray, Y: np.ndarray) -> BaseEstimator:
@@ -126,7 +126,7 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
                             "a data set does not label)")
         X_fit, Y_fit, union_report = union.training_set()
         fits = {head_name(backbone, "logistic", union_report["dataset"]): ("logistic", *UNION_LOGISTIC)}
-        print(f"{dataset}: {describe(union_report, len(X_fit))}")
+        print(f"{dataset}: {describe_added(union_report, len(X_fit))}")
     setting = {"data": features.attrs["data"], "backbone": backbone,
                "weights_sha256": features.attrs["weights_sha256"],
                "tta": features.attrs["tta"], "split": features.attrs["split"]}

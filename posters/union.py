@@ -61,7 +61,7 @@ def added_posters(target_ids: list[str], target_parts: list[str], target_genres:
     return keep, labels[keep], report
 
 
-def describe(report: dict, training_posters: int) -> str:
+def describe_added(report: dict, training_posters: int) -> str:
     """What a union added to a training part of `training_posters` posters in all, as the commands print it."""
     return (f"{training_posters} training posters, {report['added']} of them from {report['dataset']} "
             f"({report['left_out']} left out, sharing a title with a validation or test poster); "

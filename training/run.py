@@ -24,7 +24,7 @@ from postergenre.modelfiles import (NETWORK_SUFFIX, final_model_path, load_weigh
 from postergenre.posters.data import read_posters, read_titles
 from postergenre.posters.images import ImageSpec, PosterImages, eval_transform
 from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
-from postergenre.posters.union import added_posters, describe
+from postergenre.posters.union import added_posters, describe_added
 from postergenre.training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
 
 
@@ -65,7 +65,7 @@ def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, 
         read_titles(args.data), read_titles(args.union_data), other.name)
     added = [p.image for p, kept in zip(other.posters, keep) if kept]
     parts["train"] = Part(parts["train"].paths + added, np.vstack([parts["train"].labels.astype(np.int8), labels]))
-    print(f"{split.dataset}: {describe(report, len(parts['train'].paths))}")
+    print(f"{split.dataset}: {describe_added(report, len(parts['train'].paths))}")
     return split, parts, ids, report
 
 
