@@ -33,7 +33,8 @@ def anime_slice(data_root, tmp_path_factory) -> Path:
     run_module("posters", "split", "--data", str(data), "--out", str(split))
     run_module("extract", "--data", str(data), "--split", str(split), "--backbone", "efficientnet_lite0",
                "--out", str(features), "--tta")
-    run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results))
+    run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results),
+               "--heads", "mlknn", "mlp")
     run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results),
                "--heads", "logistic", "--cv", "3x1")
     run_module("heads.final", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results))
