@@ -78,7 +78,7 @@ class Result(TypedDict):
 _RESULT = TypeAdapter(Result)
 
 
-def overall(result: dict, part: str, figure: str = "mAP_macro") -> float:
+def overall(result: Result, part: str, figure: str = "mAP_macro") -> float:
     """A result's overall figure on one part ("val" or "test"): its macro mAP unless another is named."""
     return result[part]["overall"][figure]
 
