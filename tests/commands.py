@@ -11,10 +11,13 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import resource
 import runpy
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,19 +28,52 @@ _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)
 
 
+class Started:
+    """A command running in its own forked process: signal it, wait for a line of its output, then for its end."""
+
+    def __init__(self, args: list[str], limit_file_size: int | None):
+        self.args, self._tmp = args, tempfile.TemporaryDirectory()
+        self.out, self.err = Path(self._tmp.name) / "stdout", Path(self._tmp.name) / "stderr"
+        self.process = _context.Process(target=_command, args=(args, dict(os.environ), str(self.out), str(self.err),
+                                                               limit_file_size))
+        self.process.start()
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        os.kill(self.process.pid, sig)
+
+    def wait_for_line(self, start: str, timeout: float = 120) -> bool:
+        """Whether a line of its output starting with `start` appeared before it ended or `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while self.process.is_alive() and time.monotonic() < deadline:
+            if self.out.exists() and any(line.startswith(start) for line in self.out.read_text().splitlines()):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def wait(self) -> subprocess.CompletedProcess:
+        self.process.join()
+        try:
+            return subprocess.CompletedProcess([sys.executable, "-m", *self.args], self.process.exitcode,
+                                               self.out.read_text(encoding="utf-8"),
+                                               self.err.read_text(encoding="utf-8"))
+        finally:
+            self._tmp.cleanup()
+
+
+def start_module(*args: str, limit_file_size: int | None = None) -> Started:
+    """Start `python -m *args` from the repository root, its files limited to `limit_file_size` bytes if given."""
+    return Started(list(args), limit_file_size)
+
+
 def run_module(*args: str) -> subprocess.CompletedProcess:
     """Run `python -m *args` from the repository root; its output as text, as subprocess.run gives it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        process = _context.Process(target=_command, args=(list(args), dict(os.environ), str(out), str(err)))
-        process.start()
-        process.join()
-        return subprocess.CompletedProcess([sys.executable, "-m", *args], process.exitcode,
-                                           out.read_text(encoding="utf-8"), err.read_text(encoding="utf-8"))
+    return start_module(*args).wait()
 
 
-def _command(args: list[str], environ: dict[str, str], out: str, err: str) -> None:
+def _command(args: list[str], environ: dict[str, str], out: str, err: str, limit_file_size: int | None) -> None:
     """In the forked process: become `python -m *args`."""
+    if limit_file_size is not None:  # a size-limited disk without root or tmpfs; Python ignores SIGXFSZ
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
     os.environ.clear()
     os.environ.update(environ)
     os.chdir(ROOT)

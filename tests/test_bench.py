@@ -8,7 +8,7 @@ import numpy as np
 from postergenre.bench.comparison import Steps, run_dataset
 from postergenre.bench.plan import BACKBONE_CHOICES, FINETUNE, FULL, HOUR, features_step
 from postergenre.bench.report import write_bench_report
-from postergenre.core.runspec import RunSpec
+from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name
 from postergenre.evaluation.ensemble import ensemble
 from postergenre.evaluation.metrics import evaluate
 from postergenre.evaluation.results import write_result, write_scores
@@ -91,12 +91,16 @@ class PlannedSteps(Steps):
 def test_the_hour_leaves_out_what_full_runs(tmp_path):
     """make bench: one backbone, fine-tuning on cached activations only, no final ensemble, the movie logistic
     head not cross-validated, no PosterNet on the movies; FULL=1 adds each of those."""
+    rng = np.random.default_rng(0)
+    y, scores = (rng.random((2, 50, 3)) < 0.4).astype(np.uint8), rng.random((2, 50, 3))
+    figures = evaluate(y[0], scores[0], y[1], scores[1], GENRES)
     for dataset in ("anime-posters", "movie-posters"):
-        results = tmp_path / "results" / dataset
-        results.mkdir(parents=True)
-        (results / "ensemble.json").write_text(json.dumps({"members": {"cnn-posternet": 1}}))
+        write_result(tmp_path / "results", dataset, ENSEMBLE, {"kind": "ensemble", "members": {"cnn-posternet": 1},
+                                                               **figures})
         for backbone, val_map in zip(BACKBONE_CHOICES, (0.30, 0.31)):
-            (results / f"{backbone}-logistic.json").write_text(json.dumps({"val": {"overall": {"mAP_macro": val_map}}}))
+            val = {**figures["val"], "overall": {**figures["val"]["overall"], "mAP_macro": val_map}}
+            write_result(tmp_path / "results", dataset, head_name(backbone, "logistic"),
+                         {"kind": "head", **figures, "val": val})
     plans = {}
     for scope in (HOUR, FULL):
         for dataset in ("anime-posters", "movie-posters"):

@@ -133,7 +133,9 @@ def test_heads_compete_on_the_validation_posters_like_every_other_model(tmp_path
     _save(tmp_path, "head", {**parts, OUT_OF_FOLD: (ids["val"], y["val"], out_of_fold)})
     path = tmp_path / "toy" / "head.json"
     written = json.loads(path.read_text())
-    path.write_text(json.dumps({**written, "cv": {"mAP_macro": {"mean": 0.99, "std": 0.0}}}))
+    flattering = {"mean": 0.99, "std": 0.0, "values": [0.99]}  # a cross-validation written before val_mAP_macro
+    path.write_text(json.dumps({**written, "cv": {"folds": 5, "repeats": 1, "mAP_macro": flattering,
+                                                  "f1_micro": flattering, "top1_accuracy": flattering}}))
     (head,) = read_results(tmp_path)["toy"]
     expected = macro_map(y["val"], out_of_fold.astype(np.float32))
     assert choosing_score(head) == (pytest.approx(expected), "out-of-fold validation mAP")

@@ -1,6 +1,5 @@
 import json
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from postergenre.modelfiles import load_weights, read_state_dict
 from postergenre.posters.data import read_posters
 from postergenre.posters.images import PosterImages, eval_transform
 from postergenre.posters.split import Split, label_matrix
+from tests import commands
 from tests.conftest import ROOT, run_module
 
 
@@ -64,17 +64,16 @@ def test_feature_file_round_trip(sample_dir, sample_split, tmp_path):
 
 def _interrupt_after(command: list[str], parts, batches_done: int, delay: float, sig: signal.Signals) -> int:
     """Start `command`, send `sig` once `batches_done` batch files exist plus `delay` seconds; return its exit code."""
-    process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    started = commands.start_module(*command)
     deadline = time.time() + 120
-    while len(list(parts.glob("*.npy"))) < batches_done and process.poll() is None and time.time() < deadline:
+    while len(list(parts.glob("*.npy"))) < batches_done and started.process.is_alive() and time.time() < deadline:
         time.sleep(0.02)
     time.sleep(delay)  # anywhere within the next batch: loading, embedding or saving it
-    process.send_signal(sig)
-    _, stderr = process.communicate()
+    started.send_signal(sig)
+    result = started.wait()
     if sig == signal.SIGINT:
-        assert "interrupted: finished batches are kept" in stderr.strip().splitlines()[-1]
-    return process.returncode
+        assert "interrupted: finished batches are kept" in result.stderr.strip().splitlines()[-1]
+    return result.returncode
 
 
 @pytest.mark.slow
@@ -106,14 +105,10 @@ def test_full_disk_leaves_the_previous_file_untouched(sample_dir, sample_split, 
     run_module(*extract_cli(sample_dir, sample_split, out))
     before = out.read_bytes()
 
-    def limit_file_size():  # a size-limited file: no root or tmpfs needed; Python ignores SIGXFSZ
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-
     # New settings (flip TTA) rebuild the file; each 20 kB batch fits, the 330 kB HDF5 file does not.
     # No loader workers: they pass batches through shared-memory files, which the limit would stop first.
     command = extract_cli(sample_dir, sample_split, out, "--tta", "--workers", "0")
-    result = subprocess.run([sys.executable, "-m", *command], cwd=ROOT,
-                            capture_output=True, text=True, preexec_fn=limit_file_size)
+    result = commands.start_module(*command, limit_file_size=100_000).wait()
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {out}: could not write (") and last.endswith("the previous file is untouched")

@@ -22,10 +22,11 @@ from postergenre.posters.decode import load_image
 from postergenre.posters.images import eval_transform, train_transform
 from postergenre.posters.sample import write_sample
 from postergenre.posters.split import Split, label_matrix, split_posters
-from tests.conftest import ROOT, run_module
 from postergenre.training import cached
 from postergenre.training.cached import FromActivations, activations
 from postergenre.training.loop import KnownLabelsBCE, Part, TrainConfig, _loss, _scheduler, mixup, param_groups
+from tests import commands
+from tests.conftest import ROOT, run_module
 
 TINY = ["--widths", "4,8,8,8", "--batch-size", "16", "--workers", "0", "--augment", "light"]
 
@@ -45,15 +46,11 @@ def test_killed_run_resumes_to_the_same_weights(sample_dir, sample_split, tmp_pa
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run_module(*cnn_cli(sample_dir, sample_split, whole, "--epochs", "4"))
 
-    process = subprocess.Popen([sys.executable, "-m", *cnn_cli(sample_dir, sample_split, resumed, "--epochs", "4")],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in process.stdout:  # kill it in the epoch after the first checkpoint
-        if line.startswith("epoch 1:"):
-            time.sleep(0.3)
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
+    started = commands.start_module(*cnn_cli(sample_dir, sample_split, resumed, "--epochs", "4"))
+    assert started.wait_for_line("epoch 1:")
+    time.sleep(0.3)  # kill it in the epoch after the first checkpoint
+    started.send_signal(signal.SIGKILL)
+    assert started.wait().returncode == -signal.SIGKILL
     result = run_module(*cnn_cli(sample_dir, sample_split, resumed, "--epochs", "4", "--resume"))
     assert "resumed" in result.stdout
 
