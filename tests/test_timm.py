@@ -21,13 +21,13 @@ def test_a_timm_backbone_from_a_local_file(timm_weights):
     backbone = build_backbone(BACKBONE, str(timm_weights))
     reference = timm.create_model(TIMM_ARCHITECTURE, pretrained=False, num_classes=0).eval()
     reference.load_state_dict({k: v for k, v in read_state_dict(timm_weights).items()
-                               if not k.startswith("classifier.")})  # what num_classes=0 leaves out
+                               if not k.startswith("fc.")})  # the classifier, which num_classes=0 leaves out
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         expected = reference(x)
         torch.testing.assert_close(backbone.model(x), expected)
-    assert backbone.dim == expected.shape[1] and backbone.image_size == 224
-    assert backbone.mean == (0.485, 0.456, 0.406) and backbone.weights_sha256 == file_sha256(timm_weights)
+    assert backbone.dim == expected.shape[1] and backbone.image_size == 160  # its pretrained_cfg's, not 224
+    assert backbone.mean == backbone.std == (0.5, 0.5, 0.5) and backbone.weights_sha256 == file_sha256(timm_weights)
     names = [name for name, _ in backbone.stages]
     assert names[0] == "stem" and names[1:] == [f"stage{i}" for i in range(1, len(names))] and len(names) > 4
     ours = {id(m) for m in backbone.model.modules()}
