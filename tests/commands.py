@@ -74,6 +74,9 @@ def _command(args: list[str], environ: dict[str, str], out: str, err: str, limit
     """In the forked process: become `python -m *args`."""
     if limit_file_size is not None:  # a size-limited disk without root or tmpfs; Python ignores SIGXFSZ
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+    # A fresh interpreter's start method, not the forkserver this process came from: otherwise a DataLoader
+    # worker would start one more forkserver, a new interpreter importing torch again (6 s a command)
+    multiprocessing.set_start_method(None, force=True)
     os.environ.clear()
     os.environ.update(environ)
     os.chdir(ROOT)
