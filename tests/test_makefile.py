@@ -5,6 +5,7 @@ import shlex
 import shutil
 import subprocess
 
+from postergenre.core.workspace import features_path, split_path
 from tests.conftest import ROOT
 
 
@@ -31,8 +32,12 @@ def test_a_data_path_with_spaces(sample_dir, tmp_path):
             assert words[words.index("--dataset") + 1] == "anime_covers"
         if target == "explain":
             assert words[words.index("--model") + 1] == "models/my net.safetensors"
-    assert "features/anime_covers-efficientnet_lite0.h5" in make("-n", "features", f"DATA={data}",
-                                                                "BACKBONE=efficientnet_lite0").stdout
+    # the Makefile's file targets follow core.workspace, which names these files everywhere else
+    dataset = json.loads(split.read_text())["dataset"]
+    for backbone in ("efficientnet_lite0", "timm:test_resnet"):
+        dry = make("-n", "features", f"DATA={data}", f"BACKBONE={backbone}").stdout
+        assert f"--split {split_path('features', dataset)} " in dry, dry
+        assert f"--out {features_path('features', dataset, backbone)} " in dry, dry
 
 
 def test_a_mistyped_setting_stops_make_in_one_line():
