@@ -53,7 +53,8 @@ def test_the_onnx_graph_is_exported_once_per_weights(sample_dir, tmp_path, monke
     backbone = build_backbone(f"timm:{TIMM_ARCHITECTURE}", str(timm_weights))
     make_embedder(backbone, engine="onnxruntime")
     graphs = list(cache_dir().glob("*.onnx"))
-    assert [g.name for g in graphs] == [f"timm-{TIMM_ARCHITECTURE}-{backbone.image_size}px-uint8-{backbone.weights_sha256}.onnx"]
+    assert [g.name for g in graphs] == [
+        f"timm-{TIMM_ARCHITECTURE}-{backbone.image_size}px-uint8-{backbone.weights_sha256}.onnx"]
     assert f"exporting timm:{TIMM_ARCHITECTURE}" in capsys.readouterr().out
     exported_at = graphs[0].stat().st_mtime_ns
 
