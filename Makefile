@@ -159,7 +159,7 @@ audit: | install
 # the members in models/<dataset>-final-members/ (a network member: refit first by its own TRAIN_ARGS=--final).
 final-ensemble: | install
 	$(one_backbone)
-	$(POSTERGENRE) final --ensemble --features $(FEATURES)
+	$(POSTERGENRE) final-ensemble --features $(FEATURES)
 
 # One fine-tuning run per frozen-stage setting and seed, each a row of the report.
 finetune: $(SPLIT) | install

@@ -33,7 +33,7 @@ from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name
 from postergenre.evaluation.results import overall, read_result, result_path
 from postergenre.extract.features import load_features
 from postergenre.heads.estimators import MLkNNHead
-from postergenre.heads.final import keep_refit_network
+from postergenre.ensemble.final import keep_refit_network
 from postergenre.modelfiles import ENSEMBLE_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir
 from postergenre.posters.data import PosterSet, read_posters
 from postergenre.testing.reference_mlknn import reference_mlknn
@@ -106,7 +106,7 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
                                    *dirs, *spec.flags(), *union]
     for model, command in networks.items():
         steps.run(f"{name} {model}", result(model), *command)
-    steps.run(f"{name} ensemble", result(ENSEMBLE), "evaluation.ensemble", "--dataset", name,
+    steps.run(f"{name} ensemble", result(ENSEMBLE), "ensemble", "--dataset", name,
               "--results-dir", str(work / "results"))
     steps.run(f"{name} final", final_model_path(work / "models", name), "heads.final", "--features", str(features),
               "--results-dir", str(work / "results"), "--models-dir", str(work / "models"),
@@ -119,7 +119,7 @@ def run_dataset(steps: Steps, data: Path, work: Path, scope: Scope) -> None:
             steps.run(f"{name} {member} final", members_dir(final_ensemble) / f"{member}{NETWORK_SUFFIX}",
                       *networks[member], "--final")
             keep_refit_network(work / "models", name)
-    steps.run(f"{name} final ensemble", final_ensemble, "heads.final", "--ensemble", "--features", str(features),
+    steps.run(f"{name} final ensemble", final_ensemble, "ensemble.final", "--features", str(features),
               "--results-dir", str(work / "results"), "--models-dir", str(work / "models"))
 
 

@@ -11,10 +11,9 @@ from postergenre.bench.plan import (BACKBONE, BACKBONE_CHOICES, CACHED_FINETUNE,
                                     HOUR, Scope, features_step, split_path)
 from postergenre.core.files import write_text_atomic
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, picked
-from postergenre.evaluation.ensemble import describe_members
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.metrics import cross_validated_f1, evaluate
-from postergenre.evaluation.report import cross_validation_table, recall_lines, seeds_table
+from postergenre.evaluation.report import cross_validation_table, describe_members, recall_lines, seeds_table
 from postergenre.evaluation.results import overall, read_results, read_scores, scores_path
 from postergenre.modelfiles import ENSEMBLE_SUFFIX, final_model_path, read_ensemble, read_head
 

@@ -23,7 +23,7 @@ CHOOSING_RULE = ("mAP on the validation posters of predictions made without them
 def choosing_score(r: dict) -> tuple[float, str]:
     """What a model is chosen by, on the same validation posters for every model: a cross-validated head's mAP
     of its out-of-fold scores of them (`make heads CV=...`); an ensemble's, of selections made without each
-    fold (evaluation.ensemble.out_of_fold_map); else validation mAP (networks, heads without CV). One validation
+    fold (ensemble.combine.out_of_fold_map); else validation mAP (networks, heads without CV). One validation
     part of ~200 posters flatters whichever model was tuned or selected on it; scores from other posters (a
     head's mean over all its folds) would rank models on different posters, and one part can be easier than
     the rest (docs/evaluation.md, "Choosing a model")."""

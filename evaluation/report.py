@@ -19,7 +19,6 @@ from postergenre.core.workspace import split_path
 from postergenre.evaluation import charts
 from postergenre.evaluation.card import thresholds_text
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
-from postergenre.evaluation.ensemble import describe_members
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.recall import realised_recall, recall_sets, recall_thresholds
 from postergenre.evaluation.results import overall, read_results, read_scores, scores_path
@@ -46,6 +45,11 @@ def _command(r: dict) -> str:
         return RunSpec.of(r).command(r["data"], r["config"]["epochs"], r["config"]["augment"])
     return (f"make features heads report DATA={r['data']} BACKBONE={r['backbone']}"
             + (" TTA=1" if r["tta"] != "none" else ""))
+
+
+def describe_members(members: dict[str, int]) -> str:
+    """An ensemble's members as the report shows them: "2x model-a, 1x model-b"."""
+    return ", ".join(f"{weight}x {model}" for model, weight in members.items())
 
 
 def _setting(r: dict) -> str:

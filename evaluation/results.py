@@ -2,7 +2,7 @@
 
 A result's schema is `Result` below: written and read through it, so a result that does not fit is refused in
 one line, naming its file. The scores file (<model>.scores.npz) keeps each validation and test poster's id, true
-genres and scores, so that models can be combined later (evaluation.ensemble) without running them again. A
+genres and scores, so that models can be combined later (ensemble/) without running them again. A
 cross-validated head also keeps its out-of-fold scores of the validation posters (part OUT_OF_FOLD).
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Result(TypedDict):
     val: PartFigures
     test: PartFigures
     cv: NotRequired[CrossValidation]
-    selection: NotRequired[dict]  # an ensemble's out-of-fold validation mAP and its members (evaluation.ensemble)
+    selection: NotRequired[dict]  # an ensemble's out-of-fold validation mAP and its members (ensemble/)
 
 
 _RESULT = TypeAdapter(Result)

@@ -4,7 +4,7 @@
 - a head (`.skops`): a scikit-learn estimator and its settings; skops rebuilds only the types it
   trusts by default (scikit-learn's, NumPy's, plain values) and the few listed in `HEAD_TYPES`;
 - an ensemble (`.json`): a manifest naming its member files (heads and networks, in a folder beside it),
-  their weights, and the per-genre scales that average them (evaluation.ensemble.Combination);
+  their weights, and the per-genre scales that average them (ensemble.combine.Combination);
 - a training checkpoint (`.pt`): tensors and plain values only, read with torch.load(weights_only=True);
 - a backbone's weights (`--weights`): a `.safetensors` file or a state_dict read the same safe way.
 

@@ -101,7 +101,7 @@ class Member(_Schema):
 class EnsembleSettings(_Model):
     kind: Literal["ensemble"]
     members: dict[Short, Member] = Field(min_length=1, max_length=MAX_MEMBERS)
-    combination: dict  # checked by evaluation.ensemble when it is rebuilt
+    combination: dict  # checked by ensemble.combine when it is rebuilt
 
 
 def parse(kind: object, settings: object, path: object):

@@ -9,7 +9,7 @@ from postergenre.bench.comparison import Steps, run_dataset
 from postergenre.bench.plan import BACKBONE_CHOICES, FINETUNE, FULL, HOUR, features_step
 from postergenre.bench.report import write_bench_report
 from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name
-from postergenre.evaluation.ensemble import ensemble
+from postergenre.ensemble.combine import ensemble
 from postergenre.evaluation.metrics import evaluate
 from postergenre.evaluation.results import write_result, write_scores
 

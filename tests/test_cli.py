@@ -23,7 +23,7 @@ BAD_FLAGS = [  # command, then the words argparse must say
     (["posters", "split", "--out", "s.json"], "the following arguments are required: --data"),
     (["serve", "--model", "m", "--max-clients", "many"], "invalid int value: 'many'"),
     (["explain", "poster", "--model", "m", "--image", "i", "--out", "o.png"], "required: --genre"),
-    (["evaluation.ensemble"], "the following arguments are required: --dataset"),
+    (["ensemble"], "the following arguments are required: --dataset"),
 ]
 
 

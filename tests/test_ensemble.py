@@ -6,7 +6,7 @@ import pytest
 
 from postergenre.core.errors import DataError
 from postergenre.evaluation.compare import choosing_score
-from postergenre.evaluation.ensemble import ensemble, select
+from postergenre.ensemble.combine import ensemble, select
 from postergenre.evaluation.metrics import evaluate, macro_map
 from postergenre.evaluation.results import OUT_OF_FOLD, read_results, write_result, write_scores
 

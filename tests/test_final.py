@@ -8,17 +8,18 @@ import pytest
 from safetensors.numpy import load_file
 from sklearn.base import clone
 
-import postergenre.evaluation.ensemble
+import postergenre.ensemble.combine
 from postergenre.core.errors import DataError
 from postergenre.core.workspace import arrays_path
 from postergenre.evaluation.calibration import fit_genre_calibration
-from postergenre.evaluation.ensemble import Combination
+from postergenre.ensemble.combine import Combination
 from postergenre.evaluation.metrics import choose_thresholds
 from postergenre.evaluation.recall import recall_thresholds
 from postergenre.extract.engines import Embedder
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.estimators import HEADS
-from postergenre.heads.final import fit_final, fit_final_ensemble, out_of_fold_scores
+from postergenre.ensemble.final import fit_final_ensemble
+from postergenre.heads.final import fit_final, out_of_fold_scores
 from postergenre.heads.train import run_heads
 from postergenre.modelfiles import ModelFileError, members_dir, read_head, read_network
 from postergenre.predict.models import load_model, predict_files
@@ -134,8 +135,8 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     network = next((root / "results" / dataset).glob("cnn-*.json")).stem
     weights = {"efficientnet_lite0-logistic": 2, "efficientnet_lite0-mlknn": 1, network: 1}
     # both, whatever validation says
-    monkeypatch.setattr(postergenre.evaluation.ensemble, "select", lambda y_val, scores: weights)
-    postergenre.evaluation.ensemble.ensemble(root / "results", dataset)
+    monkeypatch.setattr(postergenre.ensemble.combine, "select", lambda y_val, scores: weights)
+    postergenre.ensemble.combine.ensemble(root / "results", dataset)
 
     with pytest.raises(DataError, match=f"networks {network} are not refit yet"):
         fit_final_ensemble(features, root / "results", root / "models")

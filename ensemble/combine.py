@@ -1,4 +1,4 @@
-"""python -m evaluation.ensemble: average the scores of a data set's models, members chosen on validation.
+"""Averaging the scores of a data set's models, members chosen on validation (`make ensemble`).
 
 Greedy ensemble selection (Caruana et al. 2004): start from the model with the best validation mAP,
 then keep adding whichever model (again, if it helps) raises the validation mAP of the average, until
@@ -23,7 +23,6 @@ validation mAP is.
 """
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,10 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, logit
 
-from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.core.runspec import ENSEMBLE
 from postergenre.evaluation.metrics import evaluate, macro_map
-from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, overall, read_results, read_scores, scores_path,
+from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, read_results, read_scores, scores_path,
                                             write_result, write_scores)
 from postergenre.posters.split import stratified_folds
 
@@ -150,11 +148,6 @@ class Combination:
                    PerGenreScale(**saved["own"]))
 
 
-def describe_members(members: dict[str, int]) -> str:
-    """An ensemble's members as the report shows them: "2x model-a, 1x model-b"."""
-    return ", ".join(f"{weight}x {model}" for model, weight in members.items())
-
-
 @dataclass
 class PerGenreScale:
     """Each genre's mean and spread of some validation logits, to move logits onto and off a common scale."""
@@ -181,22 +174,3 @@ class PerGenreScale:
 def _logits(p: np.ndarray) -> np.ndarray:
     """Log-odds, with probabilities of exactly 0 or 1 (ML-kNN gives them) kept finite."""
     return logit(np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6))
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m evaluation.ensemble", __doc__)
-    parser.add_argument("--dataset", required=True, help="the data set's name, e.g. anime-posters")
-    parser.add_argument("--results-dir", default="results", help="results and scores files")
-    args = parser.parse_args(argv)
-    cli.run(lambda: ensemble_command(args))
-
-
-def ensemble_command(args: argparse.Namespace) -> None:
-    result = ensemble(args.results_dir, args.dataset)
-    test = result["test"]["overall"]
-    print(f"{args.dataset} ensemble {result['members']}: val mAP {overall(result, 'val'):.3f}, "
-          f"test mAP {test['mAP_macro']:.3f}, micro-F1 {test['f1_micro']:.3f}")
-
-
-if __name__ == "__main__":
-    main()
