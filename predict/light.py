@@ -108,6 +108,7 @@ def _read_arrays(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         width = tensors[f"weights{i}"].shape[1]
     if tensors["scale"].shape != tensors["mean"].shape or not width == len(meta["genres"]) == len(meta["thresholds"]):
         raise ValueError(f"{path}: not a head's arrays")
+    # checked here, not by predict.settings' schema: importing that module imports torch, which this path avoids
     recall = meta.get("recall_thresholds") or {}
     if not (isinstance(recall, dict) and set(recall) <= set(RECALL_LEVELS)
             and all(isinstance(t, float) and 0 <= t <= 1 for t in recall.values())):
