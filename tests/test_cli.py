@@ -24,6 +24,7 @@ BAD_FLAGS = [  # command, then the words argparse must say
     (["serve", "--model", "m", "--max-clients", "many"], "invalid int value: 'many'"),
     (["explain", "poster", "--model", "m", "--image", "i", "--out", "o.png"], "required: --genre"),
     (["ensemble"], "the following arguments are required: --dataset"),
+    (["ensemble.final"], "the following arguments are required: --features"),
 ]
 
 
