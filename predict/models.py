@@ -224,6 +224,9 @@ def _load_ensemble(path: Path, weights: str | None, precision: str, engine: str,
 def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> tuple[np.ndarray, dict[int, str]]:
     """Probabilities (posters, genres) for the readable posters, and {index: reason} for the others."""
     dataset = SkippingImages(paths, predictor.transform, predictor.spec.size)
+    # A worker decodes the next batch while the model runs this one; with one batch there is nothing to overlap,
+    # only a process to start (1.5 s with fork, 4-6 s with forkserver or spawn: Python 3.14's default, macOS's)
+    workers = workers if len(paths) > predictor.batch_size else 0
     loader = torch.utils.data.DataLoader(dataset, batch_size=predictor.batch_size, num_workers=workers)
     scores, errors = [], {}
     with progress(total=len(paths), unit="poster", desc=predictor.name) as bar:

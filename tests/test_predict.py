@@ -151,3 +151,18 @@ def test_one_poster_from_the_command_line_imports_neither_torch_nor_scikit_learn
     probabilities = predict_files(full, [poster])[0][0]
     top = full.genres[int(np.argmax(probabilities))]
     assert f"{top} {probabilities.max():.2f}" in line
+
+
+def test_one_batch_is_decoded_without_a_worker_process(trained, sample_dir, monkeypatch):
+    """A worker only pays where it overlaps decoding with the model: from the second batch on."""
+    import torch
+
+    loader, workers = torch.utils.data.DataLoader, []
+    monkeypatch.setattr(torch.utils.data, "DataLoader", lambda *a, **k: workers.append(k["num_workers"]) or
+                        loader(*a, **k))
+    predictor = load_model(next((trained / "models").glob("*.safetensors")))
+    images = sorted((sample_dir / "images").glob("*.jpg"))[:predictor.batch_size + 1]
+    one, _ = predict_files(predictor, images[:predictor.batch_size], workers=1)
+    two, _ = predict_files(predictor, images, workers=1)
+    assert workers == [0, 1]
+    np.testing.assert_allclose(two[:predictor.batch_size], one, rtol=1e-6)
