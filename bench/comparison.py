@@ -30,10 +30,10 @@ from postergenre.bench.plan import (BACKBONE, CACHED_FINETUNE, CNN_EPOCHS, CV, D
 from postergenre.bench.report import write_bench_report
 from postergenre.core.files import write_text_atomic
 from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name
+from postergenre.ensemble.final import keep_refit_network
 from postergenre.evaluation.results import overall, read_result, result_path
 from postergenre.extract.features import load_features
 from postergenre.heads.estimators import MLkNNHead
-from postergenre.ensemble.final import keep_refit_network
 from postergenre.modelfiles import ENSEMBLE_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir
 from postergenre.posters.data import PosterSet, read_posters
 from postergenre.testing.reference_mlknn import reference_mlknn

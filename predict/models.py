@@ -28,8 +28,8 @@ from postergenre.cnn.model import PosterNet
 from postergenre.core.device import autocast_dtype, choose_device
 from postergenre.core.progress import progress
 from postergenre.core.runtime import INFERENCE_PRECISION
-from postergenre.evaluation.compare import choosing_score
 from postergenre.ensemble.combine import MAX_ROUNDS, Combination
+from postergenre.evaluation.compare import choosing_score
 from postergenre.evaluation.results import read_results
 from postergenre.extract.backbones import build_backbone
 from postergenre.extract.engines import Embedder, make_embedder
