@@ -93,9 +93,9 @@ def scores_path(results_dir: Path | str, dataset: str, model: str) -> Path:
 
 def write_result(results_dir: Path | str, dataset: str, model: str, result: dict) -> Path:
     """Write `result` (the model's and data set's names added), after checking that it fits Result."""
+    result = _RESULT.validate_python({"model": model, "dataset": dataset, **result})
     path = result_path(results_dir, dataset, model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = _RESULT.validate_python({"model": model, "dataset": dataset, **result})
     write_text_atomic(path, json.dumps(result, indent=1))
     return path
 
@@ -115,7 +115,7 @@ def read_result(path: Path | str) -> Result:
 def read_results(results_dir: Path | str) -> dict[str, list[Result]]:
     """dataset -> its results, sorted by model name. A cross-validated head written before its result held the
     mAP of its out-of-fold validation scores gets it from its scores file, where that file has them."""
-    results: dict[str, list[dict]] = {}
+    results: dict[str, list[Result]] = {}
     for path in sorted(Path(results_dir).glob("*/*.json")):
         result = read_result(path)
         scores = scores_path(results_dir, result["dataset"], result["model"])
