@@ -20,7 +20,7 @@ from postergenre.evaluation.compare import choosing_score, picked
 from postergenre.evaluation.report import write_html
 from postergenre.evaluation.sets import genre_names
 from postergenre.extract.features import Features, load_features
-from postergenre.heads.final import head_estimator, head_results, out_of_fold_scores
+from postergenre.heads.final import head_results, out_of_fold_scores, source_estimator
 from postergenre.posters.data import read_posters, read_titles
 
 
@@ -29,7 +29,7 @@ def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | s
     """Audit the labelled posters of `features` with the picked head; returns the CSV's path."""
     source = picked(head_results(features, results_dir))
     rule = choosing_score(source)[1]
-    probabilities = out_of_fold_scores(head_estimator(source), features.X, features.Y, folds, seed)
+    probabilities = out_of_fold_scores(source_estimator(source), features.X, features.Y, folds, seed)
     audit = audit_labels(features.Y, probabilities)
     dataset, data = features.attrs["dataset"], Path(features.attrs["data"])
     titles = read_titles(data) if data.is_dir() else {}

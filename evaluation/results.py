@@ -72,6 +72,7 @@ class Result(TypedDict):
     val: PartFigures
     test: PartFigures
     cv: NotRequired[CrossValidation]
+    params: NotRequired[dict[str, bool | int | float | str]]  # a head's, checked by heads.estimators.head_estimator
     selection: NotRequired[dict]  # an ensemble's out-of-fold validation mAP and its members (ensemble/)
 
 

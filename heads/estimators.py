@@ -16,6 +16,8 @@ from sklearn.preprocessing import LabelBinarizer, Normalizer, StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from postergenre.core.errors import DataError
+
 # HNSW graph links per node and search breadth: recall about 0.99 of exact neighbours on the bench's features.
 HNSW_LINKS, HNSW_EF = 32, 128
 NEIGHBOUR_BLOCK = 2048  # rows of distances at a time: 2,048 x 25,000 training posters is 200 MB in float32
@@ -247,3 +249,36 @@ HEADS = {
     "mlp": (mlp_head(), {"mlpclassifier__alpha": [10.0, 30.0]}),  # two values: docs/speed.md, "The MLP's grid"
 }
 UNION_LOGISTIC = (union_logistic_head(), {"maskedonevsrest__estimator__C": LOGISTIC_C})
+# make heads NEIGHBOURS=hnsw adds ML-kNN's neighbour search to its grid (heads.train.run_heads)
+NEIGHBOUR_SEARCH = {"mlknnhead__neighbours": ["exact", "hnsw"]}
+
+
+def head_estimator(head: str, params: object, union: bool = False, source: str = "result") -> BaseEstimator:
+    """The unfitted head `head` (the union logistic head with `union`) with `params` read from a file, `source`.
+
+    A file chooses only within what the head declares it searches: each parameter one of its grid's (or ML-kNN's
+    neighbour search), of the grid's type, its number within the grid's range and its text one of the grid's.
+    Nothing else reaches set_params from a file: no cache folder (`memory`, which joblib fills with pickles and
+    unpickles), no other layer sizes, no other estimator. Anything else is refused in one line naming `source`.
+    """
+    if not isinstance(head, str) or head not in HEADS:
+        raise DataError(f"{source}: head {head!r} is not one of {', '.join(HEADS)}")
+    estimator, grid = UNION_LOGISTIC if union else HEADS[head]
+    space = {**grid, **(NEIGHBOUR_SEARCH if head == "mlknn" else {})}
+    if not isinstance(params, dict):
+        raise DataError(f"{source}: its params are not a table of the {head} head's parameters")
+    for name, value in params.items():
+        allowed = space.get(name)
+        if allowed is None:
+            raise DataError(f"{source}: {name!r} is not a parameter the {head} head searches ({', '.join(space)})")
+        if not _within(value, allowed):
+            span = (", ".join(allowed) if isinstance(allowed[0], str)
+                    else f"a {type(allowed[0]).__name__} from {min(allowed):g} to {max(allowed):g}")
+            raise DataError(f"{source}: {name}={value!r} is outside what the {head} head searches ({span})")
+    return clone(estimator).set_params(**params)
+
+
+def _within(value: object, allowed: list) -> bool:
+    if type(value) is not type(allowed[0]):  # bool is not int, nor int float: a file's types are the grid's
+        return False
+    return value in allowed if isinstance(value, str) else min(allowed) <= value <= max(allowed)

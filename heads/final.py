@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.metrics import f1_score
 
 from postergenre.core import cli
@@ -39,7 +39,7 @@ from postergenre.evaluation.results import overall, read_results
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.arrays import calibrate_last_layer
-from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
+from postergenre.heads.estimators import head_estimator
 from postergenre.heads.train import fit_quietly, save_head
 from postergenre.heads.union import Added, Union, plus_added
 from postergenre.modelfiles import final_model_path
@@ -59,10 +59,11 @@ def head_results(features: Features, results_dir: Path | str, other: str | None 
     return heads
 
 
-def head_estimator(source: dict) -> BaseEstimator:
-    """The unfitted head of result `source`, with the parameters its evaluation chose."""
-    head = UNION_LOGISTIC[0] if "union" in source else HEADS[source["head"]][0]
-    return clone(head).set_params(**source["params"])
+def source_estimator(source: dict) -> BaseEstimator:
+    """The unfitted head of result `source`, with the parameters its evaluation chose, checked against what the
+    head searches (a result file cannot choose code or sizes: heads.estimators.head_estimator)."""
+    return head_estimator(source.get("head"), source.get("params"), "union" in source,
+                          f"result {source['dataset']}/{source['model']}")
 
 
 def refit(source: dict, features: Features, union: Union | None = None) -> tuple[BaseEstimator, np.ndarray,
@@ -70,7 +71,7 @@ def refit(source: dict, features: Features, union: Union | None = None) -> tuple
     """The head of result `source` fitted on every labelled poster of `features` (a union head: and on every
     poster of the other set): (the model, the labels it learnt from, what the union added)."""
     X, Y, report = union.everything() if "union" in source else (features.X, features.Y, None)
-    return fit_quietly(head_estimator(source), X, Y), Y, report
+    return fit_quietly(source_estimator(source), X, Y), Y, report
 
 
 def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed: int,
@@ -93,7 +94,7 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     heads = head_results(features, results_dir, union.source.attrs["dataset"] if union else None)
     source = picked(heads)
     rule = choosing_score(source)[1]
-    oof = out_of_fold_scores(head_estimator(source), features.X, features.Y, folds, seed,
+    oof = out_of_fold_scores(source_estimator(source), features.X, features.Y, folds, seed,
                              union.added if "union" in source else None)
     calibration = fit_genre_calibration(features.Y, oof, folds, seed)
     model, Y, report = refit(source, features, union)

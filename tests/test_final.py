@@ -181,3 +181,38 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     linked.write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match=f"member '{network}' links out of linked-members/"):
         load_model(linked)
+
+
+RESULT = r"result toy/efficientnet_lite0-logistic: "
+
+
+@pytest.mark.parametrize("planted, message", [
+    ({"params": {"memory": "CACHE"}}, RESULT + r"'memory' is not a parameter the logistic head searches"),
+    ({"head": "mlp", "params": {"mlpclassifier__alpha": 10.0, "mlpclassifier__max_iter": 100000}},
+     RESULT + r"'mlpclassifier__max_iter' is not a parameter the mlp head searches"),
+    ({"head": "mlp", "params": {"mlpclassifier__hidden_layer_sizes": [60000, 60000]}},
+     r".*efficientnet_lite0-logistic\.json: not a result of this version \(params\.mlpclassifier__hidden_layer_sizes"),
+    ({"params": {"onevsrestclassifier__estimator__C": 1e9}},
+     RESULT + r"onevsrestclassifier__estimator__C=1000000000\.0 is outside what the logistic head searches "
+              r"\(a float from 3e-05 to 0\.003\)"),
+    ({"params": {"onevsrestclassifier__estimator__C": "0.001"}}, RESULT + r"onevsrestclassifier__estimator__C='0\.001'"),
+    ({"head": "os.system"}, RESULT + r"head 'os\.system' is not one of logistic, mlknn, mlp"),
+    ({"head": ["logistic"]}, RESULT + r"head \['logistic'\] is not one of"),
+])
+def test_a_planted_result_cannot_choose_code_paths_or_sizes(tmp_path, planted, message):
+    """make final and make audit build the head a result names with the parameters it chose: a planted result
+    that names a cache folder (joblib would unpickle what it finds there), layer sizes, values outside the grid
+    or another estimator is refused in one line before anything is built or written."""
+    from postergenre.audit.__main__ import audit_dataset
+
+    features = labelled_posters()
+    run_heads(features, ["logistic"], tmp_path / "models", tmp_path / "results")
+    path = tmp_path / "results" / "toy" / "efficientnet_lite0-logistic.json"
+    planted = json.loads(json.dumps(planted).replace("CACHE", str(tmp_path / "cache")))
+    path.write_text(json.dumps({**json.loads(path.read_text()), **planted}))
+    for run in (lambda: fit_final(features, tmp_path / "results", tmp_path / "models"),
+                lambda: audit_dataset(features, tmp_path / "results", tmp_path / "audit")):
+        with pytest.raises(DataError, match=f"^{message}"):
+            run()
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "models" / "toy-final.skops").exists()
+    assert not (tmp_path / "audit").exists()
