@@ -12,15 +12,18 @@ from dataclasses import fields
 from typing import Callable
 
 from postergenre.core.errors import DataError
+from postergenre.core.interrupts import interruptible
 
 # Set by the `postergenre` command: its commands' help says `postergenre heads`, not `python -m heads`.
 PROG_PREFIX: str | None = None
 
 
 def run(main: Callable[[], None], interrupted: str = "interrupted") -> None:
-    """Run a command: bad input ends it with one line (`error: ...`), Ctrl-C with `interrupted`; exit status 1."""
+    """Run a command: bad input ends it with one line (`error: ...`), Ctrl-C or SIGTERM with `interrupted`; exit
+    status 1. Either signal unwinds the command, so what it was writing atomically is removed, not left half-done."""
     try:
-        main()
+        with interruptible():
+            main()
     except DataError as e:
         # An error raised in a DataLoader worker carries the worker's traceback; the cause is its last line.
         sys.exit(f"error: {str(e).strip().splitlines()[-1]}")

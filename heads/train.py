@@ -13,6 +13,7 @@ from sklearn.model_selection import ParameterGrid
 
 from postergenre import modelfiles
 from postergenre.core.errors import DataError
+from postergenre.core.interrupts import interruptible
 from postergenre.core.progress import progress
 from postergenre.core.runspec import PRIOR_BASELINE, baseline_name, head_name
 from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, prior_scores,
@@ -28,8 +29,9 @@ from postergenre.posters.union import describe_added
 
 
 def fit_quietly(estimator: BaseEstimator, X: np.ndarray, Y: np.ndarray) -> BaseEstimator:
-    """A fitted clone of `estimator`; the weakest settings of a grid may not converge, and that is no news."""
-    with warnings.catch_warnings():
+    """A fitted clone of `estimator`; the weakest settings of a grid may not converge, and that is no news. Ctrl-C
+    or SIGTERM during the fit ends it with KeyboardInterrupt, even where the MLP would catch it and return."""
+    with interruptible(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return clone(estimator).fit(X, Y)
 
@@ -167,5 +169,5 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         summary[model_name] = result
         test = result["test"]["overall"]
         print(f"{dataset} {model_name}: best {params}, test mAP {test['mAP_macro']:.3f}, "
-              f"micro-F1 {test['f1_micro']:.3f} ({seconds:.1f} s)")
+              f"micro-F1 {test['f1_micro']:.3f} ({seconds:.1f} s)", flush=True)  # a log shows each head as it ends
     return summary

@@ -1,3 +1,6 @@
+import signal
+import time
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -14,6 +17,7 @@ from postergenre.heads.estimators import HEADS, UNION_LOGISTIC, MLkNNHead
 from postergenre.heads.train import cross_validate, load_head, save_head, tune
 from postergenre.predict.light import ACTIVATIONS
 from postergenre.testing.reference_mlknn import reference_mlknn
+from tests.commands import start_module
 
 
 def clustered(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -183,3 +187,39 @@ def test_a_heads_plain_arrays_give_its_probabilities(name):
     for (weights, bias), activation in zip(dense, activations):
         z = ACTIVATIONS[activation](z @ weights + bias)
     np.testing.assert_allclose(z, fitted.predict_proba(X), atol=1e-9)
+
+
+def _feature_file(path, n: int = 3000, dim: int = 256) -> None:
+    """A feature file of `n` posters in 4 genres, large enough that the MLP's search takes seconds."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    Y = (rng.random((n, 4)) < 0.3).astype(np.uint8)
+    X = rng.normal(0, 1, (n, dim)) + Y @ rng.normal(0, 1, (4, dim))
+    parts = np.array(["train"] * int(0.7 * n) + ["val"] * int(0.15 * n) + ["test"] * (n - int(0.85 * n)))
+    with h5py.File(path, "w") as f:
+        for name, values in (("ids", np.arange(n).astype(str)), ("parts", parts)):
+            f.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype())
+        f.create_dataset("embeddings", data=X.astype(np.float32))
+        f.create_dataset("labels", data=Y)
+        f.attrs.update({"dataset": "toy", "data": "data/toy", "backbone": "efficientnet_lite0", "weights_sha256": "a",
+                        "image_size": 224, "preprocessing": "squash", "tta": "none", "batch_size": 8, "split": "{}",
+                        "genres": '["A", "B", "C", "D"]'})
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_mlp_search_saves_nothing(tmp_path, sig):
+    """scikit-learn's MLP catches KeyboardInterrupt and returns half-fitted: Ctrl-C (or SIGTERM) during its search
+    must still stop make heads, with no head, arrays, result or scores of it written."""
+    _feature_file(tmp_path / "toy.h5")
+    started = start_module("heads", "--features", str(tmp_path / "toy.h5"), "--heads", "logistic", "mlp",
+                           "--models-dir", str(tmp_path / "models"), "--results-dir", str(tmp_path / "results"))
+    assert started.wait_for_line("toy efficientnet_lite0-logistic: best")  # the MLP's search is next
+    time.sleep(0.5)
+    started.send_signal(sig)
+    result = started.wait()
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == "interrupted", result.stderr
+    assert "toy efficientnet_lite0-mlp" not in result.stdout
+    written = sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and "-mlp" in p.name)
+    assert written == []
+    assert (tmp_path / "models" / "toy-efficientnet_lite0-logistic.skops").is_file()  # the finished head stays

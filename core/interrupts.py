@@ -1,0 +1,39 @@
+"""Ctrl-C and SIGTERM stop work even where a library catches them.
+
+scikit-learn's MLP catches KeyboardInterrupt, warns "Training interrupted by user" and returns the half-fitted
+model as if it had converged; a search around it would go on and save that model. And Python leaves SIGTERM to
+kill the process where it stands, so no `finally` removes what it was writing. Inside `interruptible()` both
+signals raise KeyboardInterrupt, and one that arrived during the block is raised again when the block ends,
+whatever caught it.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """A block that SIGINT or SIGTERM end with KeyboardInterrupt, even if code inside catches it. Signal handlers
+    belong to the main thread: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:  # the block caught the KeyboardInterrupt and carried on
+        raise KeyboardInterrupt(signal.Signals(received[0]).name)
