@@ -15,7 +15,8 @@ from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.metrics import cross_validated_f1, evaluate
 from postergenre.evaluation.report import cross_validation_table, describe_members, recall_lines, seeds_table
 from postergenre.evaluation.results import overall, read_results, read_scores, scores_path
-from postergenre.modelfiles import ENSEMBLE_SUFFIX, final_model_path, read_ensemble, read_head
+from postergenre.modelfiles import ENSEMBLE_SUFFIX, final_model_path, read_ensemble
+from postergenre.modelfiles.heads import read_head
 
 COLUMNS = [("mAP_macro", "mAP"), ("f1_micro", "F1 µ"), ("f1_macro", "F1 M"), ("f1_samples", "F1 s"),
            ("top1_accuracy", "top-1"), ("top3_accuracy", "top-3"), ("at_least_one_right", "≥1 right"),

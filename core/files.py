@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import struct
 import tempfile
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from postergenre.core.errors import DataError, first_line
+from postergenre.core.interrupts import SIGNALS
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)  # read once: the final file gets the permissions a plain open() would have given it
@@ -26,22 +28,40 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
     full disk, Ctrl-C, a bug) it is removed and `path` keeps its previous content. Write errors become
     one-line DataErrors naming the file.
     """
-    path = Path(path)
-    tmp = None
-    try:
-        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(descriptor)
-        tmp = Path(name)
+    with atomic_writes([path]) as (tmp,):
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the file
-        os.chmod(tmp, 0o666 & ~UMASK)
-        os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_writes(paths: list[Path | str]) -> Iterator[list[Path]]:
+    """As atomic_write, for files that are one unit (a head, its arrays and its card): a temporary path each, and
+    when the block ends they replace theirs together, Ctrl-C and SIGTERM held back for those few renames, so that
+    after an interrupt all are new or none is. A temporary file the block removed removes its file (a head with no
+    arrays leaves none of an older head's behind)."""
+    paths, temps = [Path(p) for p in paths], []
+    try:
+        for path in paths:
+            descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(descriptor)
+            temps.append(Path(name))
+        yield temps
+        for tmp in temps:
+            if tmp.exists():
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the file
+                os.chmod(tmp, 0o666 & ~UMASK)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            for tmp, path in zip(temps, paths):
+                os.replace(tmp, path) if tmp.exists() else path.unlink(missing_ok=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     except BaseException as e:
-        if tmp is not None:
+        for tmp in temps:
             tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise DataError(f"{path}: could not write ({first_line(e)}); the previous file is untouched") from None
+            where = paths[len(temps)] if len(temps) < len(paths) else paths[0]
+            raise DataError(f"{where}: could not write ({first_line(e)}); the previous file is untouched") from None
         raise
 
 

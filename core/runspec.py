@@ -10,12 +10,24 @@ the command that reproduces the run, instead of building or parsing names of the
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from postergenre.core.workspace import file_name
 
 POSTERNET_WIDTHS = (32, 64, 128, 256)
+# The backbones extract.backbones builds, by name; model files name one of these or a timm model.
+BACKBONE_NAMES = ("resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                  "efficientnet_lite0_multiscale", "efficientnet_lite2_multiscale")
+TIMM_PREFIX = "timm:"
+RECALL_LEVELS = ("0.8", "0.9", "0.95")  # the recall levels of genre sets, as model files and the command line spell them
+# timm's model names: lower-case letters, digits, "_" and "." (a pretrained tag); nothing that reaches a path.
+_TIMM_NAME = re.compile(r"timm:[a-z0-9_]+(\.[a-z0-9_]+)?")
+
+
+def is_backbone_name(name: object) -> bool:
+    return isinstance(name, str) and (name in BACKBONE_NAMES or bool(_TIMM_NAME.fullmatch(name)))
 
 
 def head_name(backbone: str, head: str, union: str | None = None) -> str:

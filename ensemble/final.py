@@ -20,7 +20,8 @@ from postergenre.heads.final import refit
 from postergenre.heads.train import save_head
 from postergenre.heads.union import Union
 from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, final_model_path, members_dir,
-                                    read_network, save_ensemble)
+                                    save_ensemble)
+from postergenre.modelfiles.networks import read_network
 from postergenre.posters.union import describe_added
 
 

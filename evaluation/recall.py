@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from postergenre.core.errors import DataError
+from postergenre.core.runspec import RECALL_LEVELS
 from postergenre.evaluation.sets import predict_sets
 
-RECALL_LEVELS = ("0.8", "0.9", "0.95")  # as the model files and the command line spell them
 GRID = 200  # candidate thresholds: this many quantiles of the held-out probabilities
 
 

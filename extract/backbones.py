@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,10 @@ import torch
 from torch import nn
 
 from postergenre.core.errors import DataError, first_line
+from postergenre.core.runspec import BACKBONE_NAMES, TIMM_PREFIX, is_backbone_name
 from postergenre.core.workspace import file_sha256
-from postergenre.modelfiles import ModelFileError, load_weights, read_state_dict
+from postergenre.modelfiles import ModelFileError
+from postergenre.modelfiles.networks import load_weights, read_state_dict
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The Lite models were converted from TensorFlow, where inputs are scaled as (x - 127) / 128.
@@ -143,10 +144,7 @@ def _timm_stages(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
             for i, names in enumerate(groups[key] for key in sorted(groups))]
 
 
-TIMM_PREFIX = "timm:"
 MAX_TIMM_PARAMETERS = 400_000_000  # ViT-L (304 M) fits; ViT-H (632 M) and the 7 B models do not
-# timm's model names: lower-case letters, digits, "_" and "." (a pretrained tag); nothing that reaches a path.
-_TIMM_NAME = re.compile(r"timm:[a-z0-9_]+(\.[a-z0-9_]+)?")
 
 
 def state_sha256(*modules: nn.Module) -> str:
@@ -192,10 +190,6 @@ def _timm(name: str, weights: str | None) -> Backbone:
                     source, _timm_stages(model))
 
 
-def is_backbone_name(name: object) -> bool:
-    return isinstance(name, str) and (name in BACKBONES or bool(_TIMM_NAME.fullmatch(name)))
-
-
 def backbone_argument(text: str) -> str:
     """argparse type for --backbone: a registered name or timm:<name>, checked before anything loads."""
     if not is_backbone_name(text):
@@ -204,14 +198,14 @@ def backbone_argument(text: str) -> str:
     return text
 
 
-BACKBONES = {
-    "resnet50": _resnet50,
-    "efficientnet_lite0": lambda weights: _efficientnet_lite(0, weights),
-    "efficientnet_lite1": lambda weights: _efficientnet_lite(1, weights),
-    "efficientnet_lite2": lambda weights: _efficientnet_lite(2, weights),
-    "efficientnet_lite0_multiscale": lambda weights: _efficientnet_lite(0, weights, multiscale=True),
-    "efficientnet_lite2_multiscale": lambda weights: _efficientnet_lite(2, weights, multiscale=True),
-}
+BACKBONES = dict(zip(BACKBONE_NAMES, (
+    _resnet50,
+    lambda weights: _efficientnet_lite(0, weights),
+    lambda weights: _efficientnet_lite(1, weights),
+    lambda weights: _efficientnet_lite(2, weights),
+    lambda weights: _efficientnet_lite(0, weights, multiscale=True),
+    lambda weights: _efficientnet_lite(2, weights, multiscale=True),
+), strict=True))
 
 
 def build_backbone(name: str, weights: str | None = None) -> Backbone:

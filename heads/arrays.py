@@ -1,26 +1,16 @@
-"""A head as plain arrays, for predicting without scikit-learn (predict/light.py reads them).
-
-The logistic head and the MLP are a StandardScaler then dense layers; their weights go into
-`<model>.arrays.safetensors` beside the `.skops` (core.workspace.arrays_path), with the settings predicting
-needs and the head file's checksum, so arrays left beside another head file are never used.
-"""
+"""A fitted head as plain layers, for predicting without scikit-learn (modelfiles/arrays.py writes them,
+predict/light.py runs them): the logistic head and the MLP are a StandardScaler then dense layers."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-from safetensors.numpy import save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier, _ConstantPredictor
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from postergenre.core.files import atomic_write
-from postergenre.core.workspace import arrays_path, file_sha256
 from postergenre.heads.estimators import MaskedOneVsRest
-from postergenre.predict.light import ACTIVATIONS
+from postergenre.modelfiles.arrays import ACTIVATIONS
 
 SATURATED = 1e4  # the logit of a genre with one class in training: its sigmoid is exactly 0 or 1, as scikit-learn's
 
@@ -68,22 +58,3 @@ def calibrate_last_layer(estimator: object, slope: np.ndarray, intercept: np.nda
             genre.coef_ *= a
             genre.intercept_ = genre.intercept_ * a + b
     return True
-
-
-def save_arrays(head_file: Path | str, estimator: object, settings: dict) -> Path | None:
-    """Write the arrays beside a just-saved head file, or remove stale ones if this head has none."""
-    path, layers = arrays_path(head_file), head_layers(estimator)
-    if layers is None:
-        path.unlink(missing_ok=True)
-        return None
-    mean, scale, dense, activations = layers
-    tensors = {"mean": mean, "scale": scale}
-    for i, (weights, bias) in enumerate(dense):
-        tensors[f"weights{i}"], tensors[f"bias{i}"] = weights, bias
-    meta = {key: settings[key] for key in ("genres", "thresholds", "fingerprint", "batch_size", "recall_thresholds")
-            if key in settings}
-    meta.update(activations=activations, head_sha256=file_sha256(head_file))
-    with atomic_write(path) as tmp:
-        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}, str(tmp),
-                  metadata={"postergenre": json.dumps(meta)})
-    return path

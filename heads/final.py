@@ -28,7 +28,6 @@ from sklearn.metrics import f1_score
 
 from postergenre.core import cli
 from postergenre.core.errors import DataError
-from postergenre.core.files import write_text_atomic
 from postergenre.core.progress import progress
 from postergenre.evaluation.calibration import GenreCalibration, fit_genre_calibration
 from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text
@@ -106,11 +105,10 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
               final={"source": source["model"], "chosen_by": rule, "posters": len(Y), "folds": folds,
                      "out_of_fold": chosen.figures, **({"union": report} if report else {}),
                      **({"calibration": chosen.calibration_record()} if calibration else {})},
-              recall_thresholds=chosen.recall)
+              recall_thresholds=chosen.recall,
+              card=model_card(features, heads, source, rule, picked(results), chosen, report))
     if report:
         print(f"{dataset}: {describe_added(report, len(Y))}")
-    card = model_card(features, heads, source, rule, picked(results), chosen, report)
-    write_text_atomic(path.with_suffix(".md"), card)
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
           f"{chosen.summary()} from {folds}-fold out-of-fold predictions; model card {path.with_suffix('.md')}")
     return path

@@ -11,19 +11,23 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import f1_score
 from sklearn.model_selection import ParameterGrid
 
-from postergenre import modelfiles
 from postergenre.core.errors import DataError
+from postergenre.core.files import atomic_writes
 from postergenre.core.interrupts import interruptible
 from postergenre.core.progress import progress
 from postergenre.core.runspec import PRIOR_BASELINE, baseline_name, head_name
+from postergenre.core.workspace import arrays_path
 from postergenre.evaluation.metrics import (choose_thresholds, evaluate, evaluate_baselines, macro_map, prior_scores,
                                             top_k_accuracy)
 from postergenre.evaluation.results import OUT_OF_FOLD, write_result, write_scores
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, fingerprint_differences
-from postergenre.heads.arrays import save_arrays
+from postergenre.heads.arrays import head_layers
 from postergenre.heads.estimators import HEADS, UNION_LOGISTIC
 from postergenre.heads.union import Added, Union, plus_added
+from postergenre.modelfiles import HEAD_SUFFIX, model_path
+from postergenre.modelfiles.arrays import write_arrays
+from postergenre.modelfiles.heads import read_head, write_head
 from postergenre.posters.split import stratified_folds
 from postergenre.posters.union import describe_added
 
@@ -86,22 +90,33 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
 
 def save_head(path: Path | str, estimator: BaseEstimator, features: Features, params: dict,
               thresholds: list[float], final: dict | None = None,
-              recall_thresholds: dict[str, float] | None = None) -> None:
+              recall_thresholds: dict[str, float] | None = None, card: str | None = None) -> None:
     """The head with what `make predict` needs: the features it expects and its thresholds; a final model
-    (make final) also records how it was chosen and refit, and its recall thresholds (evaluation/recall.py). A
-    logistic or MLP head is also saved as plain arrays beside it (heads/arrays.py), which `postergenre predict`
-    reads without scikit-learn."""
+    (make final) also records how it was chosen and refit, and its recall thresholds (evaluation/recall.py), and
+    has its model card (`card`, Markdown) beside it. A logistic or MLP head is also saved as plain arrays
+    (modelfiles/arrays.py), which `postergenre predict` reads without scikit-learn, and the head records their
+    checksum. The head, its arrays and its card are one unit: an interrupt leaves all of them new or none."""
     settings = {"genres": features.genres, "fingerprint": features.fingerprint(), "params": params,
                 "thresholds": thresholds, "batch_size": int(features.attrs["batch_size"]),
                 **({"final": final} if final else {}),
                 **({"recall_thresholds": recall_thresholds} if recall_thresholds else {})}
-    modelfiles.save_head(path, estimator, settings)
-    save_arrays(path, estimator, settings)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files = [path, arrays_path(path)] + ([path.with_suffix(".md")] if card is not None else [])
+    with atomic_writes(files) as (head_tmp, arrays_tmp, *card_tmp):
+        layers = head_layers(estimator)
+        if layers is None:  # ML-kNN: no arrays, and none of an older head's left beside this one
+            arrays_tmp.unlink()
+        else:
+            settings["arrays_sha256"] = write_arrays(arrays_tmp, *layers)
+        write_head(head_tmp, estimator, settings)
+        if card is not None:
+            card_tmp[0].write_text(card, encoding="utf-8")
 
 
 def load_head(path: Path | str, features: Features) -> BaseEstimator:
     """The head saved at `path`, refused unless it was fitted on features like these."""
-    estimator, settings = modelfiles.read_head(path)
+    estimator, settings = read_head(path)
     differences = fingerprint_differences(settings.get("fingerprint", {}), features.fingerprint())
     if differences:
         raise DataError(f"{path}: fitted on other features than {features.attrs.get('dataset')} "
@@ -149,7 +164,7 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
         scores = {"val": (ids["val"], Y_val, scores_val), "test": (ids["test"], Y_test, scores_test)}
-        path = modelfiles.model_path(models_dir, dataset, model_name, modelfiles.HEAD_SUFFIX)
+        path = model_path(models_dir, dataset, model_name, HEAD_SUFFIX)
         save_head(path, model, features, params, result["thresholds"]["values"])
         if cv:
             start = time.perf_counter()

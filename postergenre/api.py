@@ -117,7 +117,8 @@ def features(data: Path | str, backbone: str = "efficientnet_lite0", split_file:
     """`make features`: every poster's embedding by the frozen `backbone`, by default into
     features/<dataset>-<backbone>.h5, on the split `split_file` (default: features/<dataset>-split.json, made if
     missing). `options` go to postergenre.extract.features.extract (batch_size, tta, precision, engine, workers)."""
-    from postergenre.extract.backbones import build_backbone, is_backbone_name
+    from postergenre.core.runspec import is_backbone_name
+    from postergenre.extract.backbones import build_backbone
     from postergenre.extract.features import extract
     from postergenre.posters.data import read_posters
     from postergenre.posters.split import Split

@@ -90,6 +90,8 @@ def predict(args: argparse.Namespace) -> None:
     probabilities, errors = light.predict_files(paths) if light else predict_files(predictor, paths, args.workers)
     if len(errors) == len(paths):
         raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
+    if not np.isfinite(probabilities).all():  # a damaged model: say so, never print NaN (which is not JSON)
+        raise DataError(f"{predictor.name}: gave probabilities that are not numbers; its model file is damaged")
     report = prediction_report(predictor, paths, probabilities, errors, genre_sets, args.recall)
     if args.out:
         write_predictions(Path(args.out), predictor, report)

@@ -36,9 +36,11 @@ from postergenre.extract.engines import Embedder, make_embedder
 from postergenre.extract.features import embedding_fingerprint, fingerprint_differences
 from postergenre.finetune.model import FineTuned
 from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model,
-                                    load_weights, model_path, read_ensemble, read_head, read_network)
+                                    model_path, read_ensemble)
+from postergenre.modelfiles.heads import read_head
+from postergenre.modelfiles.networks import load_weights, read_network
+from postergenre.modelfiles.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbone
 from postergenre.posters.images import ImageSpec, SkippingImages, eval_transform, pixels_transform
-from postergenre.predict.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbone
 
 # How each kind of network is rebuilt from its saved settings, before its weights are loaded.
 NETWORKS: dict[str, Callable[[dict, int], nn.Module]] = {
@@ -160,6 +162,9 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = IN
     if path.suffix == HEAD_SUFFIX:
         head, raw = read_head(path)
         settings = parse(HeadSettings, raw, path)
+        if len(getattr(head, "classes_", ())) != len(settings.genres):
+            raise ModelFileError(f"{path}: not a model this version saved (its head scores other genres than its "
+                                 f"{len(settings.genres)})")
         _refuse_untrusted_timm(path, settings, trust_timm)
         tta = settings.fingerprint.tta != "none"
         backbone = build_backbone(settings.fingerprint.backbone, weights)

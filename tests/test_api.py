@@ -12,7 +12,7 @@ from PIL import Image
 
 import postergenre
 from postergenre.core.errors import DataError
-from postergenre.modelfiles import RENAMED_MODULES, read_head
+from postergenre.modelfiles.heads import RENAMED_MODULES, read_head
 from postergenre.predict.models import load_model, predict_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,12 +97,13 @@ def test_a_head_saved_before_the_package_still_loads(trained, tmp_path):
     """Heads written before the rename name their classes heads.estimators.*: they load as they are, and a file
     that names any other untrusted type is still refused."""
     from postergenre.heads.estimators import HEADS
-    from postergenre.modelfiles import ModelFileError, save_head
+    from postergenre.modelfiles import ModelFileError
+    from postergenre.modelfiles.heads import write_head
 
     X = np.random.default_rng(0).normal(size=(40, 4))
     Y = (X[:, :3] > 0).astype(int)
     estimator = HEADS["mlknn"][0].fit(X, Y)
-    save_head(tmp_path / "new.skops", estimator, {"genres": ["a", "b", "c"]})
+    write_head(tmp_path / "new.skops", estimator, {"genres": ["a", "b", "c"]})
     old = _renamed(tmp_path / "new.skops", {new: old for old, new in RENAMED_MODULES.items()})
     assert b'"heads.estimators"' in zipfile.ZipFile(io.BytesIO(old)).read("schema.json").replace(b" ", b"")
     (tmp_path / "old.skops").write_bytes(old)

@@ -20,7 +20,7 @@ from postergenre.extract.backbones import BackboneError, build_backbone
 from postergenre.extract.engines import embed
 from postergenre.extract.features import load_features
 from postergenre.finetune.model import FineTuned
-from postergenre.modelfiles import load_weights, read_state_dict
+from postergenre.modelfiles.networks import load_weights, read_state_dict
 from postergenre.posters.data import read_posters
 from postergenre.posters.images import PosterImages, eval_transform
 from postergenre.posters.split import Split, label_matrix

@@ -21,7 +21,9 @@ from postergenre.heads.estimators import HEADS
 from postergenre.ensemble.final import fit_final_ensemble
 from postergenre.heads.final import fit_final, out_of_fold_scores
 from postergenre.heads.train import run_heads
-from postergenre.modelfiles import ModelFileError, members_dir, read_head, read_network
+from postergenre.modelfiles import ModelFileError, members_dir
+from postergenre.modelfiles.heads import read_head
+from postergenre.modelfiles.networks import read_network
 from postergenre.predict.models import load_model, predict_files
 from tests.conftest import run_module
 

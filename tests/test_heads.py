@@ -7,7 +7,6 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import check_estimator
 
-from postergenre import modelfiles
 from postergenre.core.errors import DataError
 from postergenre.evaluation.metrics import macro_map
 from postergenre.extract.features import Features
@@ -15,7 +14,8 @@ from postergenre.heads import estimators
 from postergenre.heads.arrays import head_layers
 from postergenre.heads.estimators import HEADS, UNION_LOGISTIC, MLkNNHead
 from postergenre.heads.train import cross_validate, load_head, save_head, tune
-from postergenre.predict.light import ACTIVATIONS
+from postergenre.modelfiles.arrays import ACTIVATIONS
+from postergenre.modelfiles.heads import read_head, write_head
 from postergenre.testing.reference_mlknn import reference_mlknn
 from tests.commands import start_module
 
@@ -161,8 +161,8 @@ def test_approximate_neighbours_find_almost_all_exact_ones_and_are_never_saved(t
     leave_out = approximate._neighbours(X[:2500], of_training=True)
     assert leave_out.shape == (2500, 20) and not (leave_out == np.arange(2500)[:, None]).any()
 
-    modelfiles.save_head(tmp_path / "hnsw.skops", approximate, {"genres": ["a", "b", "c"]})
-    loaded, _ = modelfiles.read_head(tmp_path / "hnsw.skops")  # the faiss index is rebuilt, not read
+    write_head(tmp_path / "hnsw.skops", approximate, {"genres": ["a", "b", "c"]})
+    loaded, _ = read_head(tmp_path / "hnsw.skops")  # the faiss index is rebuilt, not read
     assert "_index" not in loaded.__dict__
     # the same graph up to faiss's threaded construction
     assert (loaded.predict(X[2500:]) == approximate.predict(X[2500:])).mean() > 0.99

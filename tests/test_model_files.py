@@ -17,7 +17,9 @@ from postergenre.extract.backbones import build_backbone
 from postergenre.extract.features import Features, embedding_fingerprint
 from postergenre.heads.estimators import HEADS
 from postergenre.heads.train import save_head
-from postergenre.modelfiles import ModelFileError, read_checkpoint, read_head, read_network
+from postergenre.modelfiles import ModelFileError
+from postergenre.modelfiles.heads import read_head
+from postergenre.modelfiles.networks import read_checkpoint, read_network
 from postergenre.posters.split import Split
 from postergenre.predict.models import load_model
 from tests.conftest import run_module

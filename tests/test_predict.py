@@ -6,9 +6,12 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 from postergenre.core.workspace import arrays_path
 from postergenre.evaluation.sets import predict_sets
@@ -166,3 +169,62 @@ def test_one_batch_is_decoded_without_a_worker_process(trained, sample_dir, monk
     two, _ = predict_files(predictor, images, workers=1)
     assert workers == [0, 1]
     np.testing.assert_allclose(two[:predictor.batch_size], one, rtol=1e-6)
+
+
+def _head_with(source: Path, out: Path, change_settings=None, change_tensors=None) -> Path:
+    """A copy of the head file `source` and its arrays, with its settings and arrays changed as an attacker could,
+    the arrays' checksum written into the head's settings as a genuine head records it."""
+    from postergenre.core.workspace import file_sha256
+    from postergenre.modelfiles import SETTINGS_KEY
+    from postergenre.modelfiles.heads import read_head, write_head
+    from postergenre.modelfiles.settings import head_settings
+
+    estimator, settings = read_head(source)
+    tensors = load_file(str(arrays_path(source)))
+    with safe_open(str(arrays_path(source)), "np") as f:
+        metadata = f.metadata()
+    save_file((change_tensors or (lambda t: t))(tensors), str(arrays_path(out)), metadata=metadata)
+    settings = {**settings, "arrays_sha256": file_sha256(arrays_path(out))}
+    write_head(out, estimator, (change_settings or (lambda s: s))(settings))
+    assert SETTINGS_KEY in metadata and head_settings(source).arrays_sha256 == file_sha256(arrays_path(source))
+    return out
+
+
+def test_arrays_are_used_only_where_their_head_vouches_for_them(sample_heads, sample_dir, tmp_path):
+    """The head records its arrays' checksum, not the arrays their head's: edited arrays are not used, whatever
+    they declare, and the command answers as the full model does. A head whose own settings vouch for hostile
+    arrays, or hold what the full path's schema refuses, is refused by that schema on both paths."""
+    source = next((sample_heads / "models").glob("*-logistic.skops"))
+    poster = sorted((sample_dir / "images").iterdir())[0]
+    full = predict_files(load_model(source), [poster])[0][0]
+
+    edited = tmp_path / "edited.skops"
+    shutil.copy(source, edited)
+    tensors = load_file(str(arrays_path(source)))
+    save_file({**tensors, "bias0": np.full_like(tensors["bias0"], np.nan)}, str(arrays_path(edited)),
+              metadata={"postergenre": json.dumps({"activations": ["logistic"]})})
+    assert load_light(edited) is None
+    result = run_module("predict", "--model", str(edited), "--json", str(poster))
+    assert result.returncode == 0 and "NaN" not in result.stdout
+    assert json.loads(result.stdout)["predictions"][0]["probabilities"] == pytest.approx(dict(zip(load_model(source).genres, full)),
+                                                                        abs=1e-6)
+
+    hostile = {
+        "NaN weights": (None, lambda t: {**t, "weights0": np.full_like(t["weights0"], np.nan)}),
+        "a backbone that is a path": (lambda s: {**s, "fingerprint": {**s["fingerprint"], "backbone": "/tmp/x"}},
+                                      None),
+        "a threshold below 0": (lambda s: {**s, "thresholds": [-1.0] * len(s["thresholds"])}, None),
+        "a threshold of 1e308": (lambda s: {**s, "thresholds": [1e308] * len(s["thresholds"])}, None),
+        "batch_size 0": (lambda s: {**s, "batch_size": 0}, None),
+        "genres the arrays do not have": (lambda s: {**s, "genres": s["genres"] + ["Extra"],
+                                                     "thresholds": s["thresholds"] + [0.5]}, None),
+    }
+    for i, (case, (settings, arrays)) in enumerate(hostile.items()):
+        path = _head_with(source, tmp_path / f"hostile{i}.skops", settings, arrays)
+        assert load_light(path) is None, case
+        result = run_module("predict", "--model", str(path), "--json", str(poster), check=False)
+        if settings is not None:  # the full path's schema refuses the head itself, in one line
+            assert result.returncode == 1 and result.stderr.startswith(f"error: {path}: not a model this version"), \
+                (case, result.stderr)
+        else:  # the head file is sound: the full model answers from it
+            assert result.returncode == 0 and "NaN" not in result.stdout, case

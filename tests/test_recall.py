@@ -12,7 +12,7 @@ from postergenre.core.errors import DataError
 from postergenre.core.workspace import arrays_path
 from postergenre.evaluation.recall import RECALL_LEVELS, chosen_sets, realised_recall, recall_sets, recall_thresholds
 from postergenre.evaluation.sets import predict_sets
-from postergenre.modelfiles import read_head
+from postergenre.modelfiles.heads import read_head
 from postergenre.predict.light import load_light
 
 GENRES = 12

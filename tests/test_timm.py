@@ -7,9 +7,10 @@ import timm
 import torch
 
 from postergenre.core.workspace import file_sha256
-from postergenre.extract.backbones import BackboneError, backbone_argument, build_backbone, is_backbone_name
+from postergenre.core.runspec import is_backbone_name
+from postergenre.extract.backbones import BackboneError, backbone_argument, build_backbone
 from postergenre.extract.features import load_features
-from postergenre.modelfiles import read_state_dict
+from postergenre.modelfiles.networks import read_state_dict
 from postergenre.posters.data import read_posters
 from postergenre.predict.models import load_model, predict_files
 from tests.conftest import TIMM_ARCHITECTURE, run_module

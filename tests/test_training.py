@@ -16,7 +16,7 @@ from torch import nn
 from postergenre.core.errors import DataError
 from postergenre.extract.backbones import TF_MEAN, TF_STD, build_backbone
 from postergenre.finetune.model import FineTuned
-from postergenre.modelfiles import read_network
+from postergenre.modelfiles.networks import read_network
 from postergenre.posters.data import read_posters
 from postergenre.posters.decode import load_image
 from postergenre.posters.images import eval_transform, train_transform

@@ -16,7 +16,7 @@ from postergenre.heads.estimators import UNION_LOGISTIC, MaskedOneVsRest
 from postergenre.heads.final import fit_final, out_of_fold_scores
 from postergenre.heads.train import run_heads
 from postergenre.heads.union import Union
-from postergenre.modelfiles import read_head
+from postergenre.modelfiles.heads import read_head
 from postergenre.posters.union import UNKNOWN, normalise_title
 
 ATTRS = {"data": "d", "backbone": "efficientnet_lite0", "weights_sha256": "abc", "image_size": 224,

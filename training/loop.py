@@ -30,7 +30,8 @@ from postergenre.core.files import atomic_write
 from postergenre.core.progress import progress
 from postergenre.core.runtime import PRECISIONS
 from postergenre.evaluation.metrics import macro_map
-from postergenre.modelfiles import ModelFileError, load_weights, read_checkpoint, save_checkpoint, save_network
+from postergenre.modelfiles import ModelFileError
+from postergenre.modelfiles.networks import load_weights, read_checkpoint, save_checkpoint, save_network
 from postergenre.posters.images import AUGMENTATIONS, ImageSpec, PosterImages, eval_transform, train_transform
 from postergenre.training.cached import CachedViews, cached_inputs
 

@@ -19,8 +19,8 @@ from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.card import write_refit_card
 from postergenre.evaluation.metrics import evaluate
 from postergenre.evaluation.results import read_result, result_path, write_result, write_scores
-from postergenre.modelfiles import (NETWORK_SUFFIX, final_model_path, load_weights, model_path, read_checkpoint,
-                                    read_network, save_network)
+from postergenre.modelfiles import NETWORK_SUFFIX, final_model_path, model_path
+from postergenre.modelfiles.networks import load_weights, read_checkpoint, read_network, save_network
 from postergenre.posters.data import read_posters, read_titles
 from postergenre.posters.images import ImageSpec, PosterImages, eval_transform
 from postergenre.posters.split import PARTS, Split, label_matrix, split_posters

@@ -1,13 +1,19 @@
 """The settings a model file carries, as typed schemas (pydantic): a file whose settings do not fit is refused in
-one line, before anything is built from them. Every bound is on what a hostile file could make us allocate."""
+one line, before anything is built from them. Every bound is on what a hostile file could make us allocate.
+
+The same schemas serve the full path (predict.models) and the light one (predict/light.py), which reads a head's
+settings straight from its skops file (`head_settings`): this module imports neither torch nor scikit-learn.
+"""
 from __future__ import annotations
 
+import json
+import zipfile
+from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from postergenre.evaluation.recall import RECALL_LEVELS
-from postergenre.extract.backbones import TIMM_PREFIX, is_backbone_name
+from postergenre.core.runspec import RECALL_LEVELS, TIMM_PREFIX, is_backbone_name
 from postergenre.modelfiles import MAX_MEMBERS, ModelFileError
 
 MAX_GENRES, MAX_WIDTH, MAX_BLOCKS, MAX_IMAGE_SIZE, MAX_BATCH = 1000, 1024, 8, 1024, 1024
@@ -58,9 +64,13 @@ class Fingerprint(_Schema):
     genres: list[Genre] = Field(max_length=MAX_GENRES)
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class HeadSettings(_Model):
     fingerprint: Fingerprint
     params: dict[Short, Value]
+    arrays_sha256: Sha256 | None = None  # the checksum of its arrays file (modelfiles.arrays), which it vouches for
 
 
 class Spec(_Schema):
@@ -119,3 +129,33 @@ def timm_backbone(settings: HeadSettings | FineTunedSettings | PosterNetSettings
     backbone = settings.fingerprint.backbone if isinstance(settings, HeadSettings) else \
         getattr(settings.build, "backbone", "")
     return backbone if backbone.startswith(TIMM_PREFIX) else None
+
+
+MAX_SCHEMA_BYTES = 2**26  # a head's skops schema: its settings and the estimator's structure, not its arrays
+
+
+def head_settings(path: Path | str) -> HeadSettings:
+    """A head file's settings, read from its skops schema as plain JSON values, without skops or scikit-learn
+    (which import torch): what the light path trusts. Anything but plain values where the settings are is
+    refused in one line."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("schema.json").file_size > MAX_SCHEMA_BYTES:
+                raise ValueError("its schema is larger than a head's")
+            schema = json.loads(archive.read("schema.json"))
+        settings = _plain(schema["content"]["settings"])
+    except (OSError, KeyError, TypeError, ValueError, RecursionError, zipfile.BadZipFile) as e:
+        raise ModelFileError(f"{path}: not a saved head ({type(e).__name__}: {e})") from None
+    return parse(HeadSettings, settings, path)
+
+
+def _plain(node: dict) -> object:
+    """A value skops wrote as JSON (a dict of str keys, a list, or JSON itself), or a ValueError."""
+    loader = node["__loader__"]
+    if loader == "JsonNode":
+        return json.loads(node["content"])
+    if loader == "ListNode":
+        return [_plain(item) for item in node["content"]]
+    if loader == "DictNode" and all(key["__class__"] == "str" for key in node.get("key_types", {}).get("content", [])):
+        return {key: _plain(value) for key, value in node["content"].items()}
+    raise ValueError(f"a {loader} where the settings hold plain values")
