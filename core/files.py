@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import struct
 import tempfile
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from postergenre.core.errors import DataError, first_line
-from postergenre.core.interrupts import SIGNALS
+from postergenre.core.interrupts import held_back
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)  # read once: the final file gets the permissions a plain open() would have given it
@@ -50,12 +49,9 @@ def atomic_writes(paths: list[Path | str]) -> Iterator[list[Path]]:
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the file
                 os.chmod(tmp, 0o666 & ~UMASK)
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        try:
+        with held_back():
             for tmp, path in zip(temps, paths):
                 os.replace(tmp, path) if tmp.exists() else path.unlink(missing_ok=True)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     except BaseException as e:
         for tmp in temps:
             tmp.unlink(missing_ok=True)

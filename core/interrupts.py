@@ -37,3 +37,23 @@ def interruptible() -> Iterator[None]:
             signal.signal(sig, handler)
     if received:  # the block caught the KeyboardInterrupt and carried on
         raise KeyboardInterrupt(signal.Signals(received[0]).name)
+
+
+@contextmanager
+def held_back() -> Iterator[None]:
+    """A short block that SIGINT and SIGTERM wait for: one that arrives meanwhile is delivered when it ends, to the
+    handler that was there before (a few renames that must all happen, or none). Python runs handlers in the main
+    thread, whichever thread the signal reached, so handlers are swapped rather than the thread's mask; in
+    another thread the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    deferred = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: deferred.append(signum)) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if deferred:
+            signal.raise_signal(deferred[0])

@@ -2,6 +2,8 @@
 interrupt all are new or none is (core.files.atomic_writes)."""
 import os
 import signal
+import threading
+import time
 
 import pytest
 
@@ -36,6 +38,8 @@ def test_a_failed_or_interrupted_unit_leaves_every_old_file(tmp_path):
 
 
 def test_an_interrupt_while_the_unit_is_renamed_waits_until_all_are_new(tmp_path, monkeypatch):
+    """Also where another thread runs, which the kernel may hand the signal to."""
+    threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
     paths = _unit(tmp_path)
     replace, renamed = os.replace, []
 
