@@ -26,7 +26,8 @@ import socket
 import sys
 import threading
 import time
-from email.parser import BytesParser
+from email.message import Message
+from email.parser import BytesHeaderParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,27 +48,44 @@ PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread
 MAX_UPLOAD_PIXELS = 16_000_000  # 4000x4000: ten times any poster seen; a 6300x6300 PNG took 1.5 s and 500 MB
 ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers send "" or octet-stream for unknown types
+MAX_FORM_PARTS, MAX_PART_HEADER = 8, 8192  # a form needs a file field and a few others; its headers are short
 
 
-def form_file(body: bytes, content_type: str) -> tuple[bytes, str] | None:
-    """The first file of a multipart/form-data upload (`curl -F file=@poster.jpg`): (its bytes, its type)."""
-    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    if message.is_multipart():
-        for part in message.iter_parts():
-            if part.get_filename() is not None:
-                return part.get_payload(decode=True) or b"", part.get_content_type()
-    return None
+class UploadError(ValueError):
+    """An upload the page cannot take: its HTTP status and the one line that says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def read_upload(body: bytes, content_type: str) -> tuple[bytes, str]:
+    """The poster of a request body and its type: the raw bytes the page posts, or the first file of a
+    multipart/form-data upload (`curl -F file=@poster.jpg`). A form is split flat, with at most MAX_FORM_PARTS
+    parts and nothing parsed inside a part, so that no body of many small parts or deep nesting costs more than
+    one pass over its bytes; it runs before the prediction lock is taken, so it holds no other request."""
+    if not content_type.startswith("multipart/form-data"):
+        return body, content_type
+    header = Message()
+    header["Content-Type"] = content_type
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not 0 < len(boundary) <= 70:  # RFC 2046's limit
+        raise UploadError(400, "The form has no boundary: send the poster as a file field (curl -F file=@p.jpg).")
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
+    if body.count(delimiter) > MAX_FORM_PARTS + 1:
+        raise UploadError(400, f"The form has more than {MAX_FORM_PARTS} parts: send the poster alone.")
+    for part in body.split(delimiter)[1:-1]:  # before the first delimiter is the preamble, after the last the end
+        head, _, payload = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        headers = BytesHeaderParser(policy=HTTP).parsebytes(head[:MAX_PART_HEADER] + b"\r\n\r\n")
+        if headers.get_filename() is not None:
+            return payload.removesuffix(b"\r\n"), headers.get_content_type()
+    raise UploadError(400, "The form holds no file: send the poster as a file field (curl -F file=@p.jpg).")
 
 
 def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | None,
            recall: str | None = None) -> tuple[int, dict]:
-    """(HTTP status, JSON answer) for one uploaded poster: the raw bytes, or a form's file. With `recall` (a level),
-    the predicted set is that level's (evaluation/recall.py)."""
-    if content_type.startswith("multipart/form-data"):
-        upload = form_file(body, content_type)
-        if upload is None:
-            return 400, {"error": "The form holds no file: send the poster as a file field (curl -F file=@p.jpg)."}
-        body, content_type = upload
+    """(HTTP status, JSON answer) for one uploaded poster, its bytes and type as read_upload gives them. With
+    `recall` (a level), the predicted set is that level's (evaluation/recall.py)."""
     if content_type and not content_type.startswith(ACCEPTED_TYPES):
         return 415, {"error": f"Not an image file ({content_type}): upload a JPEG, PNG, WebP or GIF poster."}
     try:
@@ -182,8 +200,12 @@ def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float 
             body = self.rfile.read(size)
             query = parse_qs(url.query)
             genre, recall = query.get("genre", [None])[0], query.get("recall", [None])[0]
+            try:
+                poster, content_type = read_upload(body, self.headers.get("Content-Type", ""))
+            except UploadError as e:
+                return self._json(e.status, {"error": str(e)})
             with lock:
-                status, result = answer(predictor, body, self.headers.get("Content-Type", ""), genre, recall)
+                status, result = answer(predictor, poster, content_type, genre, recall)
             self._json(status, result)
 
         def _json(self, status: int, result: dict) -> None:
