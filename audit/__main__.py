@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from postergenre.audit.labels import LabelAudit, audit_labels
 from postergenre.core import cli
 from postergenre.core.files import write_csv_atomic, write_text_atomic
-from postergenre.core.markup import md_text
+from postergenre.core.markup import md_text, slug
 from postergenre.evaluation import charts
 from postergenre.evaluation.compare import choosing_score, picked
 from postergenre.evaluation.report import write_html
@@ -61,13 +63,15 @@ def _page(features: Features, audit: LabelAudit, rows: list[list[str]], names: l
              f"other {folds - 1} of {folds} folds; cleanlab flags a genre on {audit.flagged} of them. The most suspect "
              f"first; the whole ranking is in `{out.name}`. Reproduce: `make audit DATA={md_text(str(data))} "
              f"BACKBONE={md_text(features.attrs['backbone'])}`.", "",
+             *([f"Not audited: {md_text(', '.join(np.asarray(features.genres)[audit.constant]))}, on every poster "
+                "or on none, so no poster can stand out.", ""] if audit.constant.any() else []),
              "| id | title | given | suspected missing | suspected wrong | label quality |",
              "|---|---|---|---|---|---|",
              *("| " + " | ".join(md_text(cell.replace("|", ", ")) for cell in row) + " |" for row in rows), ""]
     images = {poster.id: poster.image for poster in read_posters(data).posters} if data.is_dir() else {}
     shown = [(images[row[0]], three) for row, three in zip(rows, names) if row[0] in images]
     if shown:  # the data folder is here
-        grid = out.parent / f"{dataset}-suspects.png"
+        grid = out.parent / f"{slug(dataset)}-suspects.png"
         charts.poster_grid([image for image, _ in shown], [[("given", given)] for _, (given, _, _) in shown],
                            [[("missing?", missing), ("wrong?", wrong)] for _, (_, missing, wrong) in shown],
                            grid, f"{dataset}: the most suspect labels")

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from postergenre.core.errors import DataError
+
 
 @dataclass(frozen=True)
 class LabelAudit:
     quality: np.ndarray  # (posters,) cleanlab's label quality; lower is more suspect
     wrong: np.ndarray  # (posters, genres) bool: given, and suspected wrong
     missing: np.ndarray  # (posters, genres) bool: not given, and suspected missing
+    constant: np.ndarray  # (genres,) bool: on every poster or on none, so not audited (never suspected)
 
     @property
     def flagged(self) -> int:
@@ -31,14 +34,21 @@ class LabelAudit:
 
 
 def audit_labels(y: np.ndarray, probabilities: np.ndarray) -> LabelAudit:
-    """Audit (posters, genres) 0/1 labels against out-of-fold probabilities of the same shape."""
+    """Audit (posters, genres) 0/1 labels against out-of-fold probabilities of the same shape. A genre on every
+    poster or on none has nothing to compare (cleanlab refuses a class with one value): it is left out and listed
+    in `constant`; fewer than two genres that vary cannot be audited at all, which is one line."""
     from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
     from cleanlab.multilabel_classification.rank import get_label_quality_scores
 
     y = np.asarray(y).astype(bool)
-    probabilities = np.clip(np.asarray(probabilities, np.float64), 0, 1)
-    labels = [list(np.flatnonzero(row)) for row in y]
+    constant = y.all(axis=0) | ~y.any(axis=0)
+    if (~constant).sum() < 2:
+        raise DataError(f"only {int((~constant).sum())} genre is on some posters and not others: nothing to audit")
+    varied = y[:, ~constant]
+    probabilities = np.clip(np.asarray(probabilities, np.float64), 0, 1)[:, ~constant]
+    labels = [list(np.flatnonzero(row)) for row in varied]
     quality = get_label_quality_scores(labels, probabilities)
     # one process: cleanlab's worker pool reads a global that only a forked worker has
-    issues = np.asarray(find_multilabel_issues_per_class(labels, probabilities, n_jobs=1), bool)  # (posters, genres)
-    return LabelAudit(np.asarray(quality), issues & y, issues & ~y)
+    issues = np.zeros(y.shape, bool)
+    issues[:, ~constant] = np.asarray(find_multilabel_issues_per_class(labels, probabilities, n_jobs=1), bool)
+    return LabelAudit(np.asarray(quality), issues & y, issues & ~y, constant)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import struct
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from postergenre.core.errors import DataError, first_line
 from postergenre.core.interrupts import held_back
@@ -77,6 +78,20 @@ def write_csv_atomic(path: Path | str, header: list[str], rows: Iterable[Iterabl
         writer = csv.writer(f)
         writer.writerow([formula_safe(cell) for cell in header])
         writer.writerows([formula_safe(cell) for cell in row] for row in rows)
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """`path` opened for reading in binary, if it is a regular file: a FIFO would block the read forever and a device
+    such as /dev/zero never end it, so either is one line, found without waiting (the open does not block)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise DataError(f"{path}: not a regular file")
+    os.set_blocking(descriptor, True)
+    return open(descriptor, "rb")
 
 
 def safetensors_header(path: Path | str, max_bytes: int) -> dict:

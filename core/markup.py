@@ -20,6 +20,12 @@ def md_text(value: object) -> str:
     return _MARKUP.sub(r"\\\1", text)
 
 
+def md_code(value: object) -> str:
+    """`value` as one Markdown code span (a command, a path, a checksum): a backtick in it, which would end the
+    span, becomes a quote, and a newline a space; inside the span nothing else is markup."""
+    return "`" + " ".join(str(value).replace("`", "'").split()) + "`"
+
+
 def slug(value: str, limit: int = 60) -> str:
     """A file-name part from any text: lower-case letters, digits and '-' alone, never empty, never a path."""
     return re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:limit] or "x"

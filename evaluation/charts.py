@@ -12,15 +12,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 plt.rcParams["figure.constrained_layout.use"] = True  # labels, titles and legends never overlap the plots
+# Genres, titles, model and data set names are data: a "$" in one is a dollar sign, never mathtext to parse
+plt.rcParams["text.parse_math"] = False
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
+from postergenre.core.files import atomic_write  # noqa: E402
 from postergenre.evaluation.calibration import reliability  # noqa: E402
 from postergenre.posters.decode import load_image  # noqa: E402
 
 
-def _save(fig, path: Path, dpi: int = 110) -> None:
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    """Write a chart as PNG, atomically (a full disk leaves the previous figure, never half of one), and free it."""
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
 
 
 def reliability_chart(y: np.ndarray, scores: np.ndarray, path: Path, title: str) -> None:
@@ -34,7 +41,7 @@ def reliability_chart(y: np.ndarray, scores: np.ndarray, path: Path, title: str)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean probability in the bin", ylabel="share that came true")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def bar_chart(counts: dict[str, int], title: str, path: Path, unit: str = "posters") -> None:
@@ -43,7 +50,7 @@ def bar_chart(counts: dict[str, int], title: str, path: Path, unit: str = "poste
     ax.barh(names, [counts[n] for n in names], color="tab:blue")
     ax.set_xlabel(unit)
     ax.set_title(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def per_genre_chart(results: list[dict], path: Path, title: str) -> None:
@@ -62,7 +69,7 @@ def per_genre_chart(results: list[dict], path: Path, title: str) -> None:
     axes[0].invert_yaxis()
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncol=3)
     fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def curves_chart(trained: list[dict], path: Path) -> None:
@@ -79,7 +86,7 @@ def curves_chart(trained: list[dict], path: Path) -> None:
         right.set_ylabel("val mAP")
         ax.legend(fontsize=7, loc="upper left")
         right.legend(fontsize=7, loc="upper right")
-    _save(fig, path, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 def pr_curves(y: np.ndarray, scores: np.ndarray, genres: list[str], path: Path, title: str) -> None:
@@ -101,7 +108,7 @@ def pr_curves(y: np.ndarray, scores: np.ndarray, genres: list[str], path: Path, 
     for ax in axes[:, 0]:
         ax.set_ylabel("precision")
     fig.suptitle(title, fontsize=10)
-    _save(fig, path, dpi=90)
+    save_figure(fig, path, dpi=90)
 
 
 def cooccurrence_chart(y: np.ndarray, genres: list[str], path: Path, title: str) -> None:
@@ -114,7 +121,7 @@ def cooccurrence_chart(y: np.ndarray, genres: list[str], path: Path, title: str)
     ax.set_yticks(range(len(genres)), genres, fontsize=7)
     fig.colorbar(image, ax=ax, shrink=0.8, label="share of the row genre's posters")
     ax.set_title(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def example_grid(images: list[Path], true: list[list[str]], predicted: list[list[str]], path: Path,
@@ -144,4 +151,4 @@ def poster_grid(images: list[Path], above: list[list[tuple[str, list[str]]]], be
     for ax in list(axes.flat)[len(images):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
-    _save(fig, path, dpi=90)
+    save_figure(fig, path, dpi=90)

@@ -11,7 +11,7 @@ from pathlib import Path
 from postergenre.core.markup import md_text
 from postergenre.core.runspec import PRIOR_BASELINE
 from postergenre.evaluation.intervals import DESCRIPTION, paired_difference
-from postergenre.evaluation.results import align_scores, overall, read_scores, scores_path
+from postergenre.evaluation.results import align_scores, overall, read_scores_of
 
 
 # choosing_score in words, for the pages that rank models by it
@@ -48,8 +48,7 @@ def picked(results: list[dict]) -> dict | None:
 def compare(results_dir: Path | str, dataset: str, results: list[dict]) -> dict | None:
     """{"picked", "posters", "vs": {model: other minus picked, in test mAP}} over the models that left scores."""
     choice = picked(results)
-    saved = {r["model"]: read_scores(path) for r in results
-             if (path := scores_path(results_dir, dataset, r["model"])).exists()}
+    saved = read_scores_of(results_dir, dataset, [r["model"] for r in results])
     if choice is None or choice["model"] not in saved:
         return None
     _, labels, scores = align_scores(saved, "test")

@@ -6,14 +6,15 @@ import html
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from postergenre.core import cli
-from postergenre.core.errors import DataError
+from postergenre.core.errors import DataError, first_line
 from postergenre.core.files import write_text_atomic
-from postergenre.core.markup import markdown_to_html, md_text
+from postergenre.core.markup import markdown_to_html, md_code, md_text, slug
 from postergenre.core.runspec import PRIOR_BASELINE, RunSpec
 from postergenre.core.workspace import split_path
 from postergenre.evaluation import charts
@@ -21,7 +22,7 @@ from postergenre.evaluation.card import thresholds_text
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.recall import realised_recall, recall_sets, recall_thresholds
-from postergenre.evaluation.results import overall, read_results, read_scores, scores_path
+from postergenre.evaluation.results import overall, read_results, read_scores_of
 from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.modelfiles import find_final_model
 from postergenre.posters.data import read_genre_table, read_posters
@@ -61,7 +62,7 @@ def _setting(r: dict) -> str:
                 + f", {r['train_posters_per_s']:.1f} posters/s training")
     if r["kind"] == "ensemble":
         return f"mean of {describe_members(r['members'])}"
-    return json.dumps(r["params"])
+    return json.dumps(r.get("params", {}))
 
 
 def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
@@ -107,7 +108,8 @@ def cross_validation_table(models: list[dict]) -> list[str]:
         figures = [f"{r['cv'][k]['mean']:.3f} ± {r['cv'][k]['std']:.3f}" for k in ("mAP_macro", "f1_micro",
                                                                                      "top1_accuracy")]
         lines.append(f"| {md_text(r['model'])} | " + " | ".join(figures) + f" | {interval(r)} |")
-    return lines + ["", f"*Reproduce: `{_command(rows[0])} CV={cv['folds']}x{cv['repeats']}`.*", ""]
+    command = f"{_command(rows[0])} CV={cv['folds']}x{cv['repeats']}"
+    return lines + ["", f"*Reproduce: {md_code(command)}.*", ""]
 
 
 def seeds_table(trained: list[dict]) -> list[str]:
@@ -125,7 +127,7 @@ def seeds_table(trained: list[dict]) -> list[str]:
     for runs in groups.values():
         val = np.array([overall(r, "val") for r in runs])
         test = np.array([overall(r, "test") for r in runs])
-        lines.append(f"| `{_command(runs[0])}` | {', '.join(str(r['config']['seed']) for r in runs)} | "
+        lines.append(f"| {md_code(_command(runs[0]))} | {', '.join(str(r['config']['seed']) for r in runs)} | "
                      f"{val.mean():.3f} ± {val.std(ddof=1):.3f} | {test.mean():.3f} ± {test.std(ddof=1):.3f} | "
                      + "; ".join(interval(r) for r in runs) + " |")
     return lines + ["", "*Mean ± standard deviation over the seeds (`SEEDS=\"0 1 2\"`).*", ""]
@@ -133,13 +135,13 @@ def seeds_table(trained: list[dict]) -> list[str]:
 
 def _split_lines(dataset: str, split: Split, figures: Path, out_dir: Path, command: str) -> list[str]:
     sizes = ", ".join(f"{p} {len(split.parts[p])}" for p in PARTS)
-    left = ", ".join(f"{k}: {v}" for k, v in split.left_out.items()) or "none"
+    left = md_text(", ".join(f"{k}: {v}" for k, v in split.left_out.items()) or "none")
     dropped = md_text(split.dropped_text())
     totals: dict[str, int] = {}
     for part in PARTS:
         for genre, n in split.genre_counts.get(part, {}).items():
             totals[genre] = totals.get(genre, 0) + n
-    chart = figures / f"{dataset}-classes.png"
+    chart = figures / f"{slug(dataset)}-classes.png"
     charts.bar_chart(totals, f"{dataset}: posters per genre (all parts)", chart)
     return [f"- **Split:** iterative stratification, seed {split.seed}, fractions {list(split.fractions)}, "
             f"one poster per id; {sizes}.",
@@ -147,7 +149,7 @@ def _split_lines(dataset: str, split: Split, figures: Path, out_dir: Path, comma
             f"posters. Dropped (training posters): {dropped}.",
             f"- **Left out:** {left}.", "",
             f"![class distribution]({chart.relative_to(out_dir)})", "",
-            f"*Posters per genre over the whole split. Reproduce: `{command}`.*", ""]
+            f"*Posters per genre over the whole split. Reproduce: {md_code(command)}.*", ""]
 
 
 def _results_table(results: list[dict], command: str) -> list[str]:
@@ -168,7 +170,7 @@ def _results_table(results: list[dict], command: str) -> list[str]:
         score, rule = choosing_score(r)
         lines.append(f"| {md_text(r['model'])} | {_fmt(overall(r, 'val'))} | {rule} {score:.3f} | "
                      f"{optimism(r):+.3f} | " + " | ".join(interval(r, k) for k, _ in COLUMNS) + " |")
-    return lines + ["", f"*Reproduce: `{command}`; each row's settings are below.*", ""]
+    return lines + ["", f"*Reproduce: {md_code(command)}; each row's settings are below.*", ""]
 
 
 def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, out_dir: Path) -> list[str]:
@@ -180,14 +182,13 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
         lines.append(f"| {md_text(g['genre'])} | {g['support']} | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
                      f"{_fmt(g['f1'])} | {_fmt(g['ap'])} |")
     lines.append("")
-    best_scores = scores_path(results_dir, dataset, best["model"])
-    if not best_scores.exists():
+    saved = read_scores_of(results_dir, dataset, [best["model"]]).get(best["model"])
+    if saved is None:
         return lines
-    saved = read_scores(best_scores)
     ids, y, scores = saved["test"]
-    curves, pairs = figures / f"{dataset}-pr-curves.png", figures / f"{dataset}-cooccurrence.png"
+    curves, pairs = figures / f"{slug(dataset)}-pr-curves.png", figures / f"{slug(dataset)}-cooccurrence.png"
     charts.pr_curves(y, scores, genres, curves, f"{dataset}: test precision-recall per genre, {best['model']}")
-    reliability = figures / f"{dataset}-reliability.png"
+    reliability = figures / f"{slug(dataset)}-reliability.png"
     charts.reliability_chart(y, scores, reliability, f"{dataset}: test reliability, {best['model']}")
     charts.cooccurrence_chart(np.concatenate([saved["val"][1], y]), genres, pairs,
                               f"{dataset}: genres sharing a poster (validation and test parts)")
@@ -203,7 +204,7 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
               "*Row genre's posters that also have the column genre.*", ""]
     images = _poster_images(best.get("data"), ids[:8])
     if images:
-        grid = figures / f"{dataset}-examples.png"
+        grid = figures / f"{slug(dataset)}-examples.png"
         predicted = predict_sets(scores[:len(images)], np.asarray(best["thresholds"]["values"]))
         charts.example_grid(images, genre_names(y[:len(images)], genres), genre_names(predicted, genres), grid,
                             f"{dataset}: the first test posters, {best['model']}")
@@ -245,17 +246,17 @@ def _settings_table(models: list[dict]) -> list[str]:
         thresholds = r["thresholds"]
         threshold = "per genre" if thresholds["per_genre"] else f"{thresholds['values'][0]:.2f}"
         lines.append(f"| {md_text(r['model'])} | {md_text(r.get('backbone', '–'))} | "
-                     f"`{r.get('weights_sha256', '–')[:12]}` | {r.get('tta', '–')} | {_setting(r)} | {threshold} | "
-                     f"`{_command(r)}` |")
+                     f"{md_code(str(r.get('weights_sha256', '–'))[:12])} | {md_text(r.get('tta', '–'))} | "
+                     f"{md_text(_setting(r))} | {threshold} | {md_code(_command(r))} |")
     return lines + [""]
 
 
 def _training_lines(dataset: str, trained: list[dict], figures: Path, out_dir: Path) -> list[str]:
-    chart = figures / f"{dataset}-training-curves.png"
+    chart = figures / f"{slug(dataset)}-training-curves.png"
     charts.curves_chart(trained, chart)
     lines = ["### Training", "", f"![training curves]({chart.relative_to(out_dir)})", "",
              "*Loss and validation mAP per epoch; the epoch with the best validation mAP is kept. "
-             f"Reproduce: `{'; '.join(sorted({_command(r) for r in trained}))}`.*", ""]
+             f"Reproduce: {md_code('; '.join(sorted({_command(r) for r in trained})))}.*", ""]
     shown = set()
     for r in trained:
         batch = Path(r["run_dir"]) / "augmented-batch.png"
@@ -263,11 +264,11 @@ def _training_lines(dataset: str, trained: list[dict], figures: Path, out_dir: P
         if preset in shown or not batch.exists():
             continue
         shown.add(preset)
-        copy = figures / f"{dataset}-{r['model']}-batch.png"
+        copy = figures / f"{slug(dataset + '-' + r['model'], 120)}-batch.png"
         shutil.copyfile(batch, copy)
         lines += [f"![augmented batch]({copy.relative_to(out_dir)})", "",
-                  f"*The first training posters as {r['model']} sees them (`{preset}` augmentation). "
-                  f"Reproduce: `{_command(r)}`.*", ""]
+                  f"*The first training posters as {md_text(r['model'])} sees them ({md_code(preset)} augmentation). "
+                  f"Reproduce: {md_code(_command(r))}.*", ""]
     return lines
 
 
@@ -275,9 +276,9 @@ def _final_lines(dataset: str, models_dir: Path) -> list[str]:
     final = find_final_model(models_dir, dataset)
     if final is None:
         return []
-    return [f"**Final model.** `{final}` is the chosen model refit on every labelled poster (`make final`, or "
-            f"`--final` for a network); "
-            f"its model card `{final.with_suffix('.md')}` says what was chosen and how. It has seen this test part, "
+    return [f"**Final model.** {md_code(final)} is the chosen model refit on every labelled poster (`make final`, "
+            f"or `--final` for a network); "
+            f"its model card {md_code(final.with_suffix('.md'))} says what was chosen and how. It has seen this test part, "
             "so it is not scored here: the figures below are of models fitted without the test and validation "
             "posters. Fitted on more posters, the final model is expected to do at least as well.", ""]
 
@@ -287,11 +288,11 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
     models = [r for r in results if r["kind"] != "baseline"]
     baselines = [r for r in results if r["kind"] == "baseline"]
     command = "; ".join(sorted({_command(r) for r in models or baselines}))
-    lines = [f"## {dataset}", "", *headline(results, compare(results_dir, dataset, results)),
+    lines = [f"## {md_text(dataset)}", "", *headline(results, compare(results_dir, dataset, results)),
              *_final_lines(dataset, models_dir)]
     data = next((r["data"] for r in results if r.get("data")), None)
     if data and (Path(data) / SYNTHETIC_MARK).exists():
-        lines += [f"**{dataset} is the built-in synthetic sample**: drawn posters whose genres set their colour, "
+        lines += [f"**{md_text(dataset)} is the built-in synthetic sample**: drawn posters whose genres set their colour, "
                   "motif and title position. Its figures only show that the pipeline runs; real figures need "
                   "real posters (docs/usage.md, \"Running on real data\").", ""]
     if split is not None:
@@ -301,10 +302,10 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
     lines += cross_validation_table(models)
     lines += seeds_table([r for r in models if "history" in r])
     if models:
-        chart = figures / f"{dataset}-per-genre.png"
+        chart = figures / f"{slug(dataset)}-per-genre.png"
         charts.per_genre_chart(baselines[:1] + models, chart, f"{dataset}: test AP and F1 per genre")
         lines += [f"![per-genre AP and F1]({chart.relative_to(out_dir)})", "",
-                  f"*Test AP and F1 per genre for every model. Reproduce: `{command}`.*", ""]
+                  f"*Test AP and F1 per genre for every model. Reproduce: {md_code(command)}.*", ""]
         lines += _picked_lines(dataset, picked(results), results_dir, figures, out_dir)
         lines += _settings_table(models)
     trained = [r for r in models if "history" in r]
@@ -318,8 +319,8 @@ def _genre_table_lines(genre_table: Path | str, figures: Path, out_dir: Path) ->
                      unit="anime")
     return ["## Appendix: the full Kaggle anime 2023 genre table", "",
             f"![class distribution]({chart.relative_to(out_dir)})", "",
-            f"*Anime per genre in `{genre_table}` ({rows} rows, {unknown} with no genres), for comparison with "
-            f"the data sets above. Reproduce: `make report GENRE_TABLE={genre_table}`.*", ""]
+            f"*Anime per genre in {md_code(genre_table)} ({rows} rows, {unknown} with no genres), for comparison "
+            f"with the data sets above. Reproduce: {md_code(f'make report GENRE_TABLE={genre_table}')}.*", ""]
 
 
 def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Path | str,
@@ -337,8 +338,15 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
         if datasets is not None and dataset not in datasets:
             continue
         split_file = split_path(features_dir, dataset)
-        split = Split.load(split_file) if split_file.exists() else None
-        lines += _dataset_section(dataset, results, split, figures, out_dir, Path(results_dir), Path(models_dir))
+        try:
+            split = Split.load(split_file) if split_file.exists() else None
+            lines += _dataset_section(dataset, results, split, figures, out_dir, Path(results_dir), Path(models_dir))
+        except (DataError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as e:
+            # results that fit the schema yet lack what a section reads: this data set says so, the others report
+            reason = f"{type(e).__name__}: {first_line(e)}"
+            print(f"{dataset}: not reported ({reason})", file=sys.stderr)
+            lines += [f"## {md_text(dataset)}", "", f"*Not reported: its results could not be read ({md_text(reason)}); "
+                      f"run its steps again.*", ""]
         explained = out_dir / "explain" / f"{dataset}.md"  # from make explain
         if explained.exists():
             lines += [explained.read_text(), ""]
@@ -359,13 +367,14 @@ def write_html(markdown_path: Path) -> Path:
     folder = markdown_path.parent.resolve()
 
     def embedded(match: re.Match) -> str:
-        alt, source = match[1], html.unescape(match[2])
+        attributes = dict(re.findall(r'\b(alt|src)="([^"]*)"', match[0]))
+        alt, source = attributes.get("alt", ""), html.unescape(attributes.get("src", ""))
         image = (folder / source).resolve()
-        if Path(source).is_absolute() or not image.is_relative_to(folder) or image.suffix != ".png" \
+        if not source or Path(source).is_absolute() or not image.is_relative_to(folder) or image.suffix != ".png" \
                 or not image.is_file():
             return f"<em>(image left out: {html.escape(source)})</em>"
         return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()}" />'
-    body = re.sub(r'<img alt="([^"]*)" src="([^"]*)" />', embedded, body)
+    body = re.sub(r"<img\b[^>]*>", embedded, body)  # every image, whatever its attributes (a title too)
     page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>postergenre report</title><style>{CSS}"
             f"</style></head><body>{body}</body></html>")
     path = markdown_path.with_suffix(".html")

@@ -8,19 +8,22 @@ cross-validated head also keeps its out-of-fold scores of the validation posters
 from __future__ import annotations
 
 import json
+import sys
+import zipfile
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import NotRequired, TypedDict
 
-from postergenre.core.errors import DataError
-from postergenre.core.files import atomic_write, write_text_atomic
+from postergenre.core.errors import DataError, first_line
+from postergenre.core.files import atomic_write, open_regular, write_text_atomic
 from postergenre.evaluation.metrics import macro_map
 
 # the validation posters scored by the cross-validation folds that held them out
 OUT_OF_FOLD = "val_out_of_fold"
+MAX_RESULT_BYTES, MAX_SCORES_BYTES = 2**26, 2**31  # a result is some 100 KB; 1M posters x 50 genres of scores
 
 Figure = int | float | None  # None where a figure is undefined (no positive poster of a genre)
 Bounds = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -36,10 +39,16 @@ class GenreFigures(TypedDict):
     ece: NotRequired[float | None]
 
 
+def _has_map(overall: dict[str, Figure]) -> dict[str, Figure]:
+    if "mAP_macro" not in overall:
+        raise ValueError("no mAP_macro")
+    return overall
+
+
 class PartFigures(TypedDict):
     """One part's figures (evaluation.metrics.score): overall (mAP_macro, f1_micro, ..., posters), per genre, and
     on the test part the 95% intervals of mAP, micro-F1 and top-1."""
-    overall: dict[str, Figure]
+    overall: Annotated[dict[str, Figure], AfterValidator(_has_map)]
     per_genre: list[GenreFigures]
     intervals: NotRequired[dict[str, Bounds]]
 
@@ -61,6 +70,12 @@ class CrossValidation(TypedDict):
     val_mAP_macro: NotRequired[float]  # of its out-of-fold scores of the validation posters: what it is chosen by
 
 
+class Thresholds(TypedDict):
+    per_genre: bool
+    values: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] | None  # None: a top-k rule
+    k: NotRequired[int]
+
+
 @with_config(ConfigDict(extra="allow"))
 class Result(TypedDict):
     """What every model's result has; each kind adds its settings (a head's params, a network's spec and history,
@@ -68,12 +83,13 @@ class Result(TypedDict):
     model: str
     dataset: str
     kind: Literal["baseline", "head", "finetune", "cnn", "ensemble"]
-    thresholds: dict
+    thresholds: Thresholds
     val: PartFigures
     test: PartFigures
     cv: NotRequired[CrossValidation]
     params: NotRequired[dict[str, bool | int | float | str]]  # a head's, checked by heads.estimators.head_estimator
     selection: NotRequired[dict]  # an ensemble's out-of-fold validation mAP and its members (ensemble/)
+    members: NotRequired[Annotated[dict[str, int], Field(min_length=1)]]  # an ensemble's: model -> weight
 
 
 _RESULT = TypeAdapter(Result)
@@ -102,28 +118,45 @@ def write_result(results_dir: Path | str, dataset: str, model: str, result: dict
 
 
 def read_result(path: Path | str) -> Result:
-    """One result file, checked against Result: one line naming the file if it does not fit."""
+    """One result file, checked against Result: one line naming the file if it does not fit. Only a regular file
+    of at most MAX_RESULT_BYTES is read, and its data set and model are those its path names, so that no field
+    of it can place a figure elsewhere."""
+    path = Path(path)
     try:
-        return _RESULT.validate_json(Path(path).read_bytes())
+        with open_regular(path) as f:
+            data = f.read(MAX_RESULT_BYTES + 1)
+        if len(data) > MAX_RESULT_BYTES:
+            raise DataError(f"{path}: over {MAX_RESULT_BYTES // 2**20} MiB, larger than any result")
+        result = _RESULT.validate_json(data)
     except ValidationError as e:
         error = e.errors()[0]
         where = ".".join(map(str, error["loc"])) + ": " if error["loc"] else ""
         raise DataError(f"{path}: not a result of this version ({where}{error['msg']})") from None
     except OSError as e:
         raise DataError(f"{path}: {e.strerror}") from None
+    if (result["dataset"], result["model"]) != (path.parent.name, path.stem):
+        raise DataError(f"{path}: not a result of this version (its data set and model, {result['dataset']!r} and "
+                        f"{result['model']!r}, are not those its path names)")
+    return result
 
 
 def read_results(results_dir: Path | str) -> dict[str, list[Result]]:
-    """dataset -> its results, sorted by model name. A cross-validated head written before its result held the
-    mAP of its out-of-fold validation scores gets it from its scores file, where that file has them."""
+    """dataset -> its results, sorted by model name. A result file that cannot be read is listed on stderr and
+    skipped, so one damaged file leaves the others' data sets whole. A cross-validated head written before its
+    result held the mAP of its out-of-fold validation scores gets it from its scores file, where that file has
+    them."""
     results: dict[str, list[Result]] = {}
     for path in sorted(Path(results_dir).glob("*/*.json")):
-        result = read_result(path)
-        scores = scores_path(results_dir, result["dataset"], result["model"])
-        if "cv" in result and "val_mAP_macro" not in result["cv"] and scores.exists():
-            saved = read_scores(scores)
-            if OUT_OF_FOLD in saved:
-                result["cv"]["val_mAP_macro"] = macro_map(saved[OUT_OF_FOLD][1], saved[OUT_OF_FOLD][2])
+        try:
+            result = read_result(path)
+            scores = scores_path(results_dir, result["dataset"], result["model"])
+            if "cv" in result and "val_mAP_macro" not in result["cv"] and scores.exists():
+                saved = read_scores(scores)
+                if OUT_OF_FOLD in saved:
+                    result["cv"]["val_mAP_macro"] = macro_map(saved[OUT_OF_FOLD][1], saved[OUT_OF_FOLD][2])
+        except DataError as e:
+            print(f"skipped: {e}", file=sys.stderr)
+            continue
         results.setdefault(result["dataset"], []).append(result)
     return results
 
@@ -143,10 +176,37 @@ def write_scores(results_dir: Path | str, dataset: str, model: str,
 
 
 def read_scores(path: Path | str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """part -> (poster ids, labels, scores), as written by write_scores."""
-    with np.load(path) as saved:
-        parts = {key.rsplit("_", 1)[0] for key in saved.files}
-        return {part: (saved[f"{part}_ids"], saved[f"{part}_labels"], saved[f"{part}_scores"]) for part in parts}
+    """part -> (poster ids, labels, scores), as written by write_scores; a file that is not one (cut, of objects,
+    declaring more than it holds, of parts that do not fit together) is one line naming it."""
+    try:
+        with open_regular(Path(path)) as f, zipfile.ZipFile(f) as archive:
+            if sum(info.file_size for info in archive.infolist()) > MAX_SCORES_BYTES:
+                raise ValueError(f"unzips to over {MAX_SCORES_BYTES // 2**20} MiB")
+            with np.load(f, allow_pickle=False) as saved:
+                parts = {key.rsplit("_", 1)[0] for key in saved.files}
+                loaded = {part: (saved[f"{part}_ids"], saved[f"{part}_labels"], saved[f"{part}_scores"])
+                          for part in parts}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a scores file of this version ({first_line(e)})") from None
+    for part, (ids, labels, scores) in loaded.items():
+        if ids.dtype.kind != "U" or labels.ndim != 2 or labels.shape != scores.shape or len(ids) != len(labels) \
+                or scores.dtype.kind != "f":
+            raise DataError(f"{path}: not a scores file of this version (its {part} arrays do not fit together)")
+    return loaded
+
+
+def read_scores_of(results_dir: Path | str, dataset: str, models: list[str]) -> dict[str, dict]:
+    """{model: read_scores(...)} for those of `models` that left a scores file; a damaged one is listed on stderr
+    and left out, as read_results does with a result."""
+    saved = {}
+    for model in models:
+        path = scores_path(results_dir, dataset, model)
+        if path.exists():
+            try:
+                saved[model] = read_scores(path)
+            except DataError as e:
+                print(f"skipped: {e}", file=sys.stderr)
+    return saved
 
 
 def align_scores(saved: dict[str, dict], part: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

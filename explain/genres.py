@@ -9,22 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import rgb_to_hsv
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import rgb_to_hsv  # noqa: E402
-from postergenre.core.markup import md_text, slug  # noqa: E402
-from postergenre.core.progress import progress  # noqa: E402
-
-from postergenre.core.files import write_text_atomic  # noqa: E402
-from postergenre.explain.gradcam import grad_cam, overlay  # noqa: E402
-from postergenre.extract.features import Features  # noqa: E402
-from postergenre.posters.data import Poster  # noqa: E402
-from postergenre.posters.decode import load_image  # noqa: E402
-from postergenre.posters.split import label_matrix  # noqa: E402
-from postergenre.predict.models import Predictor  # noqa: E402
+from postergenre.core.files import write_text_atomic
+from postergenre.core.markup import md_text, slug
+from postergenre.core.progress import progress
+from postergenre.evaluation.charts import plt, save_figure  # the report's charts' settings: data as plain text
+from postergenre.explain.gradcam import grad_cam, overlay
+from postergenre.extract.features import Features
+from postergenre.posters.data import Poster
+from postergenre.posters.decode import load_image
+from postergenre.posters.split import label_matrix
+from postergenre.predict.models import Predictor
 
 HUE_NAMES = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "red"]
 HUE_EDGES = [0, 20, 45, 70, 160, 200, 255, 290, 335, 361]
@@ -83,8 +80,7 @@ def _tiles(predictor: Predictor, posters: list[Poster], labels: np.ndarray, scor
         ax.set_title(f"{kind}\n{posters[i].id}: {probability:.2f}", fontsize=7)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def _neighbours(features: Features, posters_by_id: dict[str, Poster], path: Path, queries: int = 4,
@@ -104,8 +100,7 @@ def _neighbours(features: Features, posters_by_id: dict[str, Poster], path: Path
             ax.set_title(("test poster\n" if sim is None else f"cos {sim:.2f}\n") + caption, fontsize=6)
             ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def write_genre_section(predictor: Predictor, dataset: str, posters: dict[str, list[Poster]], test_scores: np.ndarray,

@@ -2,9 +2,11 @@
 import csv
 
 import numpy as np
+import pytest
 
 from postergenre.audit.labels import audit_labels
 from postergenre.bench.audit import corrupt, top_k_precision
+from postergenre.core.errors import DataError
 from postergenre.extract.features import load_features
 from tests.conftest import run_module
 
@@ -59,3 +61,15 @@ def test_make_audit_writes_the_ranking_and_its_page(sample_heads, tmp_path):
     page = (tmp_path / f"{dataset}.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and rows[0]["id"] in page
     assert f"{dataset}.csv: {len(rows)} posters ranked by" in result.stdout
+
+
+def test_a_genre_on_every_poster_or_none_is_left_out_and_said():
+    """cleanlab refuses a class with one value: such a genre is not audited, and the others still are."""
+    X, y = learnable_posters()
+    y[:, 0], y[:, 1] = 1, 0
+    probabilities = np.clip(y * 0.9 + 0.05, 0, 1).astype(float)
+    audit = audit_labels(y, probabilities)
+    assert audit.constant.tolist() == [True, True, False, False, False, False]
+    assert not (audit.wrong | audit.missing)[:, :2].any() and len(audit.quality) == len(y)
+    with pytest.raises(DataError, match="only 1 genre is on some posters and not others"):
+        audit_labels(y[:, :3], probabilities[:, :3])

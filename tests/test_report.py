@@ -1,6 +1,9 @@
 """The report's reproduce commands come from what a result records, never from the model's name; text from data
 and model files is shown as text, never as markup."""
 import base64
+import dataclasses
+import json
+import os
 
 import numpy as np
 from PIL import Image
@@ -54,3 +57,40 @@ def test_genre_names_in_cards_and_file_names_are_inert():
     lines = genres_lines([HOSTILE, "Action"], np.array([3, 40]))
     assert "<img" not in markdown_to_html("\n".join(lines))
     assert slug("../../etc/passwd\x00") == "etc-passwd" and slug("<>") == "x" and "/" not in slug(HOSTILE)
+
+
+def test_odd_names_and_damaged_results_stop_no_report(tmp_path):
+    """A genre that matplotlib would read as mathtext, a data set named with '$', results that fit the schema but
+    lack what the report reads, a result naming another data set, a symlink to /dev/zero, a FIFO and a cut scores
+    file: each is listed or said in the report, and every data set that is fine gets its section and charts."""
+    from postergenre.evaluation.report import write_report
+    from postergenre.heads.train import run_heads
+    from tests.test_final import labelled_posters
+
+    results, out = tmp_path / "results", tmp_path / "reports"
+    good = labelled_posters()
+    good = dataclasses.replace(good, genres=["Action", "$\\x$", "Comedy", "Rare"],
+                               attrs={**good.attrs, "dataset": "odd$set"})
+    run_heads(good, ["logistic"], tmp_path / "models", results)
+    damaged = labelled_posters(seed=9)
+    run_heads(damaged, ["logistic"], tmp_path / "models", results)
+    head = json.loads((results / "toy" / "efficientnet_lite0-logistic.json").read_text())
+    (results / "toy" / "ensemble.json").write_text(json.dumps({**head, "model": "ensemble", "kind": "ensemble"}))
+    (results / "toy" / "escape.json").write_text(json.dumps({**head, "model": "escape", "dataset": "../../escape"}))
+    (results / "toy" / "zero.json").symlink_to("/dev/zero")
+    os.mkfifo(results / "toy" / "fifo.json")
+    scores = results / "odd$set" / "efficientnet_lite0-logistic.scores.npz"
+    (results / "odd$set" / "baseline-prior.scores.npz").write_bytes(scores.read_bytes()[:100])  # cut
+
+    report = write_report(results, tmp_path / "features", out, models_dir=tmp_path / "models").read_text()
+    assert "## odd$set" in report and "![per-genre AP and F1](figures/odd-set-per-genre.png)" in report
+    assert "## toy" in report and "*Not reported: its results could not be read (KeyError: 'members')" in report
+    assert (out / "figures" / "odd-set-per-genre.png").stat().st_size > 1000
+    written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".png", ".md")}
+    assert all(str(p).startswith("reports/") for p in written) and not (tmp_path.parent / "escape").exists()
+
+
+def test_the_html_report_leaves_out_every_foreign_image_whatever_its_attributes(tmp_path):
+    (tmp_path / "report.md").write_text('![x](http://example.com/t.png "a title")\n\n![y](/etc/x.png "t")\n')
+    page = write_html(tmp_path / "report.md").read_text()
+    assert "<img" not in page and "(image left out: http://example.com/t.png)" in page

@@ -38,12 +38,20 @@ def test_a_result_keeps_what_its_kind_adds_and_a_writer_that_drifts_fails(tmp_pa
     (lambda r: {**r, "kind": "rocket"}, r"\(kind: Input should be 'baseline', 'head'"),
     (lambda r: {**r, "val": {**r["val"], "overall": []}}, r"\(val\.overall: Input should be an object"),
     (lambda r: {**r, "test": {**r["test"], "intervals": {"mAP_macro": [0.1]}}}, r"\(test\.intervals\.mAP_macro: "),
+    (lambda r: {**r, "val": {**r["val"], "overall": {}}}, r"\(val\.overall: Value error, no mAP_macro"),
+    (lambda r: {**r, "thresholds": {}}, r"\(thresholds\.per_genre: Field required"),
+    (lambda r: {**r, "kind": "ensemble", "members": {}}, r"\(members: Dictionary should have at least 1 item"),
+    (lambda r: {**r, "dataset": "../../elsewhere"}, r"\(its data set and model, '\.\./\.\./elsewhere' and 'm', are not those its path names\)"),
 ])
-def test_a_result_file_that_does_not_fit_is_one_line(tmp_path, change, message):
+def test_a_result_file_that_does_not_fit_is_one_line(tmp_path, capsys, change, message):
+    """One line naming it; read_results lists it and goes on with the other files."""
     path = write_result(tmp_path, "toy", "m", {"kind": "head", **_evaluated()})
+    write_result(tmp_path, "toy", "fine", {"kind": "head", **_evaluated()})
     path.write_text(json.dumps(change(json.loads(path.read_text()))))
     with pytest.raises(DataError, match=f"^{re.escape(str(path))}: not a result of this version {message}"):
-        read_results(tmp_path)
+        read_result(path)
+    assert [r["model"] for r in read_results(tmp_path)["toy"]] == ["fine"]
+    assert capsys.readouterr().err.startswith(f"skipped: {path}: not a result of this version")
 
 
 def test_a_result_file_that_is_not_json_is_one_line(tmp_path):
