@@ -14,6 +14,7 @@
 # ENGINE       auto | torch | onnxruntime: runs the frozen backbone (features, predict, serve with a head);
 #              auto is onnxruntime on the CPU in fp32, several times faster there, and torch on CUDA
 # SEED         the split's seed (default 0)
+# SPLIT        the split file (default: features/<data set's name>-split.json)
 # MIN_COUNT    drop genres with fewer training posters (default 5)
 # HEADS        make heads: which to fit, of logistic mlknn mlp (default: all three; with UNION, logistic)
 # THRESHOLDS   global | per-genre, chosen on validation
@@ -41,6 +42,16 @@
 # SERVE_MODEL  make bench: the network the page is timed with
 # GENRE_TABLE  make report: the Kaggle genre table its appendix shows (default: in SHARED_DATA)
 DATA ?= data/sample
+# What is given on the command line must be a setting listed above, the one list: a typo (DTA=, IMAGE=) would
+# otherwise be dropped silently and the default used.
+SETTINGS := $(shell sed -n '/^# DATA /,/^[^#]/s/^# \([A-Z_][A-Z_]*\) .*/\1/p' $(firstword $(MAKEFILE_LIST)))
+unknown := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(filter-out $(SETTINGS),$(v))))
+$(if $(strip $(unknown)),$(error unknown setting $(firstword $(unknown)); the settings are $(SETTINGS) (make help)))
+# A path reaches the shell inside double quotes, where ` $ " and \ are still read: such a path is refused here.
+shell_unsafe = $(or $(findstring $$,$(value $(1))),$(findstring `,$(value $(1))),$(findstring ",$(value $(1))),$(findstring \,$(value $(1))))
+$(foreach v,DATA IMAGES MODEL UNION WEIGHTS PREDICTIONS CSV GENRE_TABLE SHARED_DATA SERVE_MODEL,\
+	$(if $(filter command line environment,$(origin $(v))),$(if $(call shell_unsafe,$(v)),\
+	$(error $(v) holds $(call shell_unsafe,$(v)): a path here may not hold ` $$ " or \, which the shell would read))))
 # The built-in backbones, whose feature files make heads and final find for DATA without BACKBONE=.
 BUILT_IN := resnet50 efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 efficientnet_lite0_multiscale \
             efficientnet_lite2_multiscale
@@ -95,7 +106,7 @@ POSTERGENRE := .venv/bin/postergenre
 # A DATA folder may have spaces in its path; the data set's name has them as underscores (as in Python).
 space    := $(subst ,, )
 NAME      = $(notdir $(patsubst %/,%,$(subst $(space),_,$(DATA))))
-SPLIT     = features/$(NAME)-split.json
+SPLIT    ?= features/$(NAME)-split.json
 FEATURES  = features/$(NAME)-$(subst :,-,$(BACKBONE)).h5
 
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \

@@ -80,16 +80,18 @@ def write_csv_atomic(path: Path | str, header: list[str], rows: Iterable[Iterabl
         writer.writerows([formula_safe(cell) for cell in row] for row in rows)
 
 
-def open_regular(path: Path | str) -> BinaryIO:
+def open_regular(path: Path | str, name: str | None = None) -> BinaryIO:
     """`path` opened for reading in binary, if it is a regular file: a FIFO would block the read forever and a device
-    such as /dev/zero never end it, so either is one line, found without waiting (the open does not block)."""
+    such as /dev/zero never end it, so either is one line naming it (`name`, default its path), found without
+    waiting (the open does not block)."""
+    name = name or str(path)
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
-        raise DataError(f"{path}: {e.strerror}") from None
+        raise DataError(f"{name}: {e.strerror}") from None
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
-        raise DataError(f"{path}: not a regular file")
+        raise DataError(f"{name}: not a regular file")
     os.set_blocking(descriptor, True)
     return open(descriptor, "rb")
 

@@ -46,12 +46,12 @@ def chosen_sets(scores: np.ndarray, thresholds: np.ndarray, level: str | float |
     sets of that recall level, from the `recall_thresholds` that `model` carries; one line where it has none."""
     if level is None:
         return predict_sets(scores, thresholds)
-    level = level if isinstance(level, str) else f"{level:g}"
+    level = level if isinstance(level, str) else repr(float(level))  # exactly: 0.8999999 is not 0.9
     if not recall_thresholds:
         raise DataError(f"{model} carries no recall thresholds: a final head has them (make final), chosen on its "
                         f"out-of-fold predictions")
     if level not in recall_thresholds:
-        raise DataError(f"{model} has recall thresholds for {', '.join(recall_thresholds)}, not {level}")
+        raise DataError(f"{model} has recall thresholds for {', '.join(recall_thresholds)}, not {level[:20]}")
     return recall_sets(scores, recall_thresholds[level])
 
 

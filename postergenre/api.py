@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -26,7 +26,7 @@ from postergenre.core.errors import DataError
 from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.recall import chosen_sets
 from postergenre.evaluation.sets import genre_names
-from postergenre.posters.decode import load_image, to_rgb
+from postergenre.posters.decode import check_image, check_size, load_image, to_rgb
 from postergenre.predict.models import Predictor, load_model
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
@@ -58,19 +58,24 @@ class Model:
     def thresholds(self) -> dict[str, float]:
         return dict(zip(self.predictor.genres, map(float, self.predictor.thresholds)))
 
-    def predict_proba(self, images: Sequence[ImageLike]) -> np.ndarray:
-        """Probabilities (images, genres), in the order of `genres`."""
+    def predict_proba(self, images: ImageLike | Iterable[ImageLike]) -> np.ndarray:
+        """Probabilities (images, genres), in the order of `genres`. Every image is checked first (a path's file
+        and header, an array's type and size, a PIL image's size), so a bad one is named before any work."""
+        images = _as_list(images)
+        for i, image in enumerate(images):
+            _check(image, f"image {i}")
         predictor, transform = self.predictor, self.predictor.transform
         batches = []
         for start in range(0, len(images), predictor.batch_size):
-            batch = [transform(_rgb(image)) for image in images[start:start + predictor.batch_size]]
+            batch = [transform(_rgb(image, f"image {i}"))
+                     for i, image in enumerate(images[start:start + predictor.batch_size], start)]
             batches.append(predictor.predict_proba(default_collate(batch)))
         return np.concatenate(batches) if batches else np.zeros((0, len(predictor.genres)), np.float32)
 
-    def predict(self, images: Sequence[ImageLike], recall: str | float | None = None) -> list[Prediction]:
-        """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4]). With
-        `recall` (0.8, 0.9 or 0.95), a final head's sets that hold on average that share of a poster's true
-        genres (evaluation/recall.py)."""
+    def predict(self, images: ImageLike | Iterable[ImageLike], recall: str | float | None = None) -> list[Prediction]:
+        """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4]); one image
+        alone, or a list or any iterable of them. With `recall` (0.8, 0.9 or 0.95), a final head's sets that hold
+        on average that share of a poster's true genres (evaluation/recall.py)."""
         probabilities, predictor = self.predict_proba(images), self.predictor
         sets = chosen_sets(probabilities, predictor.thresholds, recall, predictor.recall_thresholds, predictor.name)
         return [Prediction(names, {g: float(p) for g, p in zip(predictor.genres, probs)})
@@ -88,17 +93,44 @@ def load(path: Path | str, weights: str | None = None, precision: str = INFERENC
     return Model(load_model(path, weights, precision, engine, trust_timm=trust_timm))
 
 
-def _rgb(image: ImageLike) -> Image.Image:
+def _as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
+    """One image as a list of one (a path string is one image, not its characters); any iterable as a list."""
+    if isinstance(images, (str, Path, Image.Image, np.ndarray)):
+        return [images]
+    try:
+        return list(images)
+    except TypeError:
+        raise DataError(f"images must be a path, a PIL image, a uint8 array, or a list of them, not "
+                        f"{type(images).__name__}") from None
+
+
+def _check(image: object, name: str) -> None:
+    """What _rgb would refuse, found without decoding (docs/bad-inputs.md)."""
     if isinstance(image, (str, Path)):
-        return load_image(image)
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    if isinstance(image, np.ndarray):
+        check_image(image, name=f"{name} ({image})")
+    elif isinstance(image, Image.Image):
+        check_size(*image.size, name=name)
+        try:
+            image.load()  # its pixels are needed anyway; a closed image, or one whose file is gone, says so here
+        except (ValueError, OSError) as e:
+            raise DataError(f"{name}: an unusable PIL image ({e})") from None
+    elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-            raise DataError(f"an array image must be uint8 of shape (height, width[, 3 or 4]), not {image.dtype} "
-                            f"{image.shape}")
-        return to_rgb(Image.fromarray(image))
-    raise DataError(f"cannot read an image from a {type(image).__name__}: give a path, a PIL image or a uint8 array")
+            raise DataError(f"{name}: an array image must be uint8 of shape (height, width[, 3 or 4]), not "
+                            f"{image.dtype} {image.shape}")
+        check_size(image.shape[1], image.shape[0], name=name)
+    else:
+        raise DataError(f"{name}: a path, a PIL image or a uint8 array, not {type(image).__name__}")
+
+
+def _rgb(image: ImageLike, name: str) -> Image.Image:
+    """A checked image (_check) as an RGB poster."""
+    if isinstance(image, (str, Path)):
+        return load_image(image, name=f"{name} ({image})")
+    try:
+        return to_rgb(image if isinstance(image, Image.Image) else Image.fromarray(image))
+    except (ValueError, OSError) as e:  # a PIL image whose file went away, or that was closed meanwhile
+        raise DataError(f"{name}: cannot read this image ({e})") from None
 
 
 def split(data: Path | str, out: Path | str | None = None, seed: int = 0, min_count: int = 5) -> Path:

@@ -7,13 +7,15 @@ from the header and is checked before a pixel is decoded. Whatever decoding rais
 """
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from postergenre.core.errors import DataError
+from postergenre.core.files import open_regular
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # docs/bad-inputs.md: what a poster is allowed to be
 # Refuse decompression bombs: no real poster comes near this.
@@ -30,20 +32,46 @@ def read_image(source: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS,
 
     `name` is how messages call the image (default: its path; an in-memory file is "the image").
     """
+    with _opened(source, max_pixels, name) as img:
+        return to_rgb(img), img.format
+
+
+def check_image(source: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS, name: str | None = None) -> None:
+    """What read_image would refuse from the file and its header alone (missing, not a regular file, not an allowed
+    format, no pixels or too many), without decoding a pixel: to say which of many images is bad before any work."""
+    with _opened(source, max_pixels, name):
+        pass
+
+
+@contextmanager
+def _opened(source: Path | str | BinaryIO, max_pixels: int, name: str | None) -> Iterator[Image.Image]:
+    """The image with its header read and its size checked; whatever opening it or the block raises is one
+    DataError naming it."""
     name = name or (str(source) if isinstance(source, (str, Path)) else "the image")
     try:
-        with Image.open(source, formats=FORMATS) as img:  # reads the header only: the size is known first
-            if img.width * img.height > max_pixels:
-                raise TooLarge(f"{name}: {img.width}x{img.height} pixels, over the {max_pixels:,} allowed")
-            return to_rgb(img), img.format
-    except FileNotFoundError:
-        raise DataError(f"{name}: image file not found") from None
+        with ExitStack() as files:
+            if isinstance(source, (str, Path)):  # a FIFO would block the read forever, a device never end it
+                if not Path(source).exists():
+                    raise DataError(f"{name}: image file not found")
+                source = files.enter_context(open_regular(source, name))
+            img = files.enter_context(Image.open(source, formats=FORMATS))  # the header only: the size comes first
+            check_size(img.width, img.height, max_pixels, name)
+            yield img
     except Image.UnidentifiedImageError:
         raise DataError(f"{name}: not an image of an allowed format ({', '.join(FORMATS)})") from None
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 - a hostile file can make any plugin raise anything; none may escape
         raise DataError(f"{name}: cannot decode image ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS, name: str = "the image") -> None:
+    """Refuse an image of no pixels, or of more than `max_pixels`, from its size alone: before decoding a file, or
+    before converting an array or a PIL image."""
+    if width * height == 0:
+        raise DataError(f"{name}: {width}x{height} pixels, an image of none")
+    if width * height > max_pixels:
+        raise TooLarge(f"{name}: {width}x{height} pixels, over the {max_pixels:,} allowed")
 
 
 def load_image(source: Path | str | BinaryIO, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:

@@ -1,5 +1,6 @@
 """The installed package: `import postergenre` from any folder, its API, the `postergenre` command, old model files."""
 import io
+import os
 import re
 import subprocess
 import sys
@@ -50,10 +51,37 @@ def test_bad_images_are_one_line_errors(trained):
     model = postergenre.load(next((trained / "models").glob("*.safetensors")))
     with pytest.raises(DataError, match="uint8 of shape"):
         model.predict([np.zeros((8, 8, 3), np.float32)])
-    with pytest.raises(DataError, match="from a int"):
+    with pytest.raises(DataError, match="image 0: a path, a PIL image or a uint8 array, not int"):
         model.predict([3])
     with pytest.raises(DataError, match="no-such.jpg"):
         model.predict(["no-such.jpg"])
+
+
+def test_one_image_any_iterable_and_hostile_items_as_the_command_line_takes_them(final_head, sample_dir, tmp_path,
+                                                                                 monkeypatch):
+    """One path alone (not its characters), a generator; a FIFO, an image of no pixels, an array view of 3.6
+    billion pixels or a closed image each one line naming the item, found before any poster is predicted; a
+    recall level that is not exactly one the model has lists those it has."""
+    model = postergenre.load(final_head)
+    poster = sorted((sample_dir / "images").iterdir())[0]
+    one = model.predict(str(poster))
+    assert len(one) == 1 and one == model.predict(p for p in [poster]) == model.predict(Image.open(poster))
+    fifo = tmp_path / "poster.jpg"
+    os.mkfifo(fifo)
+    closed = Image.open(poster)
+    closed.close()
+    calls = []
+    monkeypatch.setattr(model.predictor, "predict_proba", lambda *a, **k: calls.append(1))
+    for bad, message in ((fifo, r"image 3 \(.*poster\.jpg\): not a regular file"),
+                         (np.zeros((0, 10, 3), np.uint8), r"image 3: 10x0 pixels, an image of none"),
+                         (Image.new("RGB", (0, 5)), r"image 3: 0x5 pixels, an image of none"),
+                         (np.broadcast_to(np.uint8(0), (60000, 60000, 3)), r"image 3: 60000x60000 pixels, over the"),
+                         (closed, r"image 3: an unusable PIL image"), (None, r"image 3: a path, a PIL image")):
+        with pytest.raises(DataError, match=message):
+            model.predict([poster, poster, poster, bad])
+    assert calls == []  # named before any work
+    with pytest.raises(DataError, match=r"has recall thresholds for 0\.8, 0\.9, 0\.95, not 0\.8999999"):
+        postergenre.load(final_head).predict(poster, recall=0.8999999)
 
 
 def test_the_readme_example_runs_from_another_folder(final_head, sample_dir, tmp_path):

@@ -49,6 +49,20 @@ def test_a_mistyped_setting_stops_make_in_one_line():
     assert make("-n", "heads", "THRESHOLDS=per-genre").returncode == 0
 
 
+def test_an_unknown_setting_or_a_path_the_shell_would_read_stops_make_in_one_line():
+    """DTA= or IMAGE= would be dropped and the default used (the synthetic sample, DATA's test part); a backtick,
+    $ or " in a path would run in the recipe's shell. Both stop make before any recipe."""
+    for typo in ("DTA=x", "IMAGE=poster.jpg"):
+        result = make("-n", "predict", typo)
+        assert result.returncode != 0 and f"unknown setting {typo.split('=')[0]}; the settings are DATA " \
+            in result.stderr, result.stderr
+        assert "postergenre" not in result.stdout
+    for path in ("DATA=a`touch pwned`b", "DATA=$$(touch pwned)", 'IMAGES=a"b', "MODEL=$(shell touch pwned)"):
+        result = make("-n", "predict", path)
+        assert result.returncode != 0 and f"{path.split('=')[0]} holds " in result.stderr, result.stderr
+        assert "a path here may not hold" in result.stderr and not (ROOT / "pwned").exists()
+
+
 def test_heads_use_the_backbone_that_features_used(sample_dir, tmp_path):
     """After make features with a BACKBONE, make heads and final for the same DATA need no BACKBONE= again; with
     two feature files, they ask which, listing both."""
