@@ -5,7 +5,6 @@ import base64
 import html
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 
 from postergenre.core import cli
 from postergenre.core.errors import DataError, first_line
-from postergenre.core.files import write_text_atomic
+from postergenre.core.files import atomic_write, open_regular, write_text_atomic
 from postergenre.core.markup import markdown_to_html, md_code, md_text, slug
 from postergenre.core.runspec import PRIOR_BASELINE, RunSpec
 from postergenre.core.workspace import split_path
@@ -32,6 +31,7 @@ from postergenre.posters.split import PARTS, Split
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
        "table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .5em}"
        "img{max-width:100%}code{background:#f3f3f3;padding:0 .2em}")
+MAX_FIGURE_BYTES = 2**25  # a training run's batch picture, copied into the report
 COLUMNS = [("mAP_macro", "mAP"), ("mAP_micro", "mAP µ"), ("f1_micro", "F1 µ"), ("f1_macro", "F1 M"),
            ("f1_samples", "F1 s"), ("precision_micro", "P µ"), ("recall_micro", "R µ"),
            ("top1_accuracy", "top-1"), ("top3_accuracy", "top-3"), ("at_least_one_right", "≥1 right"),
@@ -261,11 +261,16 @@ def _training_lines(dataset: str, trained: list[dict], figures: Path, out_dir: P
     for r in trained:
         batch = Path(r["run_dir"]) / "augmented-batch.png"
         preset = r["config"]["augment"]
-        if preset in shown or not batch.exists():
+        if preset in shown or not batch.is_file():
+            continue
+        with open_regular(batch) as f:  # a result names its run folder: only a PNG found there is shown
+            png = f.read(MAX_FIGURE_BYTES + 1)
+        if not png.startswith(b"\x89PNG\r\n\x1a\n") or len(png) > MAX_FIGURE_BYTES:
             continue
         shown.add(preset)
         copy = figures / f"{slug(dataset + '-' + r['model'], 120)}-batch.png"
-        shutil.copyfile(batch, copy)
+        with atomic_write(copy) as tmp:
+            tmp.write_bytes(png)
         lines += [f"![augmented batch]({copy.relative_to(out_dir)})", "",
                   f"*The first training posters as {md_text(r['model'])} sees them ({md_code(preset)} augmentation). "
                   f"Reproduce: {md_code(_command(r))}.*", ""]
