@@ -11,7 +11,7 @@ import json
 import sys
 import zipfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import numpy as np
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
@@ -76,20 +76,69 @@ class Thresholds(TypedDict):
     k: NotRequired[int]
 
 
-@with_config(ConfigDict(extra="allow"))
-class Result(TypedDict):
-    """What every model's result has; each kind adds its settings (a head's params, a network's spec and history,
-    an ensemble's members), kept as written."""
+class _Scored(TypedDict):
+    """What every model's result has: its names, the data it was scored on, its thresholds and its figures."""
     model: str
     dataset: str
-    kind: Literal["baseline", "head", "finetune", "cnn", "ensemble"]
+    data: str
     thresholds: Thresholds
     val: PartFigures
     test: PartFigures
+
+
+@with_config(ConfigDict(extra="allow"))
+class BaselineResult(_Scored):
+    kind: Literal["baseline"]
+    backbone: str  # of the feature file whose split it was scored on
+    tta: str
+
+
+@with_config(ConfigDict(extra="allow"))
+class HeadResult(_Scored):
+    kind: Literal["head"]
+    backbone: str
+    tta: str
+    head: str  # one of heads.estimators.HEADS, checked with params by heads.estimators.head_estimator
+    params: dict[str, bool | int | float | str]
     cv: NotRequired[CrossValidation]
-    params: NotRequired[dict[str, bool | int | float | str]]  # a head's, checked by heads.estimators.head_estimator
-    selection: NotRequired[dict]  # an ensemble's out-of-fold validation mAP and its members (ensemble/)
-    members: NotRequired[Annotated[dict[str, int], Field(min_length=1)]]  # an ensemble's: model -> weight
+
+
+@with_config(ConfigDict(extra="allow"))
+class Epoch(TypedDict):
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_mAP: float
+
+
+@with_config(ConfigDict(extra="allow"))
+class TrainingRecord(TypedDict):
+    """A network's training settings (training.config.TrainConfig, as written)."""
+    epochs: int
+    augment: str
+    loss: str
+    lr: float
+    seed: int
+
+
+@with_config(ConfigDict(extra="allow"))
+class NetworkResult(_Scored):
+    kind: Literal["finetune", "cnn"]
+    config: TrainingRecord
+    history: list[Epoch]
+    best_epoch: int
+    run_dir: str
+
+
+@with_config(ConfigDict(extra="allow"))
+class EnsembleResult(_Scored):
+    kind: Literal["ensemble"]
+    members: Annotated[dict[str, int], Field(min_length=1)]  # model -> weight
+    selection: NotRequired[dict]  # its out-of-fold validation mAP and its members (ensemble/)
+
+
+# Every model's result, by its kind: what each kind's readers need is there, or the file is refused in one line.
+Result = Annotated[Union[BaselineResult, HeadResult, NetworkResult, EnsembleResult], Field(discriminator="kind")]
 
 
 _RESULT = TypeAdapter(Result)

@@ -22,12 +22,16 @@ def test_report_rows_wall_times_goals_and_ablations(tmp_path):
     y = {part: (rng.random((200, 3)) < 0.4).astype(np.uint8) for part in ids}
     (tmp_path / "features").mkdir()
     (tmp_path / "features" / "anime-posters-split.json").write_text(json.dumps({"parts": ids}))
-    lite0, lite2 = ({"backbone": b, "head": "logistic", "tune_seconds": 5.0} for b in BACKBONE_CHOICES)
+    lite0, lite2 = ({"backbone": b, "head": "logistic", "params": {}, "tta": "none", "tune_seconds": 5.0}
+                    for b in BACKBONE_CHOICES)
     union = {**lite2, "union": {"dataset": "anilist-covers", "added": 700, "left_out": 200, "matched": 600,
                                 "masked": ["Gourmet"]}}
-    on_images = {"freeze": "stage4", "image_size": 160, "best_epoch": 6, "config": {"epochs": 6, "seed": 0}}
-    on_cache = {"freeze": "stage5", "image_size": 224, "best_epoch": 5,
-                "config": {"epochs": 6, "seed": 0, "cached_views": 2}}
+    trained = {"history": [], "run_dir": "runs/x"}
+    on_images = {"freeze": "stage4", "image_size": 160, "best_epoch": 6, **trained,
+                 "config": {"epochs": 6, "augment": "light", "loss": "bce", "lr": 1e-3, "seed": 0}}
+    on_cache = {"freeze": "stage5", "image_size": 224, "best_epoch": 5, **trained,
+                "config": {"epochs": 6, "augment": "light", "loss": "bce", "lr": 1e-3, "seed": 0,
+                           "cached_views": 2}}
     for model, kind, extra in (("lite0-logistic", "head", lite0), ("lite2-logistic", "head", lite2),
                                ("lite2-logistic-union", "head", union), ("finetune-lite0", "finetune", on_images),
                                ("finetune-lite0-cached", "finetune", on_cache)):
@@ -96,11 +100,12 @@ def test_the_hour_leaves_out_what_full_runs(tmp_path):
     figures = evaluate(y[0], scores[0], y[1], scores[1], GENRES)
     for dataset in ("anime-posters", "movie-posters"):
         write_result(tmp_path / "results", dataset, ENSEMBLE, {"kind": "ensemble", "members": {"cnn-posternet": 1},
-                                                               **figures})
+                                                               "data": "d", **figures})
         for backbone, val_map in zip(BACKBONE_CHOICES, (0.30, 0.31)):
             val = {**figures["val"], "overall": {**figures["val"]["overall"], "mAP_macro": val_map}}
             write_result(tmp_path / "results", dataset, head_name(backbone, "logistic"),
-                         {"kind": "head", **figures, "val": val})
+                         {"kind": "head", "data": "d", "backbone": backbone, "tta": "none", "head": "logistic",
+                          "params": {}, **figures, "val": val})
     plans = {}
     for scope in (HOUR, FULL):
         for dataset in ("anime-posters", "movie-posters"):

@@ -27,7 +27,8 @@ def _noisy(rng: np.random.Generator, y: np.ndarray, noise: float) -> np.ndarray:
 def _save(results_dir, model: str, parts: dict) -> None:
     """A model's result and scores file, as heads and training leave them."""
     result = evaluate(parts["val"][1], parts["val"][2], parts["test"][1], parts["test"][2], GENRES)
-    write_result(results_dir, "toy", model, {"kind": "head", "data": "data/toy", **result})
+    write_result(results_dir, "toy", model, {"kind": "head", "data": "data/toy", "backbone": "efficientnet_lite0",
+                                             "tta": "none", "head": "logistic", "params": {}, **result})
     write_scores(results_dir, "toy", model, parts)
 
 

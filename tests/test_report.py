@@ -60,9 +60,10 @@ def test_genre_names_in_cards_and_file_names_are_inert():
 
 
 def test_odd_names_and_damaged_results_stop_no_report(tmp_path):
-    """A genre that matplotlib would read as mathtext, a data set named with '$', results that fit the schema but
-    lack what the report reads, a result naming another data set, a symlink to /dev/zero, a FIFO and a cut scores
-    file: each is listed or said in the report, and every data set that is fine gets its section and charts."""
+    """A genre that matplotlib would read as mathtext, a data set named with '$', an ensemble without members, a
+    result that fits the schema but not what the report reads, a result naming another data set, a symlink to
+    /dev/zero, a FIFO and a cut scores file: each is listed or said in the report, and every data set that is fine
+    gets its section and charts."""
     from postergenre.evaluation.report import write_report
     from postergenre.heads.train import run_heads
     from tests.test_final import labelled_posters
@@ -76,6 +77,9 @@ def test_odd_names_and_damaged_results_stop_no_report(tmp_path):
     run_heads(damaged, ["logistic"], tmp_path / "models", results)
     head = json.loads((results / "toy" / "efficientnet_lite0-logistic.json").read_text())
     (results / "toy" / "ensemble.json").write_text(json.dumps({**head, "model": "ensemble", "kind": "ensemble"}))
+    network = {"kind": "cnn", "config": {"epochs": 1, "augment": "light", "loss": "bce", "lr": 0.1, "seed": 0},
+               "history": [], "best_epoch": 1, "run_dir": "/etc", "train_posters_per_s": "fast"}  # fits the schema
+    (results / "toy" / "cnn-x.json").write_text(json.dumps({**head, "model": "cnn-x", **network}))
     (results / "toy" / "escape.json").write_text(json.dumps({**head, "model": "escape", "dataset": "../../escape"}))
     (results / "toy" / "zero.json").symlink_to("/dev/zero")
     os.mkfifo(results / "toy" / "fifo.json")
@@ -84,7 +88,7 @@ def test_odd_names_and_damaged_results_stop_no_report(tmp_path):
 
     report = write_report(results, tmp_path / "features", out, models_dir=tmp_path / "models").read_text()
     assert "## odd$set" in report and "![per-genre AP and F1](figures/odd-set-per-genre.png)" in report
-    assert "## toy" in report and "*Not reported: its results could not be read (KeyError: 'members')" in report
+    assert "## toy" in report and "*Not reported: its results could not be read (ValueError: Unknown format" in report
     assert (out / "figures" / "odd-set-per-genre.png").stat().st_size > 1000
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".png", ".md")}
     assert all(str(p).startswith("reports/") for p in written) and not (tmp_path.parent / "escape").exists()
