@@ -141,9 +141,13 @@ sample: data/sample/covers.csv
 data/sample/covers.csv: | install
 	$(POSTERGENRE) posters sample --out-dir data/sample
 
-split: $(SPLIT)
-$(SPLIT): | install
-	$(POSTERGENRE) posters split --data "$(DATA)" --out $@ --seed $(SEED) --min-count $(MIN_COUNT)
+# The split follows its CSV: make split always brings it up to date (every poster keeps its part, new ones are
+# drawn from their id and SEED), and every step that reads it makes it again first when the CSV is newer.
+MAKE_SPLIT = $(POSTERGENRE) posters split --data "$(DATA)" --out $(SPLIT) --seed $(SEED) --min-count $(MIN_COUNT)
+split: | install
+	$(MAKE_SPLIT)
+$(SPLIT): $(subst $(space),\ ,$(wildcard $(subst $(space),\ ,$(DATA))/*.csv)) | install
+	$(MAKE_SPLIT)
 
 features: $(SPLIT) | install
 	$(POSTERGENRE) features --data "$(DATA)" --split $(SPLIT) --backbone $(BACKBONE) --out $(FEATURES) \

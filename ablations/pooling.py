@@ -18,14 +18,15 @@ from postergenre.heads.estimators import HEADS  # noqa: E402
 from postergenre.heads.train import tune  # noqa: E402
 from postergenre.posters.data import read_posters  # noqa: E402
 from postergenre.posters.images import SkippingImages, eval_transform  # noqa: E402
-from postergenre.posters.split import Split, label_matrix, split_posters  # noqa: E402
+from postergenre.posters.split import label_matrix, load_current, split_posters  # noqa: E402
 
 
 def main(data: str, split_path: str) -> None:
     torch.set_num_threads(2)
     backbone = build_backbone("efficientnet_lite0")
-    split = Split.load(split_path)
-    parts = split_posters(read_posters(data), split)
+    poster_set = read_posters(data)
+    split = load_current(split_path, poster_set)
+    parts = split_posters(poster_set, split)
     net, stage_ends = backbone.model.net, {}
     for i, block in enumerate(net.blocks):  # timm's blocks.i is stage i + 1
         block.register_forward_hook(lambda m, inputs, out, name=f"stage{i + 1}": stage_ends.__setitem__(name, out))

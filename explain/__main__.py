@@ -14,7 +14,7 @@ from postergenre.explain.gradcam import grad_cam, overlay
 from postergenre.extract.features import load_features
 from postergenre.posters.data import read_posters
 from postergenre.posters.decode import load_image
-from postergenre.posters.split import Split, split_posters
+from postergenre.posters.split import load_current, split_posters
 from postergenre.predict.models import load_model, predict_files
 
 
@@ -50,8 +50,9 @@ def explain(args: argparse.Namespace) -> None:
         overlay(image, cam).save(args.out)
         print(f"{args.out}: {args.genre} {probability:.3f}")
         return
-    split = Split.load(args.split)
-    posters = split_posters(read_posters(args.data), split)
+    poster_set = read_posters(args.data)
+    split = load_current(args.split, poster_set)
+    posters = split_posters(poster_set, split)
     scores, errors = predict_files(predictor, [p.image for p in posters["test"]])
     if errors:
         raise DataError(f"{len(errors)} test posters could not be read, e.g. {next(iter(errors.values()))}")

@@ -3,8 +3,8 @@ from postergenre.core import cli
 from postergenre.core.runtime import ENGINES, INFERENCE_PRECISION, PRECISIONS
 from postergenre.extract.backbones import backbone_argument, build_backbone
 from postergenre.extract.features import extract
-from postergenre.posters.data import read_posters
-from postergenre.posters.split import Split
+from postergenre.posters.data import PosterSet, read_posters
+from postergenre.posters.split import Split, load_current
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,11 +25,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="image decoding processes (default: none with 2 cores or fewer, else half the cores, "
                              "at most 4)")
     args = parser.parse_args(argv)
-    cli.run(lambda: extract(read_posters(args.data), Split.load(args.split),
+    cli.run(lambda: extract(*_current(args.data, args.split),
                             build_backbone(args.backbone, args.weights), args.out, batch_size=args.batch_size,
                             tta=args.tta, precision=args.precision, workers=args.workers,
                             engine=args.engine),
             interrupted=f"interrupted: finished batches are kept in {args.out}.parts; run the same command to resume")
+
+
+def _current(data: str, split: str) -> tuple[PosterSet, Split]:
+    """The data set and its split, if the split is current with its CSV (else one line saying how to update it)."""
+    posters = read_posters(data)
+    return posters, load_current(split, posters)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.core.workspace import file_sha256
 from postergenre.extract.backbones import Backbone
 from postergenre.extract.engines import Embedder, engine_dtype, make_embedder, resolve_engine
-from postergenre.posters.data import Poster, PosterSet
+from postergenre.posters.data import Poster, PosterSet, read_posters
 from postergenre.posters.images import SkippingImages, pixels_transform
-from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
+from postergenre.posters.split import PARTS, Split, current_fingerprint, label_matrix, split_posters
 
 FORMAT_VERSION = 2  # 2: each poster's image sha256, so changed images are re-embedded
 # Decoding in this process between two batches pushes the engine's weights out of the CPU caches; decoding this
@@ -109,18 +109,26 @@ def _plain_dataset(f: h5py.File, name: str, path: Path | str) -> h5py.Dataset:
 
 
 def load_features(path: Path | str) -> Features:
+    """The feature file at `path`, if its data set's CSV has not changed since it was extracted (where the data
+    folder is here to compare): else one line saying to update the split and the features."""
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
             genres = json.loads(attrs["genres"])
             ids, parts, embeddings, labels = (_plain_dataset(f, name, path)
                                               for name in ("ids", "parts", "embeddings", "labels"))
-            return Features(ids.asstr()[:], parts.asstr()[:], embeddings[:], labels[:], genres, attrs)
+            features = Features(ids.asstr()[:], parts.asstr()[:], embeddings[:], labels[:], genres, attrs)
     except FileNotFoundError:
         raise DataError(f"{path}: feature file not found (run `make features` first)") from None
     except (OSError, KeyError) as e:
         raise DataError(f"{path}: not a complete feature file ({e}); delete it and run `make features`") \
             from None
+    data = Path(str(attrs.get("data", "")))
+    if "labels_sha256" in attrs and data.is_dir() and \
+            current_fingerprint(read_posters(data)) != attrs["labels_sha256"]:
+        raise DataError(f"{path}: {data} changed since these features were extracted; run `make split features "
+                        f"DATA={data}` (every poster keeps its part, unchanged posters are not embedded again)")
+    return features
 
 
 def _batches(n: int, batch_size: int) -> list[list[int]]:
@@ -150,6 +158,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     }
     layout = {
         "genres": json.dumps(split.genres),
+        "labels_sha256": split.fingerprint,  # every poster's genres: a changed genre makes the file out of date
         "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count,
                              "sizes": {p: len(split.parts[p]) for p in PARTS}}),
     }

@@ -153,7 +153,7 @@ def features(data: Path | str, backbone: str = "efficientnet_lite0", split_file:
     from postergenre.extract.backbones import build_backbone
     from postergenre.extract.features import extract
     from postergenre.posters.data import read_posters
-    from postergenre.posters.split import Split
+    from postergenre.posters.split import load_current
 
     if not is_backbone_name(backbone):
         raise DataError(f"unknown backbone {backbone!r}")
@@ -162,7 +162,7 @@ def features(data: Path | str, backbone: str = "efficientnet_lite0", split_file:
     if not split_file.exists():
         split(data, split_file)
     out = Path(out) if out else workspace.features_path("features", posters.name, backbone)
-    extract(posters, Split.load(split_file), build_backbone(backbone, weights), out, **options)
+    extract(posters, load_current(split_file, posters), build_backbone(backbone, weights), out, **options)
     return out
 
 

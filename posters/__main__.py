@@ -3,12 +3,13 @@
    | python -m posters sample --out-dir DIR"""
 import argparse
 import time
+from pathlib import Path
 
 from postergenre.core import cli
 from postergenre.posters.data import read_posters
 from postergenre.posters.download import DownloadConfig, download, summary
 from postergenre.posters.sample import write_sample
-from postergenre.posters.split import make_split
+from postergenre.posters.split import Split, make_split, update_split
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,10 +38,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def split_command(args: argparse.Namespace) -> None:
-    result = make_split(read_posters(args.data), seed=args.seed, min_count=args.min_count)
-    result.save(args.out)
+    """A new split; or, where --out is a split of the same seed and minimum count, that split updated to the CSV
+    as it is now, every poster keeping its part (posters.split.update_split)."""
+    posters, out = read_posters(args.data), Path(args.out)
+    old = Split.load(out) if out.is_file() else None
+    if old is not None and old.labels and (old.seed, old.min_count) == (args.seed, args.min_count):
+        result, changed = update_split(old, posters)
+        print(f"{out}: updated to {posters.root} as it is now ({changed}); every other poster kept its part")
+    else:
+        result = make_split(posters, seed=args.seed, min_count=args.min_count)
+    result.save(out)
     sizes = ", ".join(f"{part} {len(ids)}" for part, ids in result.parts.items())
-    print(f"{args.out}: {sizes}; {len(result.genres)} genres; "
+    print(f"{out}: {sizes}; {len(result.genres)} genres; "
           f"dropped {result.dropped_text()}; left out {result.left_out or 'none'}")
 
 

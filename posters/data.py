@@ -152,7 +152,13 @@ def read_posters(root: Path | str) -> PosterSet:
         print(f"{csv_path}: {len(unsafe)} ids are not plain file names (e.g. {unsafe[0]!r}); those rows are "
               f"left out", file=sys.stderr)
     commas = [g for p in posters for g in p.genres if "," in g] if parse_genres is _simple_genres else []
-    if commas:  # Kaggle's "Comedy, Drama" in the id,title,genres layout: one combined genre each, not two
+    with_comma = sum(any("," in g for g in p.genres) for p in posters)
+    if with_comma > len(posters) / 2:  # Kaggle's "Comedy, Drama" in the id,title,genres layout: genres run together
+        raise DataError(f"{csv_path}: {with_comma} of {len(posters)} posters' genres hold a comma (e.g. "
+                        f"{commas[0]!r}); this layout separates genres with |: write them as "
+                        f"{'|'.join(g.strip() for g in commas[0].split(','))!r}, e.g. with "
+                        f"`sed -i 's/, /|/g' {csv_path}` if no title holds ', '")
+    if commas:  # a few genre names with a comma of their own: each is read as one genre, as written
         print(f"{csv_path}: {len(commas)} genres hold a comma (e.g. {commas[0]!r}); this layout separates genres "
               f"with |, so each is read as one genre", file=sys.stderr)
     if not posters:

@@ -2,9 +2,16 @@
 
 The split is made by iterative stratification (Sechidis et al. 2011, via iterative-stratification) so that
 rare genres reach every part, and the genre vocabulary is then built from the training part alone.
+
+The split follows its CSV. It records every poster's genres as it read them (`labels`), and every step that reads
+it (`load_current`) compares them with the CSV as it is now: a change stops the step with the one command that
+updates the split (`make split`, which make runs by itself when the CSV is newer than the split). Updating keeps
+every poster's part, drops removed posters, takes changed genres, and gives each new poster a part drawn from
+its id and the seed alone (`_seeded_part`), so that no other poster moves.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -30,6 +37,7 @@ class Split:
     left_out: dict[str, int]  # reason -> posters not in any part
     parts: dict[str, list[str]] = field(default_factory=dict)  # part -> poster ids
     genre_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # part -> genre -> posters
+    labels: dict[str, str] = field(default_factory=dict)  # every poster read -> its genres ("|"): what it was made of
 
     def dropped_text(self, shown: int = 10) -> str:
         """The dropped genres with their training posters, the first `shown` of them: a CSV can have thousands."""
@@ -39,6 +47,11 @@ class Split:
 
     def part_of(self) -> dict[str, str]:
         return {pid: part for part, ids in self.parts.items() for pid in ids}
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of what the split was made of, every poster's genres: feature files record it."""
+        return labels_digest(self.labels)
 
     def save(self, path: Path | str) -> None:
         """Write atomically, so that a reader never sees half a split."""
@@ -55,6 +68,54 @@ class Split:
             raise DataError(f"{path}: split file not found (run `make split` first)") from None
         except (json.JSONDecodeError, TypeError, KeyError) as e:
             raise DataError(f"{path}: not a valid split file ({e})") from None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """How a CSV differs from what its split was made of."""
+    added: list[str]
+    removed: list[str]
+    changed: list[str]  # genres changed
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def __str__(self) -> str:
+        return f"+{len(self.added)} posters, {len(self.changed)} genres changed, {len(self.removed)} removed"
+
+
+def _labels(posters: PosterSet) -> dict[str, str]:
+    return {p.id: "|".join(sorted(p.genres)) for p in posters.posters}
+
+
+def labels_digest(labels: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()
+
+
+def current_fingerprint(posters: PosterSet) -> str:
+    """The fingerprint a split made of `posters` as they are now would have."""
+    return labels_digest(_labels(posters))
+
+
+def changes(split: Split, posters: PosterSet) -> Changes:
+    """What changed in `posters` since `split` was made (nothing to say for a split from before labels were kept)."""
+    if not split.labels:
+        return Changes([], [], [])
+    now = _labels(posters)
+    return Changes(sorted(set(now) - set(split.labels)), sorted(set(split.labels) - set(now)),
+                   sorted(i for i in set(now) & set(split.labels) if now[i] != split.labels[i]))
+
+
+def load_current(path: Path | str, posters: PosterSet) -> Split:
+    """The split at `path`, if it was made from `posters` as they are now; else one line saying what changed and
+    the command that updates it (make runs that command by itself when the CSV is newer than the split)."""
+    split = Split.load(path)
+    changed = changes(split, posters)
+    if changed:
+        raise DataError(f"{path}: {posters.root} changed since this split was made ({changed}); update it with "
+                        f"`make split DATA={posters.root}` (or `postergenre posters split --data {posters.root} "
+                        f"--out {path}`): every poster keeps its part")
+    return split
 
 
 def label_matrix(genre_sets: list[tuple[str, ...]], genres: list[str]) -> np.ndarray:
@@ -90,14 +151,36 @@ def make_split(posters: PosterSet, seed: int = 0, fractions: tuple[float, float,
                min_count: int = 5) -> Split:
     items: list[Poster] = posters.posters
     totals = posters.genre_counts()
-    all_genres = sorted(totals)
     # A genre with fewer than min_count posters in all can never have min_count training posters: it is not
     # stratified on (iterative stratification's time grows with the genres; 20,000 one-poster genres took minutes).
-    stratified = [g for g in all_genres if totals[g] >= min_count]
+    stratified = [g for g in sorted(totals) if totals[g] >= min_count]
     folds = stratified_folds(label_matrix([p.genres for p in items], stratified), fractions, seed)
-    part_items = {part: [items[i] for i in sorted(fold)] for part, fold in zip(PARTS, folds)}
+    part_of = {items[i].id: part for part, fold in zip(PARTS, folds) for i in fold}
+    return _split_of(posters, part_of, seed, fractions, min_count)
 
+
+def update_split(split: Split, posters: PosterSet) -> tuple[Split, Changes]:
+    """`split` made current with `posters`: each poster keeps its part, removed ones drop out, changed genres are
+    taken, and a new poster gets the part its id draws with the seed (_seeded_part), whatever else is new."""
+    changed = changes(split, posters)
+    kept = {pid: part for pid, part in split.part_of().items()}
+    part_of = {p.id: kept.get(p.id) or _seeded_part(p.id, split.seed, split.fractions) for p in posters.posters}
+    return _split_of(posters, part_of, split.seed, split.fractions, split.min_count), changed
+
+
+def _seeded_part(poster_id: str, seed: int, fractions: tuple[float, ...]) -> str:
+    """A new poster's part, drawn from its id and the seed alone: adding it moves no other poster."""
+    draw = int.from_bytes(hashlib.sha256(f"{seed}:{poster_id}".encode()).digest()[:8], "big") / 2**64
+    return PARTS[min(int(np.searchsorted(np.cumsum(fractions), draw, side="right")), len(PARTS) - 1)]
+
+
+def _split_of(posters: PosterSet, part_of: dict[str, str], seed: int, fractions: tuple[float, float, float],
+              min_count: int) -> Split:
+    """The split that puts each poster in `part_of`'s part, with the vocabulary its training part gives."""
+    items: list[Poster] = posters.posters
+    part_items = {part: [p for p in items if part_of.get(p.id) == part] for part in PARTS}
     train_counts = Counter(g for p in part_items["train"] for g in p.genres)
+    all_genres = sorted(posters.genre_counts())
     genres = sorted(g for g in all_genres if train_counts[g] >= min_count)
     dropped = {g: train_counts[g] for g in all_genres if train_counts[g] < min_count}
     if not genres:
@@ -112,4 +195,4 @@ def make_split(posters: PosterSet, seed: int = 0, fractions: tuple[float, float,
             left_out["only dropped genres"] = left_out.get("only dropped genres", 0) + len(chosen) - len(kept)
         parts[part] = [p.id for p in kept]
         counts[part] = dict(sorted(Counter(g for p in kept for g in p.genres).items()))
-    return Split(posters.name, seed, fractions, min_count, genres, dropped, left_out, parts, counts)
+    return Split(posters.name, seed, fractions, min_count, genres, dropped, left_out, parts, counts, _labels(posters))

@@ -81,9 +81,10 @@ def predict(args: argparse.Namespace) -> None:
         predictor = light
     genre_sets = None
     if args.data:
-        from postergenre.posters.split import Split, split_posters
+        from postergenre.posters.split import load_current, split_posters
         poster_set = read_posters(args.data)
-        posters = split_posters(poster_set, Split.load(args.split))[args.part] if args.split else poster_set.posters
+        posters = (split_posters(poster_set, load_current(args.split, poster_set))[args.part] if args.split
+                   else poster_set.posters)
         paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]
     else:
         paths = [file for given in (args.posters or [args.images]) for file in image_files(Path(given))]

@@ -144,6 +144,16 @@ def test_kaggle_style_genres_in_the_simple_layout_are_pointed_out(tmp_path, caps
     assert "1 genres hold a comma (e.g. 'Comedy, Drama'); this layout separates genres with |" in warning
 
 
+def test_genres_run_together_with_commas_in_most_rows_stop_with_the_fix(tmp_path):
+    """A Kaggle-style CSV laid out as id,title,genres gave a split of 2 'genres' and exit status 0: now it stops,
+    saying how to write the genres."""
+    folder = kaggle_folder(tmp_path, ["id,title,genres", '1,Alpha,"Comedy, Drama"', '2,Beta,"Action, Drama"',
+                                      "3,Gamma,Action"])
+    with pytest.raises(DataError, match=r"2 of 3 posters' genres hold a comma \(e\.g\. 'Comedy, Drama'\); this "
+                                        r"layout separates genres with \|: write them as 'Comedy\|Drama'"):
+        read_posters(folder)
+
+
 def test_ids_that_are_paths_touch_nothing_outside(tmp_path, capsys):
     Image.new("RGB", (20, 30)).save(tmp_path / "secret.jpg")  # outside the data folder
     folder = kaggle_folder(tmp_path, [

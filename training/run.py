@@ -23,7 +23,7 @@ from postergenre.modelfiles import NETWORK_SUFFIX, final_model_path, model_path
 from postergenre.modelfiles.networks import load_weights, read_checkpoint, read_network, save_network
 from postergenre.posters.data import read_posters, read_titles
 from postergenre.posters.images import ImageSpec, PosterImages, eval_transform
-from postergenre.posters.split import PARTS, Split, label_matrix, split_posters
+from postergenre.posters.split import PARTS, Split, label_matrix, load_current, split_posters
 from postergenre.posters.union import added_posters, describe_added
 from postergenre.training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
 
@@ -48,8 +48,9 @@ def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, 
     """The split, each part's images and labels, each part's poster ids, and with --union-data, what the
     other data set added to the training part: its posters sharing no title with a validation or test
     poster, or with --final (no poster held out), all of them."""
-    split = Split.load(args.split)
-    posters_by_part = split_posters(read_posters(args.data), split)
+    poster_set = read_posters(args.data)
+    split = load_current(args.split, poster_set)
+    posters_by_part = split_posters(poster_set, split)
     parts = {name: Part([p.image for p in posters], label_matrix([p.genres for p in posters], split.genres))
              for name, posters in posters_by_part.items()}
     ids = {name: [p.id for p in posters] for name, posters in posters_by_part.items()}
