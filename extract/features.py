@@ -243,6 +243,8 @@ def _embed_rows(embedder: Embedder, paths: list[Path], transform, backbone: Back
         if parts_dir.exists() and (not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest):
             shutil.rmtree(parts_dir)  # leftovers of a run with other settings or other posters
         parts_dir.mkdir(parents=True, exist_ok=True)
+        for stale in parts_dir.glob(".*.tmp"):  # a part a killed run was writing (core.files.atomic_write's names)
+            stale.unlink(missing_ok=True)
         if not manifest_path.exists():
             write_text_atomic(manifest_path, json.dumps(manifest))
     env.barrier()

@@ -90,7 +90,11 @@ def test_interrupted_extraction_resumes_to_the_same_file(sample_dir, sample_spli
     assert _interrupt_after(command, parts, second, rng.uniform(0, 0.3), signal.SIGKILL) == -signal.SIGKILL
     done = len(list(parts.glob("*.npy")))
     assert second <= done < 16, "the run should have been killed part way"
-    assert not resumed.exists() and not list(parts.glob("*.tmp"))
+    assert not resumed.exists()
+    stale = parts / f".{done:06d}.npy.abc123.tmp"  # what a SIGKILL mid-write leaves, whatever the load
+    stale.write_bytes(b"half")
+    assert _interrupt_after(command, parts, done + 1, 0, signal.SIGINT) != 0
+    assert not stale.exists() and not list(parts.glob(".*.tmp"))  # a resume sweeps them
 
     run_module(*command)
     a, b = load_features(whole), load_features(resumed)
