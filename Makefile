@@ -33,8 +33,10 @@
 # MODEL        make predict / explain / serve / export: a saved model, models/<dataset>-<model>.skops (head) or .safetensors
 #              (network), or models/<dataset>-final.json (ensemble); predict and serve default to DATA's final model
 #              (make final or final-ensemble, the one made last) if there is one, else to its best by validation mAP
-# IMAGES       make predict: an image or a folder of images (default: the test part of DATA)
-# PREDICTIONS  make predict: the CSV to write (default: reports/predictions/<model or data set>.csv)
+# IMAGES       make predict: an image or a folder of images (default: the test part of DATA, scored by its
+#              evaluated model: the final model has seen it)
+# PREDICTIONS  make predict: the CSV to write (default: reports/predictions/<model or data set>.csv for IMAGES,
+#              <model or data set>-test.csv for DATA's test part, so neither overwrites the other)
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
 # FULL         make bench: 1 runs everything, not what fits in an hour
@@ -78,7 +80,7 @@ MODEL ?=
 IMAGES ?=
 PORT ?= 8000
 SERVE_MODEL ?= runs/bench/models/anime-posters-finetune-efficientnet_lite0-freeze-stage5-cached2.safetensors
-PREDICTIONS ?= reports/predictions/$(if $(MODEL),$(notdir $(basename $(MODEL))),$(NAME)).csv
+PREDICTIONS ?= reports/predictions/$(if $(MODEL),$(notdir $(basename $(MODEL))),$(NAME))$(if $(IMAGES),,-test).csv
 CSV ?= anime-dataset-2023.csv
 CONCURRENCY ?= 4
 RATE ?= 4

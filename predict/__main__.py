@@ -80,6 +80,11 @@ def predict(args: argparse.Namespace) -> None:
     else:
         predictor = light
     genre_sets = None
+    if args.data and getattr(predictor, "final", None):
+        source = predictor.final.get("source", "the evaluated model")
+        raise DataError(f"{predictor.name} is a final model, refit on every labelled poster of its data set: its "
+                        f"figures on {args.data} would be on posters it was trained on. Predict new posters "
+                        f"(IMAGES=, or paths), or score the evaluated model {source} (MODEL=, or --dataset alone)")
     if args.data:
         from postergenre.posters.split import load_current, split_posters
         poster_set = read_posters(args.data)

@@ -65,6 +65,7 @@ class Predictor:
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype | None = None
     recall_thresholds: dict[str, float] | None = None  # a final head's (evaluation/recall.py)
+    final: dict | None = None  # a final model's record of its refit on every labelled poster (make final)
 
     @property
     def transform(self) -> Callable:
@@ -120,19 +121,22 @@ def chosen_model(args: argparse.Namespace) -> Path:
         return Path(args.model)
     if not args.dataset:
         raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
-    path = default_model(args.dataset, args.models_dir, args.results_dir)
+    scoring = getattr(args, "data", None) is not None  # a labelled part: the final model has seen it
+    path = default_model(args.dataset, args.models_dir, args.results_dir, final=not scoring)
     why = ("final model, refit on all its labelled posters" if path == find_final_model(args.models_dir, args.dataset)
-           else "saved model picked by cross-validated or validation mAP")
+           else "evaluated model picked by cross-validated or validation mAP"
+           + (" (its final model has seen these posters)" if scoring else ""))
     print(f"model: {path} ({args.dataset}'s {why})", file=sys.stderr, flush=True)  # stdout: the predictions
     return path
 
 
-def default_model(dataset: str, models_dir: Path | str = "models", results_dir: Path | str = "results") -> Path:
-    """The final model of `dataset` (make final) if there is one, else its saved model that the evaluation
-    picks (evaluation.compare.choosing_score); the error lists the saved models there are."""
+def default_model(dataset: str, models_dir: Path | str = "models", results_dir: Path | str = "results",
+                  final: bool = True) -> Path:
+    """The final model of `dataset` (make final) if there is one and `final`, else its saved model that the
+    evaluation picks (evaluation.compare.choosing_score); the error lists the saved models there are."""
     models_dir = Path(models_dir)
-    if final := find_final_model(models_dir, dataset):
-        return final
+    if final and (found := find_final_model(models_dir, dataset)):
+        return found
     ranked = sorted((r for r in read_results(results_dir).get(dataset, []) if r["kind"] in ("head", "finetune", "cnn")),
                     key=lambda r: -choosing_score(r)[0])
     for result in ranked:
@@ -140,7 +144,8 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
             if (path := model_path(models_dir, dataset, result["model"], suffix)).is_file():
                 return path
     saved = sorted(p.name for p in models_dir.glob("*") if p.suffix in (HEAD_SUFFIX, NETWORK_SUFFIX))
-    raise ModelFileError(f"no saved model of {dataset} in {models_dir}/ (make heads, finetune or cnn save them); "
+    raise ModelFileError(f"no saved model of {dataset} in {models_dir.resolve()}/ (make heads, finetune or cnn save "
+                         f"them; --models-dir names another folder); "
                          + (f"pass one of: {', '.join(saved[:8])}" if saved else "none is saved yet"))
 
 
@@ -180,7 +185,7 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = IN
         return Predictor(path.stem, list(settings.genres), np.asarray(settings.thresholds, dtype=np.float64),
                          ImageSpec(backbone.image_size, backbone.mean, backbone.std), head=head,
                          embedder=embedders[key], batch_size=settings.batch_size,
-                         recall_thresholds=settings.recall_thresholds)
+                         recall_thresholds=settings.recall_thresholds, final=settings.final)
     state, raw = read_network(path)
     settings = parse(NetworkSettings, raw, path)
     _refuse_untrusted_timm(path, settings, trust_timm)
@@ -192,7 +197,7 @@ def load_model(path: Path | str, weights: str | None = None, precision: str = IN
     network = network.to(device, memory_format=torch.channels_last).eval()
     return Predictor(path.stem, list(settings.genres), np.asarray(settings.thresholds, dtype=np.float64),
                      ImageSpec(**settings.spec.model_dump()), network, batch_size=settings.batch_size, device=device,
-                     dtype=dtype)
+                     dtype=dtype, final=settings.final)
 
 
 def _refuse_untrusted_timm(path: Path, settings: object, trust_timm: bool) -> None:
@@ -223,7 +228,8 @@ def _load_ensemble(path: Path, weights: str | None, precision: str, engine: str,
     first = next(iter(members.values()))
     return Predictor(path.stem, genres, np.asarray(settings.thresholds, dtype=np.float64), first.spec,
                      members=members, combination=combination,
-                     batch_size=min(settings.batch_size, *(m.batch_size for m in members.values())))
+                     batch_size=min(settings.batch_size, *(m.batch_size for m in members.values())),
+                     final=settings.final)
 
 
 def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> tuple[np.ndarray, dict[int, str]]:

@@ -89,7 +89,7 @@ def test_without_a_model_the_best_saved_one_is_used(trained, sample_dir, tmp_pat
     result = run_module("predict", "--dataset", dataset, *folders, "--images", str(sample_dir / "images"),
                         "--out", str(tmp_path / "p.csv"))
     assert (f"model: {trained / 'models' / dataset}-cnn-posternet-4-8-8-8.safetensors "
-            f"({dataset}'s saved model picked by cross-validated or validation mAP)") in result.stderr
+            f"({dataset}'s evaluated model picked by cross-validated or validation mAP)") in result.stderr
     assert (tmp_path / "p.csv").exists()
 
     # without --out the predictions are printed, a line per poster or as JSON, and nothing is written
@@ -102,8 +102,8 @@ def test_without_a_model_the_best_saved_one_is_used(trained, sample_dir, tmp_pat
     result = run_module("predict", "--dataset", "elsewhere", *folders, "--images", str(sample_dir / "images"),
                         "--out", str(tmp_path / "q.csv"), check=False)
     assert result.returncode == 1 and result.stderr.strip() == (
-        f"error: no saved model of elsewhere in {trained / 'models'}/ (make heads, finetune or cnn save them); "
-        f"pass one of: {dataset}-cnn-posternet-4-8-8-8.safetensors")
+        f"error: no saved model of elsewhere in {trained / 'models'}/ (make heads, finetune or cnn save them; "
+        f"--models-dir names another folder); pass one of: {dataset}-cnn-posternet-4-8-8-8.safetensors")
 
 
 def test_a_head_on_the_light_path_predicts_as_the_full_model_does(sample_heads, sample_dir):
@@ -228,3 +228,21 @@ def test_arrays_are_used_only_where_their_head_vouches_for_them(sample_heads, sa
                 (case, result.stderr)
         else:  # the head file is sound: the full model answers from it
             assert result.returncode == 0 and "NaN" not in result.stdout, case
+
+
+def test_a_final_model_is_never_scored_on_posters_it_was_refit_on(sample_heads, sample_dir, sample_split, tmp_path):
+    """make predict DATA=x without IMAGES scored the final model on x's test part, which it was refit on (mAP 0.879
+    against an honest 0.418): --dataset now scores the evaluated model there, and a final model named with
+    --data is refused with what to do instead."""
+    models, results = sample_heads / "models", sample_heads / "results"
+    final = next(models.glob("*-final.skops"))
+    dataset = final.name.removesuffix("-final.skops")
+    split = sample_split
+    scored = run_module("predict", "--dataset", dataset, "--models-dir", str(models), "--results-dir", str(results),
+                        "--data", str(sample_dir), "--split", str(split), "--out", str(tmp_path / "test.csv"))
+    assert "evaluated model picked by" in scored.stderr and "its final model has seen these posters" in scored.stderr
+    assert "-final" not in json.loads((tmp_path / "test.json").read_text())["model"]
+    refused = run_module("predict", "--model", str(final), "--data", str(sample_dir), "--split", str(split),
+                         check=False)
+    assert refused.returncode == 1 and "is a final model, refit on every labelled poster" in refused.stderr
+    assert "Predict new posters (IMAGES=" in refused.stderr and not (tmp_path / "p.csv").exists()
