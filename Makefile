@@ -20,7 +20,8 @@
 # THRESHOLDS   global | per-genre, chosen on validation
 # NEIGHBOURS   make heads: ML-kNN's neighbour search, exact | hnsw (approximate, for 100,000 posters or more)
 # CV           make heads: also cross-validate each head over the training and validation parts, FOLDSxREPEATS (5x2);
-#              where a head has it, it chooses between models instead of validation mAP
+#              where a head has it, it chooses between models instead of validation mAP; default: 5x2 under 100
+#              validation posters, else none; CV=none never
 # UNION        make heads, make final: another data set's feature file (same BACKBONE) to train the logistic head on too
 # SEEDS        make finetune / make cnn: one run per seed (e.g. "0 1 2"); the report shows mean ± std
 # FREEZE       finetune: frozen-stage settings to sweep (none, stem, or the backbone's stage names)

@@ -12,18 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from postergenre.audit.labels import LabelAudit, audit_labels
 from postergenre.core import cli
 from postergenre.core.files import write_csv_atomic, write_text_atomic
 from postergenre.core.markup import md_text, slug
 from postergenre.evaluation import charts
-from postergenre.evaluation.compare import choosing_score, picked
+from postergenre.evaluation.compare import against_trivial, choosing_score, picked, weak_model_sentence
 from postergenre.evaluation.report import write_html
+from postergenre.evaluation.results import read_results
 from postergenre.evaluation.sets import genre_names
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.final import head_results, out_of_fold_scores, source_estimator
 from postergenre.posters.data import read_posters, read_titles
+
+
+COUNT_FOLLOWING = 0.3  # |Spearman rho| from which the page warns that the ranking mostly follows genre counts
 
 
 def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | str, folds: int = 5, seed: int = 0,
@@ -44,8 +49,10 @@ def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | s
             for i, three, quality in zip(ids, names, audit.quality[audit.order])]
     write_csv_atomic(out, ["id", "title", "given", "suspected_missing", "suspected_wrong", "label_quality"], rows)
     page = out.with_suffix(".md")
+    notes = _notes(features, audit, against_trivial(read_results(results_dir).get(dataset, []), results_dir,
+                                                    dataset, source))
     write_text_atomic(page, "\n".join(_page(features, audit, rows[:top], names[:top], data, out, source["model"],
-                                            rule, folds)))
+                                            rule, folds, notes)))
     write_html(page)
     print(f"{out}: {len(rows)} posters ranked by {source['model']}'s {folds}-fold out-of-fold probabilities; "
           f"{audit.flagged} with a genre that looks mislabelled; the top {min(top, len(rows))} in "
@@ -53,8 +60,20 @@ def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | s
     return out
 
 
+def _notes(features: Features, audit: LabelAudit, trivial: dict | None) -> list[str]:
+    """What a reader of the ranking should know first: whether the model that ranks is better than a constant
+    answer, and how far the ranking follows each poster's number of genres rather than its labels."""
+    rho = float(spearmanr(audit.quality, features.Y.sum(axis=1)).statistic)
+    follows = (" The ranking follows genre counts more than wrong labels: read its top with care."
+               if abs(rho) >= COUNT_FOLLOWING else "")
+    sentence = weak_model_sentence(trivial)
+    return ([sentence.replace("this model's", "the ranking model's"), ""] if sentence else []) + [
+        f"Rank correlation (Spearman) between a poster's label quality and its number of genres: {rho:+.2f} "
+        f"(negative: posters with more genres rank as more suspect).{follows}", ""]
+
+
 def _page(features: Features, audit: LabelAudit, rows: list[list[str]], names: list[tuple[list[str], ...]],
-          data: Path, out: Path, model: str, rule: str, folds: int) -> list[str]:
+          data: Path, out: Path, model: str, rule: str, folds: int, notes: list[str]) -> list[str]:
     """The audit's page: the table of `rows` (the CSV's first ones) and, where the images are here, their grid
     with the given and suspected genres (`names`)."""
     dataset = features.attrs["dataset"]
@@ -63,6 +82,7 @@ def _page(features: Features, audit: LabelAudit, rows: list[list[str]], names: l
              f"other {folds - 1} of {folds} folds; cleanlab flags a genre on {audit.flagged} of them. The most suspect "
              f"first; the whole ranking is in `{out.name}`. Reproduce: `make audit DATA={md_text(str(data))} "
              f"BACKBONE={md_text(features.attrs['backbone'])}`.", "",
+             *notes,
              *([f"Not audited: {md_text(', '.join(np.asarray(features.genres)[audit.constant]))}, on every poster "
                 "or on none, so no poster can stand out.", ""] if audit.constant.any() else []),
              "| id | title | given | suspected missing | suspected wrong | label quality |",

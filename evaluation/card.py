@@ -8,7 +8,7 @@ import numpy as np
 
 from postergenre.core.files import write_text_atomic
 from postergenre.core.markup import md_text
-from postergenre.evaluation.compare import interval
+from postergenre.evaluation.compare import interval, weak_model_sentence
 from postergenre.evaluation.intervals import DESCRIPTION
 
 RARE = 20  # genres with fewer labelled posters than this are named in the card's limits
@@ -30,6 +30,21 @@ def figures_lines(source: dict, posters: int, train_posters: int) -> list[str]:
                   f"{cv['f1_micro']['std']:.3f}.",
                   ""]
     return lines
+
+
+def trivial_lines(source: dict, baselines: list[dict], trivial: dict | None) -> list[str]:
+    """The card's comparison with the trivial baselines: their test figures beside the evaluated model's, the
+    size of the validation part that chose it, and a sentence where it cannot be told apart from them."""
+    val_posters = source["val"]["overall"].get("posters")
+    lines = ["## Against trivial baselines", "",
+             f"Chosen on {val_posters:.0f} validation posters" + (" (under 100: a choice between heads this close "
+             "is loose; `make heads CV=5x2` chooses by cross-validation instead)" if val_posters and val_posters < 100
+             and "cv" not in source else "") + ". Test figures, with their 95% intervals:", "",
+             "| model | test mAP | micro-F1 | top-1 |", "|---|---|---|---|",
+             *(f"| {md_text(r['model'])} | {interval(r)} | {interval(r, 'f1_micro')} | "
+               f"{interval(r, 'top1_accuracy')} |" for r in [source, *baselines]), ""]
+    sentence = weak_model_sentence(trivial)
+    return lines + ([sentence, ""] if sentence else [])
 
 
 def thresholds_text(thresholds: np.ndarray | list[float]) -> str:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from postergenre.core.markup import md_text
 from postergenre.core.runspec import PRIOR_BASELINE
-from postergenre.evaluation.intervals import DESCRIPTION, paired_difference
+from postergenre.evaluation.intervals import DESCRIPTION, paired_difference, paired_set_differences
 from postergenre.evaluation.results import align_scores, overall, read_scores_of
+from postergenre.evaluation.sets import predict_sets
 
 
 # choosing_score in words, for the pages that rank models by it
@@ -70,9 +73,10 @@ def _difference(d: dict) -> str:
     return f"{d['difference']:+.3f} ({d['interval'][0]:+.3f} to {d['interval'][1]:+.3f})"
 
 
-def headline(results: list[dict], comparison: dict | None) -> list[str]:
+def headline(results: list[dict], comparison: dict | None, trivial: dict | None = None) -> list[str]:
     """A data set's opening lines: the picked model, its test mAP with interval, its margin over the prior
-    baseline, and the models it is or is not distinguishable from at 95%, with a table of the differences."""
+    baseline, and the models it is or is not distinguishable from at 95%, with a table of the differences; and
+    a sentence where its genre sets are no better than the best trivial baseline's (`trivial`: against_trivial)."""
     choice = picked(results)
     if choice is None:
         return []
@@ -94,8 +98,53 @@ def headline(results: list[dict], comparison: dict | None) -> list[str]:
     text += (". At 95%, it is distinguishable from "
              + (", ".join(f"{md_text(m)} ({others[m]['verdict']})" for m in apart) or "no other model")
              + "; not from " + (", ".join(md_text(m) for m in close) or "any other model") + ".")
-    lines = [text, "", "| model | test mAP (95% CI) | minus the picked model (95% CI) | verdict |", "|---|---|---|---|"]
+    sentence = weak_model_sentence(trivial)
+    lines = [text, "", *([sentence, ""] if sentence else []),
+             "| model | test mAP (95% CI) | minus the picked model (95% CI) | verdict |", "|---|---|---|---|"]
     lines.append(f"| {md_text(choice['model'])} (picked) | {interval(choice)} | | |")
     for model, d in sorted(vs.items(), key=lambda item: -item[1]["difference"]):
         lines.append(f"| {md_text(model)} | {interval(by_name[model])} | {_difference(d)} | {d['verdict']} |")
     return lines + [""]
+
+
+def against_trivial(results: list[dict], results_dir: Path | str, dataset: str,
+                    choice: dict | None = None) -> dict | None:
+    """The picked model (or `choice`) against the best trivial baseline, in test micro-F1 and top-1: {figure:
+    {"baseline", "model", "difference", "interval", "verdict"}}, paired on the same test posters; None where the
+    scores to compare are not there. Top-1 is the same for every trivial baseline (the most frequent genre)."""
+    choice = choice or picked(results)
+    baselines = [r for r in results if r["kind"] == "baseline"]
+    saved = read_scores_of(results_dir, dataset, [choice["model"], PRIOR_BASELINE] if choice else [])
+    if choice is None or len(saved) < 2 or not baselines:
+        return None
+    _, y, scores = align_scores(saved, "test")
+    ours, prior = scores[choice["model"]], scores[PRIOR_BASELINE]
+    best = max(baselines, key=lambda r: overall(r, "test", "f1_micro"))
+    thresholds = best["thresholds"]
+    if thresholds["values"] is None:  # the k most frequent genres
+        theirs = np.zeros(y.shape, np.uint8)
+        theirs[:, np.argsort(-prior[0], kind="stable")[:thresholds["k"]]] = 1
+    else:
+        theirs = predict_sets(prior, np.asarray(thresholds["values"]))
+    differences = paired_set_differences(y, predict_sets(ours, np.asarray(choice["thresholds"]["values"])),
+                                         ours.argmax(axis=1), theirs, prior.argmax(axis=1))
+    return {figure: {"baseline": best["model"] if figure == "f1_micro" else PRIOR_BASELINE, **d}
+            for figure, d in differences.items()}
+
+
+def weak_model_sentence(comparison: dict | None) -> str | None:
+    """One sentence where the picked model's micro-F1 or top-1 cannot be told apart from the best trivial
+    baseline's at 95% (against_trivial), else None."""
+    if comparison is None:
+        return None
+    weak = {figure: d for figure, d in comparison.items() if d["verdict"] != "better"}
+    if not weak:
+        return None
+    names = {"f1_micro": "micro-F1", "top1_accuracy": "top-1"}
+    return ("**Near the prior.** At 95%, this model's " + " and ".join(
+        f"{names[figure]} cannot be told apart from {md_text(d['baseline'])}'s ({d['difference']:+.3f}, "
+        f"{d['interval'][0]:+.3f} to {d['interval'][1]:+.3f})" if d["verdict"] == "not distinguishable" else
+        f"{names[figure]} is below {md_text(d['baseline'])}'s ({d['difference']:+.3f}, {d['interval'][0]:+.3f} "
+        f"to {d['interval'][1]:+.3f})" for figure, d in weak.items())
+        + ": its genre sets are no better than a constant answer; more labelled posters, or a stronger backbone, "
+          "are what it needs.")

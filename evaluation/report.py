@@ -18,7 +18,8 @@ from postergenre.core.runspec import PRIOR_BASELINE, RunSpec
 from postergenre.core.workspace import split_path
 from postergenre.evaluation import charts
 from postergenre.evaluation.card import thresholds_text
-from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, optimism, picked
+from postergenre.evaluation.compare import (CHOOSING_RULE, against_trivial, choosing_score, compare, headline, interval,
+                                            optimism, picked)
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.recall import realised_recall, recall_sets, recall_thresholds
 from postergenre.evaluation.results import overall, read_results, read_scores_of
@@ -293,7 +294,8 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
     models = [r for r in results if r["kind"] != "baseline"]
     baselines = [r for r in results if r["kind"] == "baseline"]
     command = "; ".join(sorted({_command(r) for r in models or baselines}))
-    lines = [f"## {md_text(dataset)}", "", *headline(results, compare(results_dir, dataset, results)),
+    lines = [f"## {md_text(dataset)}", "", *headline(results, compare(results_dir, dataset, results),
+                                                      against_trivial(results, results_dir, dataset)),
              *_final_lines(dataset, models_dir)]
     data = next((r["data"] for r in results if r.get("data")), None)
     if data and (Path(data) / SYNTHETIC_MARK).exists():

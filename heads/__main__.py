@@ -1,5 +1,8 @@
-"""python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds] [--cv 5x2]
-[--mlknn-neighbours hnsw] [--union OTHER.h5]"""
+"""python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds] [--cv 5x2 | none]
+[--mlknn-neighbours hnsw] [--union OTHER.h5]
+
+Under SMALL_VALIDATION validation posters, a choice between heads on validation alone is loose, so by default
+each head is then also cross-validated (AUTO_CV), which then chooses between them; `--cv none` turns it off."""
 import argparse
 import re
 
@@ -10,8 +13,13 @@ from postergenre.heads.train import run_heads
 from postergenre.heads.union import Union
 
 
-def folds_by_repeats(text: str) -> tuple[int, int]:
-    """'5x2' -> (5, 2): 5 folds, repeated twice."""
+SMALL_VALIDATION, AUTO_CV = 100, (5, 2)
+
+
+def folds_by_repeats(text: str) -> tuple[int, int] | str | None:
+    """'5x2' -> (5, 2): 5 folds, repeated twice; 'none' -> None, no cross-validation; 'auto' stays."""
+    if text in ("none", "auto"):
+        return None if text == "none" else text
     match = re.fullmatch(r"(\d+)x(\d+)", text)
     if not match or int(match[1]) < 2 or int(match[2]) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give FOLDSxREPEATS, e.g. 5x2 (at least 2 folds)")
@@ -27,9 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results-dir", default="results", help="results and scores files")
     parser.add_argument("--per-genre-thresholds", action="store_true",
                         help="one threshold per genre chosen on validation (default: one global threshold)")
-    parser.add_argument("--cv", type=folds_by_repeats, default=None, metavar="FOLDSxREPEATS",
+    parser.add_argument("--cv", type=folds_by_repeats, default="auto", metavar="FOLDSxREPEATS",
                         help="also score each head by repeated cross-validation over the training and validation "
-                        "parts, e.g. 5x2; it then chooses between models")
+                        f"parts, e.g. 5x2; it then chooses between models (auto: {AUTO_CV[0]}x{AUTO_CV[1]} under "
+                        f"{SMALL_VALIDATION} validation posters; none: never)")
     parser.add_argument("--mlknn-neighbours", default="exact", choices=("exact", "hnsw"),
                         help="ML-kNN's neighbour search: hnsw is approximate (faiss), for 100,000 posters or more")
     parser.add_argument("--union", default=None, metavar="OTHER.h5",
@@ -43,7 +52,15 @@ def heads_command(args: argparse.Namespace) -> None:
     features = load_features(args.features)
     union = Union.with_file(features, args.union) if args.union else None
     heads = args.heads or (["logistic"] if union else list(HEADS))
-    run_heads(features, heads, args.models_dir, args.results_dir, args.per_genre_thresholds, args.cv,
+    cv = args.cv
+    if cv == "auto":
+        validation = int((features.parts == "val").sum())
+        cv = AUTO_CV if validation < SMALL_VALIDATION else None
+        if cv:
+            print(f"{features.attrs['dataset']}: {validation} validation posters, under {SMALL_VALIDATION}: each "
+                  f"head is also cross-validated {cv[0]}x{cv[1]}, which chooses between them (--cv none: not)",
+                  flush=True)
+    run_heads(features, heads, args.models_dir, args.results_dir, args.per_genre_thresholds, cv,
               args.mlknn_neighbours, union)
 
 

@@ -30,8 +30,8 @@ from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.core.progress import progress
 from postergenre.evaluation.calibration import GenreCalibration, fit_genre_calibration
-from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text
-from postergenre.evaluation.compare import choosing_score, picked
+from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text, trivial_lines
+from postergenre.evaluation.compare import against_trivial, choosing_score, picked
 from postergenre.evaluation.metrics import choose_thresholds, macro_map
 from postergenre.evaluation.recall import recall_thresholds
 from postergenre.evaluation.results import overall, read_results
@@ -106,7 +106,9 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
                      "out_of_fold": chosen.figures, **({"union": report} if report else {}),
                      **({"calibration": chosen.calibration_record()} if calibration else {})},
               recall_thresholds=chosen.recall,
-              card=model_card(features, heads, source, rule, picked(results), chosen, report))
+              card=model_card(features, heads, source, rule, picked(results), chosen, report,
+                              [r for r in results if r["kind"] == "baseline"],
+                              against_trivial(results, results_dir, dataset, source)))
     if report:
         print(f"{dataset}: {describe_added(report, len(Y))}")
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
@@ -145,7 +147,8 @@ class OutOfFold:
 
 
 def model_card(features: Features, heads: list[dict], source: dict, rule: str, overall_pick: dict,
-               chosen: OutOfFold, union: dict | None = None) -> str:
+               chosen: OutOfFold, union: dict | None = None, baselines: list[dict] = (),
+               trivial: dict | None = None) -> str:
     """What a user of the final model should know: data, choice, figures with intervals, calibration, thresholds,
     limits."""
     dataset, n, n_train = features.attrs["dataset"], len(features.Y), int((features.parts == "train").sum())
@@ -171,7 +174,7 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
                       "refits heads; a network is refit by its own training command with `--final` "
                       "(`TRAIN_ARGS=--final`), an ensemble not yet."]
     thresholds, oof = chosen.thresholds, chosen.figures
-    lines += ["", *figures_lines(source, n, n_train),
+    lines += ["", *figures_lines(source, n, n_train), *trivial_lines(source, list(baselines), trivial),
               *calibration_lines(features.genres, chosen.calibration, chosen.folds)]
     lines += ["## Thresholds", "",
               f"A genre is predicted when its probability reaches {thresholds_text(thresholds)} (the top genre "

@@ -1,5 +1,6 @@
 """make final: the chosen head refit on every labelled poster, its threshold from out-of-fold predictions."""
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -218,3 +219,29 @@ def test_a_planted_result_cannot_choose_code_paths_or_sizes(tmp_path, planted, m
             run()
     assert not (tmp_path / "cache").exists() and not (tmp_path / "models" / "toy-final.skops").exists()
     assert not (tmp_path / "audit").exists()
+
+
+def test_a_model_no_better_than_the_prior_is_called_one(tmp_path):
+    """Posters whose features carry nothing of their genres: the picked head's sets are no better than a constant
+    answer at 95%, and the card, the report's headline and the audit page say so in one sentence; the card shows
+    the baselines beside the model and the validation part's size, and the audit its rank correlation with the
+    number of genres."""
+    from postergenre.audit.__main__ import audit_dataset
+    from postergenre.evaluation.report import write_report
+
+    features = labelled_posters()
+    noise = dataclasses.replace(features, X=np.random.default_rng(0).normal(size=features.X.shape).astype(np.float32))
+    run_heads(noise, ["logistic"], tmp_path / "models", tmp_path / "results")
+    card = fit_final(noise, tmp_path / "results", tmp_path / "models").with_suffix(".md").read_text()
+    assert "**Near the prior.** At 95%, this model's micro-F1 cannot be told apart from" in card
+    assert "## Against trivial baselines" in card and "Chosen on 45 validation posters (under 100" in card
+    assert "| baseline-prior |" in card and "-frequent |" in card
+    report = write_report(tmp_path / "results", tmp_path / "features", tmp_path / "reports",
+                          models_dir=tmp_path / "models").read_text()
+    assert "**Near the prior.**" in report
+    page = audit_dataset(noise, tmp_path / "results", tmp_path / "audit").with_suffix(".md").read_text()
+    assert "the ranking model's" in page and "Rank correlation (Spearman) between a poster's label quality" in page
+
+    run_heads(features, ["logistic"], tmp_path / "models", tmp_path / "results")  # learnable: no such sentence
+    assert "Near the prior" not in fit_final(features, tmp_path / "results", tmp_path / "models").with_suffix(
+        ".md").read_text()

@@ -68,7 +68,9 @@ def test_a_folder_with_bad_files_and_unknown_genres(trained, sample_dir, sample_
     test_id = Split.load(sample_split).parts["test"][0]
     lines = [line + "|Zombie" if line.startswith(f"{test_id},") else line for line in lines]
     csv_path.write_text("\n".join(lines) + "\n")
-    result = run_module("predict", "--model", model, "--data", str(relabelled), "--split", str(sample_split),
+    split = Path(shutil.copy(sample_split, tmp_path / "split.json"))  # brought up to date: every part kept
+    run_module("posters", "split", "--data", str(relabelled), "--out", str(split), "--min-count", "3")
+    result = run_module("predict", "--model", model, "--data", str(relabelled), "--split", str(split),
                         "--out", str(tmp_path / "relabelled.csv"))
     assert "genres not in the model's vocabulary, left out of the scores: Zombie (1 posters)" in result.stderr
     assert json.loads((tmp_path / "relabelled.json").read_text())["unknown_genres"] == {"Zombie": 1}
