@@ -19,7 +19,6 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import default_collate
 
 from postergenre.core import workspace
 from postergenre.core.errors import DataError
@@ -27,7 +26,7 @@ from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.recall import chosen_sets
 from postergenre.evaluation.sets import genre_names
 from postergenre.posters.decode import check_image, check_size, load_image, to_rgb
-from postergenre.predict.models import Predictor, load_model
+from postergenre.predict.arguments import Predicts, load_predictor
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -43,7 +42,7 @@ class Prediction:
 class Model:
     """A saved model (head, network or ensemble), loaded by `load`."""
 
-    def __init__(self, predictor: Predictor):
+    def __init__(self, predictor: Predicts):
         self.predictor = predictor
 
     @property
@@ -64,12 +63,11 @@ class Model:
         images = _as_list(images)
         for i, image in enumerate(images):
             _check(image, f"image {i}")
-        predictor, transform = self.predictor, self.predictor.transform
-        batches = []
+        predictor, batches = self.predictor, []
         for start in range(0, len(images), predictor.batch_size):
-            batch = [transform(_rgb(image, f"image {i}"))
-                     for i, image in enumerate(images[start:start + predictor.batch_size], start)]
-            batches.append(predictor.predict_proba(default_collate(batch)))
+            batch = [_rgb(image, f"image {i}") for i, image in enumerate(images[start:start + predictor.batch_size],
+                                                                          start)]
+            batches.append(predictor.predict_images(batch))
         return np.concatenate(batches) if batches else np.zeros((0, len(predictor.genres)), np.float32)
 
     def predict(self, images: ImageLike | Iterable[ImageLike], recall: str | float | None = None) -> list[Prediction]:
@@ -90,7 +88,7 @@ def load(path: Path | str, weights: str | None = None, precision: str = INFERENC
     """The model saved at `path`: a head (.skops), a network (.safetensors) or an ensemble (.json). `weights`: a
     local state_dict for a head's backbone (resnet50 offline); `engine`: how a head's backbone runs (auto, torch,
     onnxruntime); `trust_timm`: allow a head on a timm backbone, whose code timm runs."""
-    return Model(load_model(path, weights, precision, engine, trust_timm=trust_timm))
+    return Model(load_predictor(path, weights, precision, engine, trust_timm))
 
 
 def _as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:

@@ -16,7 +16,6 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,11 +26,9 @@ from postergenre.core.runtime import INFERENCE_PRECISION, PRECISIONS
 from postergenre.evaluation.recall import RECALL_LEVELS, chosen_sets, realised_recall
 from postergenre.evaluation.sets import genre_names
 from postergenre.posters.data import PARTS, read_posters
-from postergenre.predict.arguments import add_model_arguments
-from postergenre.predict.light import LightHead, load_light
+from postergenre.predict.arguments import Predicts, add_model_arguments, chosen_model, load_predictor
+from postergenre.predict.light import LightHead
 
-if TYPE_CHECKING:
-    from postergenre.predict.models import Predictor
 # The full model's modules (torch, scikit-learn) are imported where they are needed: a head with its arrays and a
 # cached backbone graph predicts without them (predict/light.py).
 
@@ -72,15 +69,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
-    light = load_light(args.model, args.engine, args.precision) if args.model and not args.data else None
-    if light is None:
-        from postergenre.predict.models import chosen_model, load_model, predict_files
-        predictor = load_model(chosen_model(args), args.weights, args.precision, args.engine,
-                               trust_timm=args.trust_timm)
-    else:
-        predictor = light
+    predictor = load_predictor(chosen_model(args), args.weights, args.precision, args.engine, args.trust_timm)
     genre_sets = None
-    if args.data and getattr(predictor, "final", None):
+    if args.data and predictor.final:
         source = predictor.final.get("source", "the evaluated model")
         raise DataError(f"{predictor.name} is a final model, refit on every labelled poster of its data set: its "
                         f"figures on {args.data} would be on posters it was trained on. Predict new posters "
@@ -93,7 +84,11 @@ def predict(args: argparse.Namespace) -> None:
         paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]
     else:
         paths = [file for given in (args.posters or [args.images]) for file in image_files(Path(given))]
-    probabilities, errors = light.predict_files(paths) if light else predict_files(predictor, paths, args.workers)
+    if isinstance(predictor, LightHead):
+        probabilities, errors = predictor.predict_files(paths)
+    else:
+        from postergenre.predict.models import predict_files
+        probabilities, errors = predict_files(predictor, paths, args.workers)
     if len(errors) == len(paths):
         raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
     if not np.isfinite(probabilities).all():  # a damaged model: say so, never print NaN (which is not JSON)
@@ -108,7 +103,7 @@ def predict(args: argparse.Namespace) -> None:
             print(f"{row['image']}: " + ", ".join(f"{g} {row['probabilities'][g]:.2f}" for g in row["predicted"]))
 
 
-def prediction_report(predictor: Predictor | LightHead, paths: list[Path], probabilities: np.ndarray,
+def prediction_report(predictor: Predicts, paths: list[Path], probabilities: np.ndarray,
                       errors: dict[int, str], genre_sets: list[tuple[str, ...]] | None,
                       recall: str | None = None) -> dict:
     """{"model", "genres", "thresholds", "recall", "predictions": one {"image", "predicted", "probabilities"} per
@@ -145,7 +140,7 @@ def prediction_report(predictor: Predictor | LightHead, paths: list[Path], proba
     return report
 
 
-def write_predictions(out: Path, predictor: Predictor | LightHead, report: dict) -> None:
+def write_predictions(out: Path, predictor: Predicts, report: dict) -> None:
     """The report as CSV (one row per poster) at `out`, and as JSON beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = report["predictions"]

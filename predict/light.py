@@ -30,7 +30,8 @@ LIGHT_TOLERANCE = 1e-5  # from the full model's probabilities (tests/test_predic
 
 
 class LightHead:
-    """A head whose arrays file and backbone graph are there: predict_proba(PIL images) with ONNX Runtime."""
+    """A head whose arrays file and backbone graph are there: predict_images(PIL images) with ONNX Runtime
+    (predict.arguments.Predicts)."""
 
     def __init__(self, path: Path, settings: HeadSettings, tensors: dict[str, np.ndarray], activations: list[str],
                  graph: Path):
@@ -39,6 +40,7 @@ class LightHead:
         self.name, self.genres = path.stem, list(settings.genres)
         self.thresholds = np.asarray(settings.thresholds, dtype=np.float64)
         self.recall_thresholds: dict[str, float] | None = settings.recall_thresholds
+        self.final: dict | None = settings.final
         self.batch_size, self.image_size = settings.batch_size, settings.fingerprint.image_size
         self.activations, self.tensors, self.graph = activations, tensors, graph
         self.session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
@@ -57,9 +59,9 @@ class LightHead:
                 images.append(load_image(path))
             except DataError as e:
                 errors[i] = str(e)
-        return self.predict_proba(images) if images else np.zeros((0, len(self.genres))), errors
+        return self.predict_images(images) if images else np.zeros((0, len(self.genres))), errors
 
-    def predict_proba(self, images: list[Image.Image]) -> np.ndarray:
+    def predict_images(self, images: list[Image.Image]) -> np.ndarray:
         rows = [self.embed(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
         z = (np.concatenate(rows).astype(np.float64) - self.tensors["mean"]) / self.tensors["scale"]
         for i, activation in enumerate(self.activations):

@@ -11,10 +11,8 @@ them without running code from the file; the settings are checked before anythin
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,14 +27,11 @@ from postergenre.core.device import autocast_dtype, choose_device
 from postergenre.core.progress import progress
 from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.ensemble.combine import MAX_ROUNDS, Combination
-from postergenre.evaluation.compare import choosing_score
-from postergenre.evaluation.results import read_results
 from postergenre.extract.backbones import build_backbone
 from postergenre.extract.engines import Embedder, make_embedder
 from postergenre.extract.features import embedding_fingerprint, fingerprint_differences
 from postergenre.finetune.model import FineTuned
-from postergenre.modelfiles import (ENSEMBLE_SUFFIX, HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model,
-                                    model_path, read_ensemble)
+from postergenre.modelfiles import ENSEMBLE_SUFFIX, HEAD_SUFFIX, ModelFileError, read_ensemble
 from postergenre.modelfiles.heads import read_head
 from postergenre.modelfiles.networks import load_weights, read_network
 from postergenre.modelfiles.settings import EnsembleSettings, HeadSettings, NetworkSettings, parse, timm_backbone
@@ -100,6 +95,12 @@ class Predictor:
         return torch.sigmoid(logits.float()).cpu().numpy()
 
 
+    def predict_images(self, images: list) -> np.ndarray:
+        """Probabilities (images, genres) of decoded RGB posters (PIL images): the route every way in shares with
+        the light path (predict.arguments.Predicts)."""
+        return self.predict_proba(torch.utils.data.default_collate([self.transform(image) for image in images]))
+
+
 class _EachMember:
     """One poster -> one transformed copy per ensemble member (a class, not a lambda, so loaders can pickle it)."""
 
@@ -113,40 +114,6 @@ class _EachMember:
 def rows(batch: torch.Tensor | Sequence[torch.Tensor], keep) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """The rows `keep` of a batch as predict_proba takes it (an ensemble's: of each member's batch)."""
     return batch[keep] if isinstance(batch, torch.Tensor) else tuple(member[keep] for member in batch)
-
-
-def chosen_model(args: argparse.Namespace) -> Path:
-    """The model file the flags of `add_model_arguments` (predict.arguments) name; a --dataset's choice is announced."""
-    if args.model:
-        return Path(args.model)
-    if not args.dataset:
-        raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
-    scoring = getattr(args, "data", None) is not None  # a labelled part: the final model has seen it
-    path = default_model(args.dataset, args.models_dir, args.results_dir, final=not scoring)
-    why = ("final model, refit on all its labelled posters" if path == find_final_model(args.models_dir, args.dataset)
-           else "evaluated model picked by cross-validated or validation mAP"
-           + (" (its final model has seen these posters)" if scoring else ""))
-    print(f"model: {path} ({args.dataset}'s {why})", file=sys.stderr, flush=True)  # stdout: the predictions
-    return path
-
-
-def default_model(dataset: str, models_dir: Path | str = "models", results_dir: Path | str = "results",
-                  final: bool = True) -> Path:
-    """The final model of `dataset` (make final) if there is one and `final`, else its saved model that the
-    evaluation picks (evaluation.compare.choosing_score); the error lists the saved models there are."""
-    models_dir = Path(models_dir)
-    if final and (found := find_final_model(models_dir, dataset)):
-        return found
-    ranked = sorted((r for r in read_results(results_dir).get(dataset, []) if r["kind"] in ("head", "finetune", "cnn")),
-                    key=lambda r: -choosing_score(r)[0])
-    for result in ranked:
-        for suffix in (HEAD_SUFFIX, NETWORK_SUFFIX):
-            if (path := model_path(models_dir, dataset, result["model"], suffix)).is_file():
-                return path
-    saved = sorted(p.name for p in models_dir.glob("*") if p.suffix in (HEAD_SUFFIX, NETWORK_SUFFIX))
-    raise ModelFileError(f"no saved model of {dataset} in {models_dir.resolve()}/ (make heads, finetune or cnn save "
-                         f"them; --models-dir names another folder); "
-                         + (f"pass one of: {', '.join(saved[:8])}" if saved else "none is saved yet"))
 
 
 def load_model(path: Path | str, weights: str | None = None, precision: str = INFERENCE_PRECISION,

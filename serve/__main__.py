@@ -33,16 +33,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from torch.utils.data import default_collate
-
 from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.evaluation.recall import chosen_sets
 from postergenre.evaluation.sets import genre_names
-from postergenre.explain.gradcam import grad_cam, overlay
 from postergenre.posters.decode import load_image
-from postergenre.predict.arguments import add_model_arguments
-from postergenre.predict.models import Predictor, chosen_model, load_model
+from postergenre.predict.arguments import Predicts, add_model_arguments, chosen_model, load_predictor
 
 PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread
@@ -82,7 +78,7 @@ def read_upload(body: bytes, content_type: str) -> tuple[bytes, str]:
     raise UploadError(400, "The form holds no file: send the poster as a file field (curl -F file=@p.jpg).")
 
 
-def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | None,
+def answer(predictor: Predicts, body: bytes, content_type: str, genre: str | None,
            recall: str | None = None) -> tuple[int, dict]:
     """(HTTP status, JSON answer) for one uploaded poster, its bytes and type as read_upload gives them. With
     `recall` (a level), the predicted set is that level's (evaluation/recall.py)."""
@@ -96,17 +92,18 @@ def answer(predictor: Predictor, body: bytes, content_type: str, genre: str | No
         return 400, {"error": f"Unknown genre {genre!r}."}
     if recall is not None and recall not in (predictor.recall_thresholds or {}):
         return 400, {"error": f"This model has no recall level {recall[:20]!r}."}
-    x = predictor.transform(image)
-    probabilities = predictor.predict_proba(default_collate([x]))[0]
+    probabilities = predictor.predict_images([image])[0]
     sets = chosen_sets(probabilities[None], predictor.thresholds, recall, predictor.recall_thresholds)
     result = {"probabilities": {g: round(float(p), 4) for g, p in zip(predictor.genres, probabilities)},
               "predicted": genre_names(sets, predictor.genres)[0],
               "thresholds": {g: round(float(t), 4) for g, t in zip(predictor.genres, predictor.thresholds)},
               "recall": recall and {"level": recall, "threshold": round(predictor.recall_thresholds[recall], 4)},
               "heatmap": None, "heatmap_genre": None}
-    if predictor.network is not None:  # heatmaps need a network's gradients
+    if getattr(predictor, "network", None) is not None:  # heatmaps need a network's gradients (and PyTorch)
+        from postergenre.explain.gradcam import grad_cam, overlay
+
         shown = genre or predictor.genres[int(probabilities.argmax())]
-        cam, _ = grad_cam(predictor.network, x, predictor.genres.index(shown))
+        cam, _ = grad_cam(predictor.network, predictor.transform(image), predictor.genres.index(shown))
         image.thumbnail((400, 400))
         png = io.BytesIO()
         overlay(image, cam).save(png, "PNG")
@@ -160,9 +157,9 @@ class BoundedServer(ThreadingHTTPServer):
             self.slots.release()
 
 
-def make_server(predictor: Predictor, port: int, max_bytes: int, timeout: float = 10.0,
+def make_server(predictor: Predicts, port: int, max_bytes: int, timeout: float = 10.0,
                 max_clients: int = 32, host: str = "127.0.0.1") -> BoundedServer:
-    hint = " Click a genre to see its heatmap." if predictor.network is not None else ""
+    hint = " Click a genre to see its heatmap." if getattr(predictor, "network", None) is not None else ""
     levels = "".join(f'<option value="{level}">recall {level}</option>' for level in predictor.recall_thresholds or {})
     page = (PAGE.read_text().replace("MODEL_NAME", html.escape(predictor.name)).replace("HEATMAP_HINT", hint)
             .replace("RECALL_OPTIONS", levels).replace("RECALL_HIDDEN", "" if levels else "hidden")).encode()
@@ -245,7 +242,7 @@ def serve(args: argparse.Namespace) -> None:
         socket.create_server((args.host, args.port)).close()
     except OSError as e:
         raise DataError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pass another --port") from None
-    predictor = load_model(chosen_model(args), args.weights, engine=args.engine, trust_timm=args.trust_timm)
+    predictor = load_predictor(chosen_model(args), args.weights, engine=args.engine, trust_timm=args.trust_timm)
     server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients, args.host)
     print(f"serving {predictor.name} on http://{args.host}:{server.server_address[1]}/", flush=True)
     server.serve_forever()

@@ -71,7 +71,7 @@ def test_one_image_any_iterable_and_hostile_items_as_the_command_line_takes_them
     closed = Image.open(poster)
     closed.close()
     calls = []
-    monkeypatch.setattr(model.predictor, "predict_proba", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(model.predictor, "predict_images", lambda *a, **k: calls.append(1))
     for bad, message in ((fifo, r"image 3 \(.*poster\.jpg\): not a regular file"),
                          (np.zeros((0, 10, 3), np.uint8), r"image 3: 10x0 pixels, an image of none"),
                          (Image.new("RGB", (0, 5)), r"image 3: 0x5 pixels, an image of none"),

@@ -248,3 +248,26 @@ def test_a_final_model_is_never_scored_on_posters_it_was_refit_on(sample_heads, 
                          check=False)
     assert refused.returncode == 1 and "is a final model, refit on every labelled poster" in refused.stderr
     assert "Predict new posters (IMAGES=" in refused.stderr and not (tmp_path / "p.csv").exists()
+
+
+def test_every_way_in_takes_the_light_path_for_a_head_with_arrays(sample_heads, sample_dir):
+    """postergenre.load(), --dataset (what make predict and make serve use) and the page's server imported PyTorch
+    and scikit-learn to predict a head (20+ s cold); they now load it as the light path does, as --model did."""
+    models = sample_heads / "models"
+    final = next(models.glob("*-final.skops"))
+    dataset = final.name.removesuffix("-final.skops")
+    poster = sorted((sample_dir / "images").iterdir())[0]
+    heavy = "print(sorted(m for m in ('torch', 'sklearn', 'skops') if m in sys.modules), file=sys.stderr)"
+    probes = {
+        "load()": f"import sys, postergenre; print(postergenre.load({str(final)!r}).predict({str(poster)!r})); {heavy}",
+        "--dataset": f"import sys; from postergenre.cli import main; main(['predict', '--dataset', {dataset!r}, "
+                     f"'--models-dir', {str(models)!r}, {str(poster)!r}]); {heavy}",
+        "the page": "import sys; from postergenre.predict.arguments import load_predictor; "
+                    "from postergenre.serve.__main__ import answer; "
+                    f"print(answer(load_predictor({str(final)!r}), open({str(poster)!r}, 'rb').read(), 'image/jpeg', "
+                    f"None)[0]); {heavy}",
+    }
+    for way, probe in probes.items():
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/", timeout=120)
+        assert result.returncode == 0, (way, result.stderr)
+        assert result.stderr.strip().splitlines()[-1] == "[]", (way, result.stderr)
