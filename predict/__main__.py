@@ -23,6 +23,7 @@ from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.core.files import write_csv_atomic, write_text_atomic
 from postergenre.core.runtime import INFERENCE_PRECISION, PRECISIONS
+from postergenre.modelfiles import final_model_path
 from postergenre.evaluation.recall import RECALL_LEVELS, chosen_sets, realised_recall
 from postergenre.evaluation.sets import genre_names
 from postergenre.posters.data import PARTS, read_posters
@@ -71,14 +72,15 @@ def main(argv: list[str] | None = None) -> None:
 def predict(args: argparse.Namespace) -> None:
     predictor = load_predictor(chosen_model(args), args.weights, args.precision, args.engine, args.trust_timm)
     genre_sets = None
-    if args.data and predictor.final:
-        source = predictor.final.get("source", "the evaluated model")
-        raise DataError(f"{predictor.name} is a final model, refit on every labelled poster of its data set: its "
-                        f"figures on {args.data} would be on posters it was trained on. Predict new posters "
-                        f"(IMAGES=, or paths), or score the evaluated model {source} (MODEL=, or --dataset alone)")
     if args.data:
         from postergenre.posters.split import load_current, split_posters
         poster_set = read_posters(args.data)
+        if predictor.final and predictor.name == final_model_path("", poster_set.name).stem:
+            source = predictor.final.get("source", "the evaluated model")
+            raise DataError(f"{predictor.name} is a final model, refit on every labelled poster of "
+                            f"{poster_set.name}: its figures there would be on posters it was trained on. Predict "
+                            f"new posters (IMAGES=, or paths), or score the evaluated model {source} (MODEL=, or "
+                            f"--dataset alone)")
         posters = (split_posters(poster_set, load_current(args.split, poster_set))[args.part] if args.split
                    else poster_set.posters)
         paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]

@@ -27,6 +27,11 @@ def anime_slice(data_root, tmp_path_factory) -> Path:
     with open(data / "anime.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows[:POSTERS + 1])
     (data / "images").symlink_to(source / "images")
+    unseen = tmp_path / "anime-unseen"  # labelled posters the slice's models never saw
+    unseen.mkdir()
+    with open(unseen / "anime.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows[:1] + rows[POSTERS + 1:POSTERS + 61])
+    (unseen / "images").symlink_to(source / "images")
 
     split, features = tmp_path / "anime-slice-split.json", tmp_path / "anime-slice-efficientnet_lite0.h5"
     results, models, reports = tmp_path / "results", tmp_path / "models", tmp_path / "reports"
@@ -34,7 +39,7 @@ def anime_slice(data_root, tmp_path_factory) -> Path:
     run_module("extract", "--data", str(data), "--split", str(split), "--backbone", "efficientnet_lite0",
                "--out", str(features), "--tta")
     run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results),
-               "--heads", "mlknn", "mlp")
+               "--heads", "mlknn", "mlp", "--cv", "none")
     run_module("heads", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results),
                "--heads", "logistic", "--cv", "3x1")
     run_module("heads.final", "--features", str(features), "--models-dir", str(models), "--results-dir", str(results))
@@ -106,8 +111,12 @@ def test_split_features_heads_report(anime_slice, data_root):
                         str(results), "--images", str(source / "images" / "1.jpg"), "--out", str(out))
     assert f"model: {models / 'anime-slice-final.skops'} (anime-slice's final model" in result.stderr
     assert len(out.read_text().splitlines()) == 2
+    refused = run_module("predict", "--model", str(models / "anime-slice-final.skops"), "--data", str(data),
+                         "--split", str(split), check=False)
+    assert refused.returncode == 1 and "is a final model, refit on every labelled poster" in refused.stderr
+    # on labelled posters it never saw, its recall sets' realised recall
     result = run_module("predict", "--model", str(models / "anime-slice-final.skops"), "--recall", "0.9",
-                        "--data", str(data), "--split", str(split), "--out", str(out))
+                        "--data", str(anime_slice / "anime-unseen"), "--out", str(out))
     realised = json.loads(out.with_suffix(".json").read_text())["recall"]["realised"]
     assert f"recall 0.9: realised {realised['recall']:.3f} ({realised['low']:.3f}-" in result.stderr
 
