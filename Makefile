@@ -33,10 +33,11 @@
 # RATE         make posters: requests per second per host (default 4)
 # MODEL        make predict / explain / serve / export: a saved model, models/<dataset>-<model>.skops (head) or .safetensors
 #              (network), or models/<dataset>-final.json (ensemble); predict and serve default to DATA's final model
-#              (make final or final-ensemble, the one made last) if there is one, else to its best by validation mAP
+#              (make final or final-ensemble, the one made last) if there is one, else to its best by validation mAP;
+#              without DATA either, to the built-in anime genre model (make builtin)
 # IMAGES       make predict: an image or a folder of images (default: the test part of DATA, scored by its
 #              evaluated model: the final model has seen it)
-# PREDICTIONS  make predict: the CSV to write (default: reports/predictions/<model or data set>.csv for IMAGES,
+# PREDICTIONS  make predict: the CSV to write (default: reports/predictions/<model, data set or anime>.csv for IMAGES,
 #              <model or data set>-test.csv for DATA's test part, so neither overwrites the other)
 # PORT         make serve: the local port (default 8000)
 # SHARED_DATA  the real posters that tests and benchmarks read
@@ -81,7 +82,8 @@ MODEL ?=
 IMAGES ?=
 PORT ?= 8000
 SERVE_MODEL ?= runs/bench/models/anime-posters-finetune-efficientnet_lite0-freeze-stage5-cached2.safetensors
-PREDICTIONS ?= reports/predictions/$(if $(MODEL),$(notdir $(basename $(MODEL))),$(NAME))$(if $(IMAGES),,-test).csv
+PREDICTIONS ?= reports/predictions/$(if $(MODEL),$(notdir $(basename $(MODEL))),$(if $(DATA_GIVEN),$(NAME),anime))$(if \
+	$(IMAGES),,-test).csv
 CSV ?= anime-dataset-2023.csv
 CONCURRENCY ?= 4
 RATE ?= 4
@@ -112,10 +114,14 @@ NAME      = $(notdir $(patsubst %/,%,$(subst $(space),_,$(DATA))))
 SPLIT    ?= features/$(NAME)-split.json
 FEATURES  = features/$(NAME)-$(subst :,-,$(BACKBONE)).h5
 
+DATA_GIVEN = $(filter command line,$(origin DATA))
+# MODEL, else DATA's best model, else (neither given) the built-in anime genre model
+MODEL_FLAGS = $(if $(MODEL),--model "$(MODEL)",$(if $(DATA_GIVEN),--dataset $(NAME)))
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: help install demo posters sample split features heads finetune cnn final final-ensemble ensemble audit predict export \
+.PHONY: help install demo posters sample split features heads finetune cnn final final-ensemble builtin ensemble audit predict \
+	export \
 	explain serve report test test-fast bench clean
 .DELETE_ON_ERROR:
 
@@ -168,6 +174,20 @@ final: | install
 	$(one_backbone)
 	$(POSTERGENRE) final --features $(FEATURES) $(if $(UNION),--union "$(UNION)")
 
+# The built-in anime genre model (postergenre/builtin/): the logistic head on Lite0 multi-scale features of the
+# anime posters, alone and trained with the AniList covers too (genres they do not label left unknown); the one
+# cross-validation picks is refit on every poster, calibrated, and copied into the package with its card. The
+# MLP (19 MB with its arrays) and ML-kNN (every poster's features) do not fit the package's 5 MB.
+BUILTIN_DATA = $(SHARED_DATA)/anime-posters
+BUILTIN_FEATURES = features/anime-posters-efficientnet_lite0_multiscale.h5
+BUILTIN_UNION = features/anilist-covers-efficientnet_lite0_multiscale.h5
+builtin: | install
+	$(MAKE) features DATA=$(SHARED_DATA)/anilist-covers BACKBONE=efficientnet_lite0_multiscale
+	$(MAKE) features heads DATA=$(BUILTIN_DATA) BACKBONE=efficientnet_lite0_multiscale CV=5x2 HEADS=logistic
+	$(MAKE) heads DATA=$(BUILTIN_DATA) BACKBONE=efficientnet_lite0_multiscale CV=5x2 UNION=$(BUILTIN_UNION)
+	$(POSTERGENRE) final --features $(BUILTIN_FEATURES) --union $(BUILTIN_UNION) --heads logistic
+	$(POSTERGENRE) builtin --model models/anime-posters-final.skops --recipe "make builtin SHARED_DATA=$(SHARED_DATA)"
+
 # The labelled posters ranked by how likely their genres are wrong: reports/audit/<dataset>.csv, .md and .html.
 audit: | install
 	$(one_backbone)
@@ -195,7 +215,8 @@ ensemble: | install
 
 # New posters (IMAGES), or the test part of DATA, scored by any saved model; CSV + JSON in reports/predictions/.
 predict: | install
-	$(POSTERGENRE) predict $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --out "$(PREDICTIONS)" --engine $(ENGINE) \
+	$(if $(or $(IMAGES),$(DATA_GIVEN)),,$(error make predict needs IMAGES= (new posters), or DATA= (its test part)))
+	$(POSTERGENRE) predict $(MODEL_FLAGS) --out "$(PREDICTIONS)" --engine $(ENGINE) \
 		$(if $(IMAGES),--images "$(IMAGES)",--data "$(DATA)" --split $(SPLIT))
 
 # A saved network as an ONNX graph (+ .json: genres, thresholds, input size, mean, std), beside MODEL.
@@ -211,11 +232,11 @@ explain: | install
 
 # A local page to try posters: http://127.0.0.1:$(PORT)/
 serve: | install
-	$(POSTERGENRE) serve $(if $(MODEL),--model "$(MODEL)",--dataset $(NAME)) --port $(PORT) --engine $(ENGINE)
+	$(POSTERGENRE) serve $(MODEL_FLAGS) --port $(PORT) --engine $(ENGINE)
 
 # With DATA on the command line: that data set alone (ALL=1: every one); without: every data set with results,
 # and the Kaggle table.
-ONE_DATASET = $(and $(filter command line,$(origin DATA)),$(filter-out 1,$(ALL)))
+ONE_DATASET = $(and $(DATA_GIVEN),$(filter-out 1,$(ALL)))
 report: | install
 	$(POSTERGENRE) report $(if $(ONE_DATASET),--datasets $(NAME),--genre-table $(GENRE_TABLE))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -133,7 +134,7 @@ def _onnx_session(backbone: Backbone, model: Normalised):
     path = onnx_graph_path(backbone.name, backbone.image_size, backbone.weights_sha256)
     if not cached_graph(backbone.name, backbone.image_size, backbone.weights_sha256):  # a changed graph is not trusted
         print(f"{path}: does not match the checksum of its export, exporting it again" if path.is_file() else
-              f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", flush=True)
+              f"exporting {backbone.name} to ONNX once, for ONNX Runtime: {path}", file=sys.stderr, flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, backbone.image_size, path, torch.uint8)
         write_text_atomic(graph_checksum_path(path), file_sha256(path))

@@ -38,7 +38,7 @@ from postergenre.evaluation.results import overall, read_results
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.arrays import calibrate_last_layer
-from postergenre.heads.estimators import head_estimator
+from postergenre.heads.estimators import HEADS, head_estimator
 from postergenre.heads.train import fit_quietly, save_head
 from postergenre.heads.union import Added, Union, plus_added
 from postergenre.modelfiles import final_model_path
@@ -46,12 +46,14 @@ from postergenre.posters.split import stratified_folds
 from postergenre.posters.union import describe_added
 
 
-def head_results(features: Features, results_dir: Path | str, other: str | None = None) -> list[dict]:
+def head_results(features: Features, results_dir: Path | str, other: str | None = None,
+                 kinds: list[str] | None = None) -> list[dict]:
     """The results of the heads fitted on these features (with `other`, a data set's name, the union head trained
-    with it too), or one line saying to run make heads."""
+    with it too; with `kinds`, only those heads), or one line saying to run make heads."""
     dataset = features.attrs["dataset"]
     heads = [r for r in read_results(results_dir).get(dataset, []) if r["kind"] == "head"
-             and r["backbone"] == features.attrs["backbone"] and r.get("union", {}).get("dataset") in (None, other)]
+             and r["backbone"] == features.attrs["backbone"] and r.get("union", {}).get("dataset") in (None, other)
+             and (kinds is None or r["head"] in kinds)]
     if not heads:
         raise DataError(f"{results_dir}/{dataset}: no head results on {features.attrs['backbone']} features; "
                         f"run `make heads` first")
@@ -85,12 +87,12 @@ def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed
 
 
 def fit_final(features: Features, results_dir: Path | str, models_dir: Path | str, folds: int = 5,
-              seed: int = 0, union: Union | None = None) -> Path:
-    """Refit the chosen head on every labelled poster of `features` (and of `union`'s other data set, when
-    the head trained with it is chosen); returns the saved model's path."""
+              seed: int = 0, union: Union | None = None, kinds: list[str] | None = None) -> Path:
+    """Refit the chosen head (among `kinds` of head, default all) on every labelled poster of `features` (and of
+    `union`'s other data set, when the head trained with it is chosen); returns the saved model's path."""
     dataset = features.attrs["dataset"]
     results = read_results(results_dir).get(dataset, [])
-    heads = head_results(features, results_dir, union.source.attrs["dataset"] if union else None)
+    heads = head_results(features, results_dir, union.source.attrs["dataset"] if union else None, kinds)
     source = picked(heads)
     rule = choosing_score(source)[1]
     oof = out_of_fold_scores(source_estimator(source), features.X, features.Y, folds, seed,
@@ -227,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--union", default=None, metavar="OTHER.h5",
                         help="the other data set's feature file `make heads UNION=...` used: its head competes too")
+    parser.add_argument("--heads", nargs="+", default=None, choices=list(HEADS),
+                        help="only these heads compete (make builtin: the logistic ones, which fit the package)")
     args = parser.parse_args(argv)
     cli.run(lambda: final_command(args))
 
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
 def final_command(args: argparse.Namespace) -> None:
     features = load_features(args.features)
     fit_final(features, args.results_dir, args.models_dir, args.folds, args.seed,
-              Union.with_file(features, args.union) if args.union else None)
+              Union.with_file(features, args.union) if args.union else None, args.heads)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from postergenre.core.runtime import INFERENCE_PRECISION
 from postergenre.evaluation.recall import chosen_sets
 from postergenre.evaluation.sets import genre_names
 from postergenre.posters.decode import check_image, check_size, load_image, to_rgb
-from postergenre.predict.arguments import Predicts, load_predictor
+from postergenre.predict.arguments import Predicts, builtin_or, load_predictor
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -83,12 +83,13 @@ class Model:
         return f"postergenre.Model({self.name!r}, {len(self.genres)} genres)"
 
 
-def load(path: Path | str, weights: str | None = None, precision: str = INFERENCE_PRECISION, engine: str = "auto",
-         trust_timm: bool = False) -> Model:
-    """The model saved at `path`: a head (.skops), a network (.safetensors) or an ensemble (.json). `weights`: a
-    local state_dict for a head's backbone (resnet50 offline); `engine`: how a head's backbone runs (auto, torch,
-    onnxruntime); `trust_timm`: allow a head on a timm backbone, whose code timm runs."""
-    return Model(load_predictor(path, weights, precision, engine, trust_timm))
+def load(path: Path | str = "anime", weights: str | None = None, precision: str = INFERENCE_PRECISION,
+         engine: str = "auto", trust_timm: bool = False) -> Model:
+    """The model saved at `path`: a head (.skops), a network (.safetensors) or an ensemble (.json); by default, or
+    as "anime", the built-in anime genre model (postergenre.builtin). `weights`: a local state_dict for a head's
+    backbone (resnet50 offline); `engine`: how a head's backbone runs (auto, torch, onnxruntime); `trust_timm`:
+    allow a head on a timm backbone, whose code timm runs."""
+    return Model(load_predictor(builtin_or(path), weights, precision, engine, trust_timm))
 
 
 def _as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:

@@ -21,6 +21,7 @@ COMMANDS = {
     "ensemble": ("postergenre.ensemble.__main__", "average a data set's models, members chosen on validation"),
     "final": ("postergenre.heads.final", "refit the chosen head on every labelled poster"),
     "final-ensemble": ("postergenre.ensemble.final", "refit the ensemble's members on every labelled poster"),
+    "builtin": ("postergenre.builtin.__main__", "make a final head the built-in anime genre model (make builtin)"),
     "audit": ("postergenre.audit.__main__", "rank the labelled posters by how likely their genres are wrong"),
     "report": ("postergenre.evaluation.report", "every model side by side: reports/report.md and report.html"),
     "predict": ("postergenre.predict.__main__", "the genres of new posters, printed or written to CSV/JSON"),

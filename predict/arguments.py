@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from postergenre.builtin import BUILTIN, NAMES
 from postergenre.core.runtime import ENGINES, INFERENCE_PRECISION
 from postergenre.modelfiles import HEAD_SUFFIX, NETWORK_SUFFIX, ModelFileError, find_final_model, model_path
 
@@ -42,11 +43,17 @@ def load_predictor(path: Path | str, weights: str | None = None, precision: str 
     return load_model(path, weights, precision, engine, trust_timm=trust_timm)
 
 
+def builtin_or(model: Path | str) -> Path:
+    """`model` as a path: the built-in model's name (`anime`) names its file."""
+    return BUILTIN if str(model) in NAMES else Path(model)
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, or --dataset for that data set's best saved model (chosen_model)."""
     parser.add_argument("--model", help="a saved model: models/*.skops (a head), models/*.safetensors (a network) or "
-                        "models/<dataset>-final.json (an ensemble); default: --dataset's final model, else the one "
-                        "picked by cross-validated or validation mAP")
+                        "models/<dataset>-final.json (an ensemble), or `anime` for the built-in one; default: "
+                        "--dataset's final model, else the one picked by cross-validated or validation mAP; without "
+                        "--dataset either, the built-in anime genre model")
     parser.add_argument("--dataset", help="without --model: use this data set's best saved model")
     parser.add_argument("--models-dir", default="models", help="where --dataset's models are looked for")
     parser.add_argument("--results-dir", default="results", help="where --dataset's results are looked for")
@@ -57,11 +64,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def chosen_model(args: argparse.Namespace) -> Path:
-    """The model file the flags of `add_model_arguments` (predict.arguments) name; a --dataset's choice is announced."""
+    """The model file the flags of `add_model_arguments` name: --model, else --dataset's best, else the built-in
+    anime genre model (postergenre.builtin); a choice the flags did not spell out is announced on stderr."""
     if args.model:
-        return Path(args.model)
+        return builtin_or(args.model)
     if not args.dataset:
-        raise ModelFileError("give --model, or --dataset to use that data set's best saved model")
+        if getattr(args, "data", None) is not None:
+            raise ModelFileError("give --model, or --dataset for that data set's evaluated model, to score --data")
+        print(f"model: the built-in anime genre model ({BUILTIN}; its card {BUILTIN.with_suffix('.md').name}); "
+              "--model or --dataset for your own", file=sys.stderr, flush=True)
+        return BUILTIN
     scoring = getattr(args, "data", None) is not None  # a labelled part: the final model has seen it
     path = default_model(args.dataset, args.models_dir, args.results_dir, final=not scoring)
     why = ("final model, refit on all its labelled posters" if path == find_final_model(args.models_dir, args.dataset)

@@ -55,19 +55,19 @@ def test_the_onnx_graph_is_exported_once_per_weights(sample_dir, tmp_path, monke
     graphs = list(cache_dir().glob("*.onnx"))
     assert [g.name for g in graphs] == [
         f"timm-{TIMM_ARCHITECTURE}-{backbone.image_size}px-uint8-{backbone.weights_sha256}.onnx"]
-    assert f"exporting timm:{TIMM_ARCHITECTURE}" in capsys.readouterr().out
+    assert f"exporting timm:{TIMM_ARCHITECTURE}" in capsys.readouterr().err
     exported_at = graphs[0].stat().st_mtime_ns
 
     pixels = poster_batch(sample_dir, ImageSpec(backbone.image_size, backbone.mean, backbone.std), 2, pixels=True)
     embeddings = make_embedder(build_backbone(f"timm:{TIMM_ARCHITECTURE}", str(timm_weights)),
                                engine="onnxruntime")(pixels)
-    assert "exporting" not in capsys.readouterr().out and graphs[0].stat().st_mtime_ns == exported_at
+    assert "exporting" not in capsys.readouterr().err and graphs[0].stat().st_mtime_ns == exported_at
 
     # a cached graph changed since its export (damaged, or its weights zeroed) is exported again, not trusted
     for changed in (b"not a graph", graphs[0].read_bytes().replace(b"\x3f", b"\x00")):
         graphs[0].write_bytes(changed)
         again = make_embedder(backbone, engine="onnxruntime")(pixels)
-        assert "does not match the checksum of its export, exporting it again" in capsys.readouterr().out
+        assert "does not match the checksum of its export, exporting it again" in capsys.readouterr().err
         np.testing.assert_array_equal(again, embeddings)
 
 
