@@ -6,7 +6,6 @@ which a test checks against the shipped file. `make builtin` runs the whole reci
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
