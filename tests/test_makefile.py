@@ -63,6 +63,19 @@ def test_an_unknown_setting_or_a_path_the_shell_would_read_stops_make_in_one_lin
         assert "a path here may not hold" in result.stderr and not (ROOT / "pwned").exists()
 
 
+def test_predictions_of_new_posters_and_of_a_test_part_go_to_different_files():
+    """Both went to reports/predictions/<name>.csv, so scoring the test part overwrote the new posters' answers;
+    without DATA or IMAGES there is nothing to predict, and without DATA the built-in model answers."""
+    test_part = make("-n", "predict", "DATA=somewhere/my-set").stdout
+    new = make("-n", "predict", "DATA=somewhere/my-set", "IMAGES=new/").stdout
+    assert '--out "reports/predictions/my-set-test.csv"' in test_part and "--dataset my-set" in test_part
+    assert '--out "reports/predictions/my-set.csv"' in new
+    builtin = make("-n", "predict", "IMAGES=new/").stdout
+    assert "--dataset" not in builtin and "--model" not in builtin and "predictions/anime.csv" in builtin
+    nothing = make("-n", "predict")
+    assert nothing.returncode != 0 and "make predict needs IMAGES= (new posters), or DATA=" in nothing.stderr
+
+
 def test_heads_use_the_backbone_that_features_used(sample_dir, tmp_path):
     """After make features with a BACKBONE, make heads and final for the same DATA need no BACKBONE= again; with
     two feature files, they ask which, listing both."""
