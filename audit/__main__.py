@@ -34,11 +34,12 @@ COUNT_FOLLOWING = 0.3  # |Spearman rho| from which the page warns that the ranki
 def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | str, folds: int = 5, seed: int = 0,
                   top: int = 20) -> Path:
     """Audit the labelled posters of `features` with the picked head; returns the CSV's path."""
-    source = picked(head_results(features, results_dir))
+    dataset, data = features.attrs["dataset"], Path(features.attrs["data"])
+    results = read_results(results_dir).get(dataset, [])
+    source = picked(head_results(features, results, results_dir))
     rule = choosing_score(source)[1]
     probabilities = out_of_fold_scores(source_estimator(source), features.X, features.Y, folds, seed)
     audit = audit_labels(features.Y, probabilities)
-    dataset, data = features.attrs["dataset"], Path(features.attrs["data"])
     titles = read_titles(data) if data.is_dir() else {}
     out = Path(out_dir) / f"{dataset}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -49,8 +50,7 @@ def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | s
             for i, three, quality in zip(ids, names, audit.quality[audit.order])]
     write_csv_atomic(out, ["id", "title", "given", "suspected_missing", "suspected_wrong", "label_quality"], rows)
     page = out.with_suffix(".md")
-    notes = _notes(features, audit, against_trivial(read_results(results_dir).get(dataset, []), results_dir,
-                                                    dataset, source))
+    notes = _notes(features, audit, against_trivial(results, results_dir, dataset, source))
     write_text_atomic(page, "\n".join(_page(features, audit, rows[:top], names[:top], data, out, source["model"],
                                             rule, folds, notes)))
     write_html(page)
@@ -66,8 +66,8 @@ def _notes(features: Features, audit: LabelAudit, trivial: dict | None) -> list[
     rho = float(spearmanr(audit.quality, features.Y.sum(axis=1)).statistic)
     follows = (" The ranking follows genre counts more than wrong labels: read its top with care."
                if abs(rho) >= COUNT_FOLLOWING else "")
-    sentence = weak_model_sentence(trivial)
-    return ([sentence.replace("this model's", "the ranking model's"), ""] if sentence else []) + [
+    sentence = weak_model_sentence(trivial, "the ranking model")
+    return ([sentence, ""] if sentence else []) + [
         f"Rank correlation (Spearman) between a poster's label quality and its number of genres: {rho:+.2f} "
         f"(negative: posters with more genres rank as more suspect).{follows}", ""]
 

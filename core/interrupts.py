@@ -11,30 +11,23 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """A block that SIGINT or SIGTERM end with KeyboardInterrupt, even if code inside catches it. Signal handlers
-    belong to the main thread: elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """A block that SIGINT or SIGTERM end with KeyboardInterrupt, even if code inside catches it (in the main
+    thread: elsewhere the block runs as it is)."""
     received = []
 
     def stop(signum: int, frame: object) -> None:
         received.append(signum)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, stop) for sig in SIGNALS}
-    try:
+    with _handled_by(stop):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if received:  # the block caught the KeyboardInterrupt and carried on
         raise KeyboardInterrupt(signal.Signals(received[0]).name)
 
@@ -43,17 +36,26 @@ def interruptible() -> Iterator[None]:
 def held_back() -> Iterator[None]:
     """A short block that SIGINT and SIGTERM wait for: one that arrives meanwhile is delivered when it ends, to the
     handler that was there before (a few renames that must all happen, or none). Python runs handlers in the main
-    thread, whichever thread the signal reached, so handlers are swapped rather than the thread's mask; in
-    another thread the block runs as it is."""
+    thread, whichever thread the signal reached, so handlers are swapped rather than the thread's mask."""
+    deferred = []
+    try:
+        with _handled_by(lambda signum, frame: deferred.append(signum)):
+            yield
+    finally:
+        if deferred:
+            signal.raise_signal(deferred[0])
+
+
+@contextmanager
+def _handled_by(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to `handler` during the block, and to the handlers they had before it after. Python
+    runs signal handlers in the main thread, and only the main thread may set them: elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    deferred = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: deferred.append(signum)) for sig in SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if deferred:
-            signal.raise_signal(deferred[0])
+        for sig, before in previous.items():
+            signal.signal(sig, before)

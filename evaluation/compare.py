@@ -13,6 +13,7 @@ import numpy as np
 from postergenre.core.markup import md_text
 from postergenre.core.runspec import PRIOR_BASELINE
 from postergenre.evaluation.intervals import DESCRIPTION, paired_difference, paired_set_differences
+from postergenre.evaluation.metrics import most_frequent_sets
 from postergenre.evaluation.results import align_scores, overall, read_scores_of
 from postergenre.evaluation.sets import predict_sets
 
@@ -121,9 +122,8 @@ def against_trivial(results: list[dict], results_dir: Path | str, dataset: str,
     ours, prior = scores[choice["model"]], scores[PRIOR_BASELINE]
     best = max(baselines, key=lambda r: overall(r, "test", "f1_micro"))
     thresholds = best["thresholds"]
-    if thresholds["values"] is None:  # the k most frequent genres
-        theirs = np.zeros(y.shape, np.uint8)
-        theirs[:, np.argsort(-prior[0], kind="stable")[:thresholds["k"]]] = 1
+    if thresholds["values"] is None:  # the k most frequent genres: the prior's frequencies rank them
+        theirs = most_frequent_sets(prior[:1], len(y), thresholds["k"])
     else:
         theirs = predict_sets(prior, np.asarray(thresholds["values"]))
     differences = paired_set_differences(y, predict_sets(ours, np.asarray(choice["thresholds"]["values"])),
@@ -132,16 +132,16 @@ def against_trivial(results: list[dict], results_dir: Path | str, dataset: str,
             for figure, d in differences.items()}
 
 
-def weak_model_sentence(comparison: dict | None) -> str | None:
-    """One sentence where the picked model's micro-F1 or top-1 cannot be told apart from the best trivial
-    baseline's at 95% (against_trivial), else None."""
+def weak_model_sentence(comparison: dict | None, subject: str = "this model") -> str | None:
+    """One sentence where `subject`'s micro-F1 or top-1 cannot be told apart from the best trivial baseline's at
+    95% (against_trivial), else None."""
     if comparison is None:
         return None
     weak = {figure: d for figure, d in comparison.items() if d["verdict"] != "better"}
     if not weak:
         return None
     names = {"f1_micro": "micro-F1", "top1_accuracy": "top-1"}
-    return ("**Near the prior.** At 95%, this model's " + " and ".join(
+    return (f"**Near the prior.** At 95%, {subject}'s " + " and ".join(
         f"{names[figure]} cannot be told apart from {md_text(d['baseline'])}'s ({d['difference']:+.3f}, "
         f"{d['interval'][0]:+.3f} to {d['interval'][1]:+.3f})" if d["verdict"] == "not distinguishable" else
         f"{names[figure]} is below {md_text(d['baseline'])}'s ({d['difference']:+.3f}, {d['interval'][0]:+.3f} "

@@ -142,8 +142,12 @@ def paired_difference(y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
     statistic = lambda counts: (map_a(counts) - map_b(counts))[None]  # noqa: E731
     difference = float(statistic(np.ones((1, len(y))))[0, 0])
     low, high = (float(v[0]) for v in _bounds(statistic, len(y), seed, method, resamples))
-    verdict = "better" if low > 0 else "worse" if high < 0 else "not distinguishable"
-    return {"difference": difference, "interval": [low, high], "verdict": verdict}
+    return {"difference": difference, "interval": [low, high], "verdict": _verdict(low, high)}
+
+
+def _verdict(low: float, high: float) -> str:
+    """What a paired difference's 95% interval says of a minus b."""
+    return "better" if low > 0 else "worse" if high < 0 else "not distinguishable"
 
 
 def paired_set_differences(y: np.ndarray, predicted_a: np.ndarray, top_a: np.ndarray, predicted_b: np.ndarray,
@@ -168,6 +172,5 @@ def paired_set_differences(y: np.ndarray, predicted_a: np.ndarray, top_a: np.nda
 
     estimate = statistic(np.ones((1, len(y))))[:, 0]
     low, high = _bounds(statistic, len(y), seed, method, resamples)
-    return {name: {"difference": float(d), "interval": [float(lo), float(hi)],
-                   "verdict": "better" if lo > 0 else "worse" if hi < 0 else "not distinguishable"}
+    return {name: {"difference": float(d), "interval": [float(lo), float(hi)], "verdict": _verdict(lo, hi)}
             for name, d, lo, hi in zip(("f1_micro", "top1_accuracy"), estimate, low, high)}

@@ -63,7 +63,7 @@ def _setting(r: dict) -> str:
                 + f", {r['train_posters_per_s']:.1f} posters/s training")
     if r["kind"] == "ensemble":
         return f"mean of {describe_members(r['members'])}"
-    return json.dumps(r.get("params", {}))
+    return json.dumps(r["params"])
 
 
 def _comparison(models: list[dict], baselines: list[dict]) -> list[str]:
@@ -284,7 +284,8 @@ def _final_lines(dataset: str, models_dir: Path) -> list[str]:
         return []
     return [f"**Final model.** {md_code(final)} is the chosen model refit on every labelled poster (`make final`, "
             f"or `--final` for a network); "
-            f"its model card {md_code(final.with_suffix('.md'))} says what was chosen and how. It has seen this test part, "
+            f"its model card {md_code(final.with_suffix('.md'))} says what was chosen and how. It has seen this test "
+            "part, "
             "so it is not scored here: the figures below are of models fitted without the test and validation "
             "posters. Fitted on more posters, the final model is expected to do at least as well.", ""]
 
@@ -299,7 +300,8 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
              *_final_lines(dataset, models_dir)]
     data = next((r["data"] for r in results if r.get("data")), None)
     if data and (Path(data) / SYNTHETIC_MARK).exists():
-        lines += [f"**{md_text(dataset)} is the built-in synthetic sample**: drawn posters whose genres set their colour, "
+        lines += [f"**{md_text(dataset)} is the built-in synthetic sample**: drawn posters whose genres set their "
+                  "colour, "
                   "motif and title position. Its figures only show that the pipeline runs; real figures need "
                   "real posters (docs/usage.md, \"Running on real data\").", ""]
     if split is not None:
@@ -352,7 +354,8 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
             # results that fit the schema yet lack what a section reads: this data set says so, the others report
             reason = f"{type(e).__name__}: {first_line(e)}"
             print(f"{dataset}: not reported ({reason})", file=sys.stderr)
-            lines += [f"## {md_text(dataset)}", "", f"*Not reported: its results could not be read ({md_text(reason)}); "
+            lines += [f"## {md_text(dataset)}", "",
+                      f"*Not reported: its results could not be read ({md_text(reason)}); "
                       f"run its steps again.*", ""]
         explained = out_dir / "explain" / f"{dataset}.md"  # from make explain
         if explained.exists():

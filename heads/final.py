@@ -46,12 +46,13 @@ from postergenre.posters.split import stratified_folds
 from postergenre.posters.union import describe_added
 
 
-def head_results(features: Features, results_dir: Path | str, other: str | None = None,
+def head_results(features: Features, results: list[dict], results_dir: Path | str, other: str | None = None,
                  kinds: list[str] | None = None) -> list[dict]:
-    """The results of the heads fitted on these features (with `other`, a data set's name, the union head trained
-    with it too; with `kinds`, only those heads), or one line saying to run make heads."""
+    """Of the data set's `results` (read from `results_dir`), those of the heads fitted on these features (with
+    `other`, a data set's name, the union head trained with it too; with `kinds`, only those heads), or one line
+    saying to run make heads."""
     dataset = features.attrs["dataset"]
-    heads = [r for r in read_results(results_dir).get(dataset, []) if r["kind"] == "head"
+    heads = [r for r in results if r["kind"] == "head"
              and r["backbone"] == features.attrs["backbone"] and r.get("union", {}).get("dataset") in (None, other)
              and (kinds is None or r["head"] in kinds)]
     if not heads:
@@ -92,7 +93,7 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     `union`'s other data set, when the head trained with it is chosen); returns the saved model's path."""
     dataset = features.attrs["dataset"]
     results = read_results(results_dir).get(dataset, [])
-    heads = head_results(features, results_dir, union.source.attrs["dataset"] if union else None, kinds)
+    heads = head_results(features, results, results_dir, union.source.attrs["dataset"] if union else None, kinds)
     source = picked(heads)
     rule = choosing_score(source)[1]
     oof = out_of_fold_scores(source_estimator(source), features.X, features.Y, folds, seed,

@@ -163,7 +163,7 @@ def update_split(split: Split, posters: PosterSet) -> tuple[Split, Changes]:
     """`split` made current with `posters`: each poster keeps its part, removed ones drop out, changed genres are
     taken, and a new poster gets the part its id draws with the seed (_seeded_part), whatever else is new."""
     changed = changes(split, posters)
-    kept = {pid: part for pid, part in split.part_of().items()}
+    kept = split.part_of()
     part_of = {p.id: kept.get(p.id) or _seeded_part(p.id, split.seed, split.fractions) for p in posters.posters}
     return _split_of(posters, part_of, split.seed, split.fractions, split.min_count), changed
 
