@@ -21,7 +21,8 @@ POSTERNET_WIDTHS = (32, 64, 128, 256)
 BACKBONE_NAMES = ("resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
                   "efficientnet_lite0_multiscale", "efficientnet_lite2_multiscale")
 TIMM_PREFIX = "timm:"
-RECALL_LEVELS = ("0.8", "0.9", "0.95")  # the recall levels of genre sets, as model files and the command line spell them
+# the recall levels of genre sets, as model files and the command line spell them
+RECALL_LEVELS = ("0.8", "0.9", "0.95")
 # timm's model names: lower-case letters, digits, "_" and "." (a pretrained tag); nothing that reaches a path.
 _TIMM_NAME = re.compile(r"timm:[a-z0-9_]+(\.[a-z0-9_]+)?")
 

@@ -198,7 +198,8 @@ RESULT = r"result toy/efficientnet_lite0-logistic: "
     ({"params": {"onevsrestclassifier__estimator__C": 1e9}},
      RESULT + r"onevsrestclassifier__estimator__C=1000000000\.0 is outside what the logistic head searches "
               r"\(a float from 3e-05 to 0\.003\)"),
-    ({"params": {"onevsrestclassifier__estimator__C": "0.001"}}, RESULT + r"onevsrestclassifier__estimator__C='0\.001'"),
+    ({"params": {"onevsrestclassifier__estimator__C": "0.001"}},
+     RESULT + r"onevsrestclassifier__estimator__C='0\.001'"),
     ({"head": "os.system"}, RESULT + r"head 'os\.system' is not one of logistic, mlknn, mlp"),
     ({"head": ["logistic"]}, r".*/results/toy: no head results on efficientnet_lite0 features"),  # the schema
 ])

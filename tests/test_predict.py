@@ -208,8 +208,8 @@ def test_arrays_are_used_only_where_their_head_vouches_for_them(sample_heads, sa
     assert load_light(edited) is None
     result = run_module("predict", "--model", str(edited), "--json", str(poster))
     assert result.returncode == 0 and "NaN" not in result.stdout
-    assert json.loads(result.stdout)["predictions"][0]["probabilities"] == pytest.approx(dict(zip(load_model(source).genres, full)),
-                                                                        abs=1e-6)
+    expected = dict(zip(load_model(source).genres, full))
+    assert json.loads(result.stdout)["predictions"][0]["probabilities"] == pytest.approx(expected, abs=1e-6)
 
     hostile = {
         "NaN weights": (None, lambda t: {**t, "weights0": np.full_like(t["weights0"], np.nan)}),

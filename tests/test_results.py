@@ -37,14 +37,18 @@ def test_a_result_keeps_what_its_kind_adds_and_a_writer_that_drifts_fails(tmp_pa
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda r: {**r, "kind": "rocket"}, r"\(Input tag 'rocket' found using 'kind' does not match any of the expected tags: 'baseline'"),
+    (lambda r: {**r, "kind": "rocket"},
+     r"\(Input tag 'rocket' found using 'kind' does not match any of the expected tags: 'baseline'"),
     (lambda r: {**r, "val": {**r["val"], "overall": []}}, r"\(head\.val\.overall: Input should be an object"),
-    (lambda r: {**r, "test": {**r["test"], "intervals": {"mAP_macro": [0.1]}}}, r"\(head\.test\.intervals\.mAP_macro: "),
+    (lambda r: {**r, "test": {**r["test"], "intervals": {"mAP_macro": [0.1]}}},
+     r"\(head\.test\.intervals\.mAP_macro: "),
     (lambda r: {**r, "val": {**r["val"], "overall": {}}}, r"\(head\.val\.overall: Value error, no mAP_macro"),
     (lambda r: {**r, "thresholds": {}}, r"\(head\.thresholds\.per_genre: Field required"),
     (lambda r: {**r, "kind": "finetune"}, r"\(finetune\.config: Field required"),
-    (lambda r: {**r, "kind": "ensemble", "members": {}}, r"\(ensemble\.members: Dictionary should have at least 1 item"),
-    (lambda r: {**r, "dataset": "../../elsewhere"}, r"\(its data set and model, '\.\./\.\./elsewhere' and 'm', are not those its path names\)"),
+    (lambda r: {**r, "kind": "ensemble", "members": {}},
+     r"\(ensemble\.members: Dictionary should have at least 1 item"),
+    (lambda r: {**r, "dataset": "../../elsewhere"},
+     r"\(its data set and model, '\.\./\.\./elsewhere' and 'm', are not those its path names\)"),
 ])
 def test_a_result_file_that_does_not_fit_is_one_line(tmp_path, capsys, change, message):
     """One line naming it; read_results lists it and goes on with the other files."""
