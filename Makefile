@@ -16,6 +16,8 @@
 # SEED         the split's seed (default 0)
 # SPLIT        the split file (default: features/<data set's name>-split.json)
 # MIN_COUNT    drop genres with fewer training posters (default 5)
+# GROUPS       make split: franchise (a new split's default: each franchise's seasons, sequels and movies in one
+#              part, so test figures are of new anime) | none (poster by poster); an existing split keeps its own
 # HEADS        make heads: which to fit, of logistic mlknn mlp (default: all three; with UNION, logistic)
 # THRESHOLDS   global | per-genre, chosen on validation
 # NEIGHBOURS   make heads: ML-kNN's neighbour search, exact | hnsw (approximate, for 100,000 posters or more)
@@ -152,7 +154,8 @@ data/sample/covers.csv: | install
 
 # The split follows its CSV: make split always brings it up to date (every poster keeps its part, new ones are
 # drawn from their id and SEED), and every step that reads it makes it again first when the CSV is newer.
-MAKE_SPLIT = $(POSTERGENRE) posters split --data "$(DATA)" --out $(SPLIT) --seed $(SEED) --min-count $(MIN_COUNT)
+MAKE_SPLIT = $(POSTERGENRE) posters split --data "$(DATA)" --out $(SPLIT) --seed $(SEED) --min-count $(MIN_COUNT) \
+	$(if $(GROUPS),--grouping $(GROUPS))
 split: | install
 	$(MAKE_SPLIT)
 $(SPLIT): $(subst $(space),\ ,$(wildcard $(subst $(space),\ ,$(DATA))/*.csv)) | install

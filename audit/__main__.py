@@ -38,7 +38,8 @@ def audit_dataset(features: Features, results_dir: Path | str, out_dir: Path | s
     results = read_results(results_dir).get(dataset, [])
     source = picked(head_results(features, results, results_dir))
     rule = choosing_score(source)[1]
-    probabilities = out_of_fold_scores(source_estimator(source), features.X, features.Y, folds, seed)
+    probabilities = out_of_fold_scores(source_estimator(source), features.X, features.Y, folds, seed,
+                                       groups=features.groups)
     audit = audit_labels(features.Y, probabilities)
     titles = read_titles(data) if data.is_dir() else {}
     out = Path(out_dir) / f"{dataset}.csv"

@@ -20,12 +20,14 @@ from postergenre.evaluation import charts
 from postergenre.evaluation.card import thresholds_text
 from postergenre.evaluation.compare import (CHOOSING_RULE, against_trivial, choosing_score, compare, headline, interval,
                                             optimism, picked)
+from postergenre.evaluation.franchise import seen_and_new, seen_and_new_text, seen_franchise
 from postergenre.evaluation.intervals import DESCRIPTION, MEANING
 from postergenre.evaluation.recall import realised_recall, recall_sets, recall_thresholds
 from postergenre.evaluation.results import overall, read_results, read_scores_of
 from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.modelfiles import find_final_model
 from postergenre.posters.data import read_genre_table, read_posters
+from postergenre.posters.franchises import poster_groups
 from postergenre.posters.sample import SYNTHETIC_MARK
 from postergenre.posters.split import PARTS, Split
 
@@ -144,8 +146,12 @@ def _split_lines(dataset: str, split: Split, figures: Path, out_dir: Path, comma
             totals[genre] = totals.get(genre, 0) + n
     chart = figures / f"{slug(dataset)}-classes.png"
     charts.bar_chart(totals, f"{dataset}: posters per genre (all parts)", chart)
+    how = (f"each of {len(set(split.groups.values()))} franchise groups in one part (posters/franchises.py), so no "
+           f"test poster's franchise is in training" if split.grouping == "franchise" else
+           "poster by poster, not grouped by franchise: a test poster may be a sequel or season of a training one "
+           "(below: what that does to the figures)")
     return [f"- **Split:** iterative stratification, seed {split.seed}, fractions {list(split.fractions)}, "
-            f"one poster per id; {sizes}.",
+            f"{how}; {sizes}.",
             f"- **Vocabulary:** {len(split.genres)} genres with at least {split.min_count} training "
             f"posters. Dropped (training posters): {dropped}.",
             f"- **Left out:** {left}.", "",
@@ -174,8 +180,25 @@ def _results_table(results: list[dict], command: str) -> list[str]:
     return lines + ["", f"*Reproduce: {md_code(command)}; each row's settings are below.*", ""]
 
 
-def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, out_dir: Path) -> list[str]:
-    """The picked model up close: per-genre figures, precision-recall curves, co-occurrence, example posters."""
+def _franchise_lines(split: Split | None, best: dict, saved: dict) -> list[str]:
+    """For a split not grouped by franchise, the picked model's test mAP on the posters of a franchise seen in
+    training and on those of a new one (where the data folder is here to read the titles)."""
+    if split is None or split.grouping == "franchise" or not Path(best.get("data") or "").is_dir():
+        return []
+    groups = poster_groups(read_posters(best["data"]).posters)
+    ids, y, scores = saved["test"]
+    found = seen_and_new(y, scores, np.asarray(best["thresholds"]["values"]),
+                         seen_franchise(ids, np.array(split.parts["train"]), groups))
+    return [f"**This split is not grouped by franchise, and that flatters.** Test mAP of "
+            f"{md_text(best['model'])}: {seen_and_new_text(found)}. A user asking about a new anime gets the "
+            f"new franchises' figure. `make split GROUPS=franchise` (then fit again) makes a split whose test part is all new "
+            f"franchises.", ""]
+
+
+def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, out_dir: Path,
+                  split: Split | None) -> list[str]:
+    """The picked model up close: per-genre figures, precision-recall curves, co-occurrence, example posters,
+    and what an ungrouped split flatters."""
     genres = [g["genre"] for g in best["test"]["per_genre"]]
     lines = [f"### Per genre: {md_text(best['model'])} (picked by {choosing_score(best)[1]})", "",
              "| genre | test support | precision | recall | F1 | AP |", "|---|---|---|---|---|---|"]
@@ -186,6 +209,7 @@ def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, ou
     saved = read_scores_of(results_dir, dataset, [best["model"]]).get(best["model"])
     if saved is None:
         return lines
+    lines += _franchise_lines(split, best, saved)
     ids, y, scores = saved["test"]
     curves, pairs = figures / f"{slug(dataset)}-pr-curves.png", figures / f"{slug(dataset)}-cooccurrence.png"
     charts.pr_curves(y, scores, genres, curves, f"{dataset}: test precision-recall per genre, {best['model']}")
@@ -315,7 +339,7 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
         charts.per_genre_chart(baselines[:1] + models, chart, f"{dataset}: test AP and F1 per genre")
         lines += [f"![per-genre AP and F1]({chart.relative_to(out_dir)})", "",
                   f"*Test AP and F1 per genre for every model. Reproduce: {md_code(command)}.*", ""]
-        lines += _picked_lines(dataset, picked(results), results_dir, figures, out_dir)
+        lines += _picked_lines(dataset, picked(results), results_dir, figures, out_dir, split)
         lines += _settings_table(models)
     trained = [r for r in models if "history" in r]
     return lines + (_training_lines(dataset, trained, figures, out_dir) if trained else [])

@@ -65,6 +65,11 @@ class Features:
     Y: np.ndarray
     genres: list[str]
     attrs: dict
+    groups: np.ndarray | None = None  # each poster's franchise group; cross-validation keeps a group in one fold
+
+    def __post_init__(self) -> None:
+        if self.groups is None:  # an ungrouped split, or a file from before groups: each poster is its own
+            self.groups = self.ids
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self.parts == name
@@ -117,7 +122,8 @@ def load_features(path: Path | str) -> Features:
             genres = json.loads(attrs["genres"])
             ids, parts, embeddings, labels = (_plain_dataset(f, name, path)
                                               for name in ("ids", "parts", "embeddings", "labels"))
-            features = Features(ids.asstr()[:], parts.asstr()[:], embeddings[:], labels[:], genres, attrs)
+            groups = _plain_dataset(f, "groups", path).asstr()[:] if "groups" in f else None
+            features = Features(ids.asstr()[:], parts.asstr()[:], embeddings[:], labels[:], genres, attrs, groups)
     except FileNotFoundError:
         raise DataError(f"{path}: feature file not found (run `make features` first)") from None
     except (OSError, KeyError) as e:
@@ -160,7 +166,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
         "genres": json.dumps(split.genres),
         "labels_sha256": split.fingerprint,  # every poster's genres: a changed genre makes the file out of date
         "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count,
-                             "sizes": {p: len(split.parts[p]) for p in PARTS}}),
+                             "grouping": split.grouping or "none", "sizes": {p: len(split.parts[p]) for p in PARTS}}),
     }
     hashes = [_image_sha256(p.image) for p in posters]
     keys = [f"{p.id} {h}" for p, h in zip(posters, hashes)]
@@ -196,6 +202,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     part_names = np.array([part for part in PARTS for _ in split.parts[part]])
     _write_h5(out, {"ids": np.array([p.id for p in posters], dtype=object)[readable],
                     "parts": part_names[readable].astype(object),
+                    "groups": np.array([split.groups.get(p.id, p.id) for p in posters], dtype=object)[readable],
                     "image_sha256": np.array(hashes, dtype=object)[readable]},
               embeddings[readable], labels[readable],
               {**config, **layout, "ids_sha256": _sha256_lines(keys), "code_version": code_version(),
@@ -316,7 +323,7 @@ def _same_attrs(path: Path, attrs: dict) -> bool:
 
 def _write_h5(out: Path, columns: dict[str, np.ndarray], embeddings: np.ndarray, labels: np.ndarray,
               attrs: dict) -> None:
-    """`columns` are string datasets, one entry per poster (ids, parts, image hashes)."""
+    """`columns` are string datasets, one entry per poster (ids, parts, groups, image hashes)."""
     # Built in memory, then written in one go: a failed write (a full disk) is then a plain OSError, and
     # HDF5 never holds a half-written file open.
     buffer = io.BytesIO()

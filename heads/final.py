@@ -77,10 +77,11 @@ def refit(source: dict, features: Features, union: Union | None = None) -> tuple
 
 
 def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed: int,
-                       added: Added | None = None) -> np.ndarray:
-    """Each poster's scores from a model fitted on the other folds (plus what `added` adds for that fold)."""
+                       added: Added | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+    """Each poster's scores from a model fitted on the other folds (plus what `added` adds for that fold); with
+    `groups` (one label a poster: its franchise), a group's posters are in one fold."""
     scores = np.zeros(Y.shape, np.float64)
-    for held in progress(stratified_folds(Y, (1 / folds,) * folds, seed), desc="out-of-fold", unit="fold"):
+    for held in progress(stratified_folds(Y, (1 / folds,) * folds, seed, groups), desc="out-of-fold", unit="fold"):
         rest = np.setdiff1d(np.arange(len(Y)), held)
         X_fit, Y_fit, _ = plus_added(X[rest], Y[rest], added, np.isin(np.arange(len(Y)), held))
         scores[held] = fit_quietly(estimator, X_fit, Y_fit).predict_proba(X[held])
@@ -97,7 +98,7 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     source = picked(heads)
     rule = choosing_score(source)[1]
     oof = out_of_fold_scores(source_estimator(source), features.X, features.Y, folds, seed,
-                             union.added if "union" in source else None)
+                             union.added if "union" in source else None, features.groups)
     calibration = fit_genre_calibration(features.Y, oof, folds, seed)
     model, Y, report = refit(source, features, union)
     if not calibrate_last_layer(model, calibration.slope, calibration.intercept):

@@ -55,8 +55,10 @@ def tune(estimator: BaseEstimator, grid: dict, X_train: np.ndarray, Y_train: np.
 
 def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.ndarray, folds: int = 5,
                    repeats: int = 2, seed: int = 0, inner: tuple[float, float] = (0.8, 0.2),
-                   added: Added | None = None, rows: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
-    """Repeated stratified k-fold over the posters `rows` (default all): mean, std and each fold's mAP,
+                   added: Added | None = None, rows: np.ndarray | None = None,
+                   groups: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """Repeated stratified k-fold over the posters `rows` (default all), each of `groups` (one label a poster:
+    its franchise) in one fold and on one side of each inner split: mean, std and each fold's mAP,
     micro-F1, top-1; and every poster's out-of-fold scores (the mean over repeats; NaN outside `rows`), which
     let an ensemble choose its members on predictions no head made for posters it was fitted on.
 
@@ -65,13 +67,15 @@ def cross_validate(estimator: BaseEstimator, grid: dict, X: np.ndarray, Y: np.nd
     gives posters to add to each fit, none of them sharing a title with the rows in the mask `held`.
     """
     rows = np.arange(len(Y)) if rows is None else np.asarray(rows)
+    groups = np.arange(len(Y)) if groups is None else np.asarray(groups)
     figures = {"mAP_macro": [], "f1_micro": [], "top1_accuracy": []}
     out_of_fold = np.zeros(Y.shape)
     with progress(total=folds * repeats, desc=f"cross-validation {folds}x{repeats}", unit="fold", leave=False) as bar:
         for repeat in range(repeats):
-            for held in (rows[fold] for fold in stratified_folds(Y[rows], (1 / folds,) * folds, seed + repeat)):
+            for fold in stratified_folds(Y[rows], (1 / folds,) * folds, seed + repeat, groups[rows]):
+                held = rows[fold]
                 rest = np.setdiff1d(rows, held)
-                fit, val = (rest[part] for part in stratified_folds(Y[rest], inner, seed + repeat))
+                fit, val = (rest[part] for part in stratified_folds(Y[rest], inner, seed + repeat, groups[rest]))
                 X_fit, Y_fit, _ = plus_added(X[fit], Y[fit], added, ~np.isin(np.arange(len(Y)), fit))
                 model, _, _ = tune(estimator, grid, X_fit, Y_fit, X[val], Y[val])
                 thresholds = choose_thresholds(Y[val], model.predict_proba(X[val]))
@@ -171,7 +175,8 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
             # over the training and validation parts: a model chosen by it keeps an untouched test part
             result["cv"], out_of_fold = cross_validate(estimator, grid, features.X, features.Y, *cv,
                                                        added=union.added if union else None,
-                                                       rows=np.flatnonzero(features.parts != "test"))
+                                                       rows=np.flatnonzero(features.parts != "test"),
+                                                       groups=features.groups)
             result["cv"]["seconds"] = round(time.perf_counter() - start, 1)
             scores[OUT_OF_FOLD] = (ids["val"], Y_val, out_of_fold[features.parts == "val"])
             result["cv"]["val_mAP_macro"] = macro_map(Y_val, scores[OUT_OF_FOLD][2])

@@ -1,7 +1,7 @@
 """The heads' side of training with another data set (posters/union.py): a feature file's posters plus another's."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -9,7 +9,7 @@ import numpy as np
 from postergenre.core.errors import DataError
 from postergenre.extract.features import Features, fingerprint_differences, load_features
 from postergenre.posters.data import read_titles
-from postergenre.posters.union import added_posters
+from postergenre.posters.union import added_posters, joint_groups
 
 # Union.added: (the target rows a model is scored on) -> (X, Y, report) of the source posters it may add.
 Added = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict]]
@@ -33,6 +33,7 @@ class Union:
     source: Features
     target_titles: dict[str, tuple[str, ...]]
     source_titles: dict[str, tuple[str, ...]]
+    groups: tuple[dict[str, str], dict[str, str]] = field(init=False)  # both sets' franchises (joint_groups)
 
     @classmethod
     def with_file(cls, target: Features, path: str) -> "Union":
@@ -45,14 +46,15 @@ class Union:
         if differences := fingerprint_differences(*embedding):
             raise DataError(f"{self.source.attrs['dataset']} and {self.target.attrs['dataset']} features come from "
                             f"different embeddings ({differences}); extract both with the same BACKBONE")
+        self.groups = joint_groups(self.target_titles, self.source_titles)
 
     def added(self, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-        """The source posters sharing no title with the target rows `held` (a boolean mask: those a model
-        is validated or scored on): (X, Y with UNKNOWN for unlabelled genres, what was done)."""
+        """The source posters of no franchise of the target rows `held` (a boolean mask: those a model is
+        validated or scored on): (X, Y with UNKNOWN for unlabelled genres, what was done)."""
         parts = np.where(held, "held", "train")
         keep, labels, report = added_posters(list(self.target.ids), list(parts), self.target.genres,
                                              list(self.source.ids), self.source.Y, self.source.genres,
-                                             self.target_titles, self.source_titles, self.source.attrs["dataset"])
+                                             *self.groups, self.source.attrs["dataset"])
         return self.source.X[keep], labels, report
 
     def everything(self) -> tuple[np.ndarray, np.ndarray, dict]:

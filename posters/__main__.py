@@ -1,15 +1,16 @@
-"""python -m posters split --data DIR --out FILE [--seed N --min-count N]
+"""python -m posters split --data DIR --out FILE [--seed N --min-count N --grouping franchise|none]
    | python -m posters download --csv FILE --out-dir DIR [--concurrency N --rate R ...]
    | python -m posters sample --out-dir DIR"""
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 
 from postergenre.core import cli
 from postergenre.posters.data import read_posters
 from postergenre.posters.download import DownloadConfig, download, summary
 from postergenre.posters.sample import write_sample
-from postergenre.posters.split import Split, make_split, update_split
+from postergenre.posters.split import GROUPINGS, Split, make_split, update_split
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     split.add_argument("--out", required=True, help="split file to write (.json)")
     split.add_argument("--seed", type=int, default=0, help="seeds the stratified split")
     split.add_argument("--min-count", type=int, default=5, help="drop genres with fewer training posters")
+    split.add_argument("--grouping", choices=GROUPINGS, help="franchise: keep each franchise (its seasons, sequels "
+                       "and movies) in one part; none: poster by poster. Default: an existing split's own, else "
+                       "franchise")
     fetch = commands.add_parser("download", help="download the posters of a CSV's Image URL column",
                                 formatter_class=parser.formatter_class)
     fetch.add_argument("--csv", required=True, help="a Kaggle anime CSV with anime_id and Image URL")
@@ -38,18 +42,23 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def split_command(args: argparse.Namespace) -> None:
-    """A new split; or, where --out is a split of the same seed and minimum count, that split updated to the CSV
-    as it is now, every poster keeping its part (posters.split.update_split)."""
+    """A new split; or, where --out is a split of the same seed, minimum count and grouping (none given: any),
+    that split updated to the CSV as it is now, every poster keeping its part (posters.split.update_split)."""
     posters, out = read_posters(args.data), Path(args.out)
     old = Split.load(out) if out.is_file() else None
-    if old is not None and old.labels and (old.seed, old.min_count) == (args.seed, args.min_count):
+    if old is not None and old.labels and (old.seed, old.min_count) == (args.seed, args.min_count) \
+            and args.grouping in (None, old.grouping or "none"):
         result, changed = update_split(old, posters)
         print(f"{out}: updated to {posters.root} as it is now ({changed}); every other poster kept its part")
     else:
-        result = make_split(posters, seed=args.seed, min_count=args.min_count)
+        result = make_split(posters, seed=args.seed, min_count=args.min_count, grouping=args.grouping or "franchise")
     result.save(out)
     sizes = ", ".join(f"{part} {len(ids)}" for part, ids in result.parts.items())
-    print(f"{out}: {sizes}; {len(result.genres)} genres; "
+    grouped = "ungrouped: a franchise's posters may be in several parts"
+    if result.grouping == "franchise":
+        largest, size = Counter(result.groups.values()).most_common(1)[0]
+        grouped = f"{len(set(result.groups.values()))} franchise groups, each in one part (largest {largest!r}: {size})"
+    print(f"{out}: {sizes}; {grouped}; {len(result.genres)} genres; "
           f"dropped {result.dropped_text()}; left out {result.left_out or 'none'}")
 
 

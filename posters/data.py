@@ -11,7 +11,7 @@ import csv
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from postergenre.core.errors import DataError
@@ -25,6 +25,11 @@ class Poster:
     id: str
     image: Path
     genres: tuple[str, ...]
+    titles: tuple[str, ...] = ()  # TITLE_COLUMNS' values: which posters are of one franchise (posters.franchises)
+    group: str = ""  # the franchise group a `group` column names, which wins over the titles
+
+
+TITLE_COLUMNS = ("Name", "English name", "title")  # the Kaggle layout's, then the simple layout's
 
 
 @dataclass
@@ -147,7 +152,7 @@ def read_posters(root: Path | str) -> PosterSet:
         if image is None:
             skipped["no image file"] += 1
             continue
-        posters.append(Poster(poster_id, image, genres))
+        posters.append(Poster(poster_id, image, genres, _titles(row), " ".join((row.get("group") or "").split())))
     if unsafe:
         print(f"{csv_path}: {len(unsafe)} ids are not plain file names (e.g. {unsafe[0]!r}); those rows are "
               f"left out", file=sys.stderr)
@@ -168,14 +173,16 @@ def read_posters(root: Path | str) -> PosterSet:
     return PosterSet(name, root, merge_genre_spellings(posters, csv_path), skipped)
 
 
+def _titles(row: dict[str, str]) -> tuple[str, ...]:
+    return tuple(t for c in TITLE_COLUMNS if (t := (row.get(c) or "").strip()) and t != "UNKNOWN")
+
+
 def read_titles(root: Path | str) -> dict[str, tuple[str, ...]]:
-    """Poster id -> its titles (the Kaggle layout's `Name` and `English name`, the simple layout's `title`);
-    empty for a layout without titles. They tell when two data sets hold the same anime."""
+    """Poster id -> its titles (TITLE_COLUMNS), for every well-formed row, with or without an image; empty for a
+    layout without titles. They tell when two data sets hold the same anime or franchise (posters.union)."""
     header, rows = read_rows(find_csv(Path(root)))
     id_column = _layout(header, rows)[0]
-    columns = [c for c in ("Name", "English name", "title") if c in header]
-    return {row[id_column].strip(): tuple(t for c in columns if (t := (row[c] or "").strip()) and t != "UNKNOWN")
-            for row in rows if None not in row and None not in row.values()}
+    return {row[id_column].strip(): _titles(row) for row in rows if None not in row and None not in row.values()}
 
 
 def merge_genre_spellings(posters: list[Poster], source: Path) -> list[Poster]:
@@ -189,7 +196,7 @@ def merge_genre_spellings(posters: list[Poster], source: Path) -> list[Poster]:
         return posters
     print(f"{source}: genres merged that differ only in case: "
           f"{', '.join(f'{a} -> {b}' for a, b in sorted(merged.items()))}", file=sys.stderr)
-    return [Poster(p.id, p.image, tuple(sorted({canonical[g.casefold()] for g in p.genres}))) for p in posters]
+    return [replace(p, genres=tuple(sorted({canonical[g.casefold()] for g in p.genres}))) for p in posters]
 
 
 def read_genre_table(csv_path: Path | str) -> tuple[Counter, int, int]:

@@ -14,6 +14,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 SIZE = (200, 280)
 SYNTHETIC_MARK = "SYNTHETIC"  # a file in the sample folder, so that the report can say so
+# Titles: 400 made-up names, no two of one franchise (posters.franchises); from the 401st poster on they repeat,
+# as sequels do.
+TITLE_WORDS = ("Crimson Silent Iron Hidden Burning Frozen Golden Broken Endless Grey Scarlet Hollow Wild Paper Bright "
+               "Velvet Savage Lunar Quiet Thunder".split(),
+               "Harbor Meadow Blade Garden Signal Kingdom Lantern Orbit Circus Academy Forest Engine Melody Tide "
+               "Station Castle Voyage Shrine Comet Festival".split())
 # genre -> (colour, motif, title at top?, relative frequency)
 GENRES = {
     "Action": ((215, 70, 30), "triangle", True, 5),
@@ -82,4 +88,9 @@ def write_sample(out: Path | str, n_posters: int = 360, seed: int = 0) -> None:
             genres = list(rng.choice(names, size=count, replace=False, p=weights / weights.sum()))
             poster_id = f"s{i:04d}"
             _poster(genres, rng).save(out / "images" / f"{poster_id}.jpg", format="JPEG", quality=90)
-            writer.writerow([poster_id, f"Synthetic poster {i}", "|".join(genres)])
+            writer.writerow([poster_id, _title(i), "|".join(genres)])
+
+
+def _title(i: int) -> str:
+    first, second = TITLE_WORDS
+    return f"{first[i % len(first)]} {second[(i // len(first)) % len(second)]}"

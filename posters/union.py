@@ -7,26 +7,21 @@ MyAnimeList's Suspense (SAME_GENRE). A genre of the target vocabulary that the o
 (Avant Garde, Award Winning, Gourmet ... for AniList covers) is unknown for the added posters, marked -1:
 the heads (that genre's classifier) and the training loss leave them out instead of counting them as negatives.
 
-The same anime must never be on both sides of a split. The two sets are matched by title (normalised);
-an added poster whose title is one of the target's validation or test posters is left out, so the model
-is scored on the target's own validation and test parts exactly like the models trained on it alone.
+The same anime, or another season or movie of its franchise, must never be on both sides of a split. The two
+sets' titles are grouped into franchises together (posters.franchises); an added poster of a franchise that one
+of the target's validation or test posters belongs to is left out, so the model is scored on the target's own
+validation and test parts exactly like the models trained on it alone.
 """
 from __future__ import annotations
 
-import re
-import unicodedata
-
 import numpy as np
+
+from postergenre.posters.franchises import franchise_groups
 
 
 # Genres of different names that mean the same, either way round.
 SAME_GENRE = {"Thriller": "Suspense"}
 UNKNOWN = -1  # a genre the added poster's data set does not label
-
-
-def normalise_title(title: str) -> str:
-    """Case, accents' compatibility forms and punctuation removed: 'Re:Zero' and 're zero' are one title."""
-    return " ".join(re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", title).casefold()).split())
 
 
 def genre_map(source: list[str], target: list[str]) -> dict[str, str]:
@@ -35,18 +30,28 @@ def genre_map(source: list[str], target: list[str]) -> dict[str, str]:
     return {g: g if g in target else same[g] for g in source if g in target or same.get(g) in target}
 
 
+def joint_groups(target_titles: dict[str, tuple[str, ...]],
+                 source_titles: dict[str, tuple[str, ...]]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each set's poster id -> its franchise group, the two sets' titles grouped together (so that a group names
+    the same franchise on both sides)."""
+    joint = franchise_groups({**{f"t{pid}": t for pid, t in target_titles.items()},
+                              **{f"s{pid}": t for pid, t in source_titles.items()}})
+    return ({pid: joint[f"t{pid}"] for pid in target_titles}, {pid: joint[f"s{pid}"] for pid in source_titles})
+
+
 def added_posters(target_ids: list[str], target_parts: list[str], target_genres: list[str],
                   source_ids: list[str], source_labels: np.ndarray, source_genres: list[str],
-                  target_titles: dict[str, tuple[str, ...]], source_titles: dict[str, tuple[str, ...]],
+                  target_groups: dict[str, str], source_groups: dict[str, str],
                   source_name: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Which source posters join the target's training posters (those sharing no title with a target
-    poster whose part is not "train": one a model is validated or scored on), their labels on the target's
-    genres (UNKNOWN where the source does not label a genre), and what was done: (keep mask, labels, report)."""
-    held_titles = {normalise_title(t) for pid, part in zip(target_ids, target_parts) if part != "train"
-                   for t in target_titles.get(str(pid), ())}
-    all_titles = {normalise_title(t) for pid in target_ids for t in target_titles.get(str(pid), ())}
-    titles = [{normalise_title(t) for t in source_titles.get(str(pid), ())} for pid in source_ids]
-    keep = np.array([not (names & held_titles) for names in titles], dtype=bool)
+    """Which source posters join the target's training posters (those of no franchise that a target poster
+    whose part is not "train" belongs to: one a model is validated or scored on; `*_groups` from joint_groups),
+    their labels on the target's genres (UNKNOWN where the source does not label a genre), and what was done:
+    (keep mask, labels, report)."""
+    held = {target_groups[str(pid)] for pid, part in zip(target_ids, target_parts)
+            if part != "train" and str(pid) in target_groups}
+    everywhere = {target_groups[str(pid)] for pid in target_ids if str(pid) in target_groups}
+    groups = [source_groups.get(str(pid)) for pid in source_ids]
+    keep = np.array([group not in held for group in groups], dtype=bool)
 
     mapping = genre_map(source_genres, target_genres)
     labels = np.full((len(source_ids), len(target_genres)), UNKNOWN, np.int8)
@@ -54,7 +59,7 @@ def added_posters(target_ids: list[str], target_parts: list[str], target_genres:
     for s, t in mapping.items():
         labels[:, target_genres.index(t)] |= source_labels[:, source_genres.index(s)].astype(np.int8)
     report = {"dataset": source_name, "added": int(keep.sum()),
-              "matched": int(sum(bool(names & all_titles) for names in titles)), "left_out": int((~keep).sum()),
+              "matched": int(sum(group in everywhere for group in groups)), "left_out": int((~keep).sum()),
               "renamed": {s: t for s, t in mapping.items() if s != t},
               "masked": [g for g in target_genres if g not in mapping.values()],
               "unmapped": [g for g in source_genres if g not in mapping]}
@@ -64,5 +69,5 @@ def added_posters(target_ids: list[str], target_parts: list[str], target_genres:
 def describe_added(report: dict, training_posters: int) -> str:
     """What a union added to a training part of `training_posters` posters in all, as the commands print it."""
     return (f"{training_posters} training posters, {report['added']} of them from {report['dataset']} "
-            f"({report['left_out']} left out, sharing a title with a validation or test poster); "
+            f"({report['left_out']} left out, of the franchise of a validation or test poster); "
             f"genres not labelled there: {', '.join(report['masked']) or 'none'}")

@@ -83,8 +83,9 @@ def test_split_is_seeded_stratified_and_disjoint(data_root, tmp_path):
     sizes = {part: len(ids) / 1282 for part, ids in split.parts.items()}
     assert sizes["train"] == pytest.approx(0.7, abs=0.02) and sizes["test"] == pytest.approx(0.15, abs=0.02)
 
-    # Erotica (1 training poster) and Hentai (3) fall under min_count and are listed
-    assert split.dropped_genres == {"Erotica": 1, "Hentai": 3}
+    # Erotica and Hentai (a handful of posters in all) fall under min_count in training and are listed
+    assert set(split.dropped_genres) == {"Erotica", "Hentai"}
+    assert all(split.dropped_genres[g] == split.genre_counts["train"].get(g, 0) < 5 for g in split.dropped_genres)
     assert all(split.genre_counts["train"][g] >= 5 for g in split.genres)
     # stratification puts the common genres into each part in proportion
     for part in ("val", "test"):

@@ -74,6 +74,8 @@ def test_split_features_heads_report(anime_slice, data_root):
     assert re.search(r"test mAP \d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\) on \d+ test posters", section)
     assert "above the prior baseline" in section and "distinguishable from" in section
     assert f"**Final model.** `{models / 'anime-slice-final.skops'}`" in section
+    assert re.search(r"each of \d+ franchise groups in one part .*, so no test poster's franchise is in training",
+                     section) and "not grouped by franchise" not in section
     row = next(line for line in report.splitlines()  # the results table's row, not the headline's
                if line.startswith("| efficientnet_lite0-mlknn |") and line.count("|") > 10)
     assert len(re.findall(r"\d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)", row)) == 3  # mAP, F1 µ and top-1

@@ -168,7 +168,9 @@ def test_the_final_ensemble_refits_its_members_and_predicts_their_average(traine
     monkeypatch.setattr(Embedder, "__call__", lambda self, pixels: calls.append(len(pixels)) or embed(self, pixels))
     ensemble = load_model(path)
     assert len({id(member.embedder) for member in ensemble.members.values() if member.head is not None}) == 1
-    np.testing.assert_allclose(predict_files(ensemble, images[:12])[0], written[:12], rtol=1e-5, atol=1e-7)
+    # 12 posters are batched otherwise than 64, and a batch of other posters may run another convolution
+    # algorithm: fp32 sums then differ in the fifth digit
+    np.testing.assert_allclose(predict_files(ensemble, images[:12])[0], written[:12], rtol=1e-4, atol=1e-6)
     assert sum(calls) == 12 and len(calls) == -(-12 // ensemble.batch_size)  # each poster embedded once
 
     hostile = root / "models" / "hostile.json"

@@ -17,7 +17,8 @@ from postergenre.heads.final import fit_final, out_of_fold_scores
 from postergenre.heads.train import run_heads
 from postergenre.heads.union import Union
 from postergenre.modelfiles.heads import read_head
-from postergenre.posters.union import UNKNOWN, normalise_title
+from postergenre.posters.franchises import normalise_title
+from postergenre.posters.union import UNKNOWN
 
 ATTRS = {"data": "d", "backbone": "efficientnet_lite0", "weights_sha256": "abc", "image_size": 224,
          "preprocessing": "squash", "tta": "none", "batch_size": 8, "split": "{}"}

@@ -24,7 +24,7 @@ from postergenre.modelfiles.networks import load_weights, read_checkpoint, read_
 from postergenre.posters.data import read_posters, read_titles
 from postergenre.posters.images import ImageSpec, PosterImages, eval_transform
 from postergenre.posters.split import PARTS, Split, label_matrix, load_current, split_posters
-from postergenre.posters.union import added_posters, describe_added
+from postergenre.posters.union import added_posters, describe_added, joint_groups
 from postergenre.training.loop import BEST, LAST, Part, TrainConfig, fit, load_checkpoint, predict
 
 
@@ -63,7 +63,7 @@ def _parts(args: argparse.Namespace) -> tuple[Split, dict[str, Part], dict[str, 
     keep, labels, report = added_posters(
         [pid for part in PARTS for pid in ids[part]], parts_of, split.genres, [p.id for p in other.posters],
         label_matrix([p.genres for p in other.posters], other_genres), other_genres,
-        read_titles(args.data), read_titles(args.union_data), other.name)
+        *joint_groups(read_titles(args.data), read_titles(args.union_data)), other.name)
     added = [p.image for p, kept in zip(other.posters, keep) if kept]
     parts["train"] = Part(parts["train"].paths + added, np.vstack([parts["train"].labels.astype(np.int8), labels]))
     print(f"{split.dataset}: {describe_added(report, len(parts['train'].paths))}")
