@@ -25,6 +25,9 @@
 #              where a head has it, it chooses between models instead of validation mAP; default: 5x2 under 100
 #              validation posters, else none; CV=none never
 # UNION        make heads, make final: another data set's feature file (same BACKBONE) to train the logistic head on too
+# TITLES       make titles, make final: a table of anime titles and genres the title head learns from too (Kaggle
+#              layout: Name, Genres), e.g. $(SHARED_DATA)/anime-dataset-2023-genres.csv; evaluated franchises' rows
+#              are left out
 # SEEDS        make finetune / make cnn: one run per seed (e.g. "0 1 2"); the report shows mean ± std
 # FREEZE       finetune: frozen-stage settings to sweep (none, stem, or the backbone's stage names)
 # EPOCHS       finetune/cnn: at most this many epochs (early stopping on validation mAP)
@@ -55,7 +58,7 @@ unknown := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),
 $(if $(strip $(unknown)),$(error unknown setting $(firstword $(unknown)); the settings are $(SETTINGS) (make help)))
 # A path reaches the shell inside double quotes, where ` $ " and \ are still read: such a path is refused here.
 shell_unsafe = $(or $(findstring $$,$(value $(1))),$(findstring `,$(value $(1))),$(findstring ",$(value $(1))),$(findstring \,$(value $(1))))
-$(foreach v,DATA IMAGES MODEL UNION WEIGHTS PREDICTIONS CSV GENRE_TABLE SHARED_DATA SERVE_MODEL,\
+$(foreach v,DATA IMAGES MODEL UNION TITLES WEIGHTS PREDICTIONS CSV GENRE_TABLE SHARED_DATA SERVE_MODEL,\
 	$(if $(filter command line environment,$(origin $(v))),$(if $(call shell_unsafe,$(v)),\
 	$(error $(v) holds $(call shell_unsafe,$(v)): a path here may not hold ` $$ " or \, which the shell would read))))
 # The built-in backbones, whose feature files make heads and final find for DATA without BACKBONE=.
@@ -122,7 +125,7 @@ MODEL_FLAGS = $(if $(MODEL),--model "$(MODEL)",$(if $(DATA_GIVEN),--dataset $(NA
 TRAIN     = --data "$(DATA)" --split $(SPLIT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(AUGMENT),--augment $(AUGMENT)) \
             $(TRAIN_ARGS)
 
-.PHONY: help install demo posters sample split features heads finetune cnn final final-ensemble builtin ensemble audit predict \
+.PHONY: help install demo posters sample split features heads finetune cnn titles final final-ensemble builtin ensemble audit predict \
 	export \
 	explain serve report test test-fast bench clean
 .DELETE_ON_ERROR:
@@ -172,10 +175,15 @@ heads: | install
 		$(if $(filter per-genre,$(THRESHOLDS)),--per-genre-thresholds) $(if $(CV),--cv $(CV)) \
 		--mlknn-neighbours $(NEIGHBOURS) $(if $(UNION),--union "$(UNION)")
 
+# The title as a second input (heads/titles.py): a title head, alone and fused with the picked poster model.
+titles: | install
+	$(one_backbone)
+	$(POSTERGENRE) titles --features $(FEATURES) $(if $(TITLES),--titles "$(TITLES)")
+
 # The head the evaluation chose, refit on every labelled poster: models/<dataset>-final.skops and its model card (.md).
 final: | install
 	$(one_backbone)
-	$(POSTERGENRE) final --features $(FEATURES) $(if $(UNION),--union "$(UNION)")
+	$(POSTERGENRE) final --features $(FEATURES) $(if $(UNION),--union "$(UNION)") $(if $(TITLES),--titles "$(TITLES)")
 
 # The built-in anime genre model (postergenre/builtin/): the logistic head on Lite0 multi-scale features of the
 # anime posters, alone and trained with the AniList covers too (genres they do not label left unknown); the one

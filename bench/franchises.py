@@ -1,65 +1,93 @@
-"""python -m postergenre.bench.franchises --features F.h5 [F.h5 ...]: what a split grouped by franchise changes.
+"""python -m postergenre.bench.franchises --features F.h5 [F.h5 ...] [--titles TABLE.csv]: new anime, honestly.
 
-For each feature file (a data set with titles), the posters are split twice with the same seed: poster by poster
-(`GROUPS=none`) and with each franchise in one part (`GROUPS=franchise`, the default). The logistic head is tuned
-on each split's validation part and scored on its test part: on the grouped split's, all new franchises; on the
-ungrouped split's, separately on the test posters with a training sibling and on those without
-(evaluation/franchise.py). Embeddings are the feature file's; only the parts differ.
+For each feature file (a data set with titles), the posters are split twice with the same seed: with each
+franchise in one part (`GROUPS=franchise`, the default) and poster by poster (`GROUPS=none`). Embeddings are the
+feature file's; only the parts differ. On the grouped split, all of whose test posters are of new franchises:
+the logistic head (the poster), the title head (heads/titles.py; with --titles, a second row where it also learns
+from that table, evaluated franchises left out), and the two fused by the weight validation mAP chooses. On the
+ungrouped split: the logistic head on every test poster, on those with a sibling in training and on those of a
+new franchise (evaluation/franchise.py). `--groups` shows what the franchise rule groups instead.
 """
 from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from postergenre.evaluation.franchise import seen_and_new, seen_franchise
-from postergenre.evaluation.intervals import figure_intervals
+from postergenre.evaluation.intervals import figure_intervals, paired_difference
 from postergenre.evaluation.metrics import choose_thresholds, macro_map
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.estimators import HEADS
+from postergenre.heads.titles import fit_title_head, fused, fusion_weight, title_text
 from postergenre.heads.train import tune
 from postergenre.posters.data import Poster, read_posters
 from postergenre.posters.franchises import SIMILAR, franchise_stem, poster_groups
 from postergenre.posters.split import make_split
 
 
-def scored(features: Features, parts: dict[str, list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The logistic head tuned on `parts`' training and validation posters: (test ids, test labels, test scores,
-    thresholds chosen on validation)."""
-    row = {pid: i for i, pid in enumerate(features.ids)}
-    rows = {part: np.array([row[pid] for pid in ids if pid in row]) for part, ids in parts.items()}
-    (X, Y), (X_val, Y_val) = ((features.X[rows[p]], features.Y[rows[p]]) for p in ("train", "val"))
+def with_parts(features: Features, parts: dict[str, list[str]]) -> Features:
+    """`features` with the parts of another split of the same posters (those in no part left out)."""
+    part_of = {pid: part for part, ids in parts.items() for pid in ids}
+    rows = np.array([i for i, pid in enumerate(features.ids) if pid in part_of])
+    return replace(features, ids=features.ids[rows], parts=np.array([part_of[pid] for pid in features.ids[rows]]),
+                   X=features.X[rows], Y=features.Y[rows], groups=features.groups[rows])
+
+
+def image_scores(features: Features) -> dict[str, np.ndarray]:
+    """The logistic head tuned on the training and validation parts: part -> its scores (val, test)."""
+    (X, Y), (X_val, Y_val) = features.part("train"), features.part("val")
     estimator, grid = HEADS["logistic"]
     model, _, _ = tune(estimator, grid, X, Y, X_val, Y_val)
-    thresholds = choose_thresholds(Y_val, model.predict_proba(X_val))
-    test = rows["test"]
-    return features.ids[test], features.Y[test], model.predict_proba(features.X[test]), thresholds
+    return {part: model.predict_proba(features.part(part)[0]) for part in ("val", "test")}
 
 
-def with_interval(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> str:
-    low, high = figure_intervals(y, scores, predict_sets(scores, thresholds))["mAP_macro"]
-    return f"{macro_map(y, scores):.3f} ({low:.3f}-{high:.3f}), {len(y)} posters"
+def with_interval(features: Features, scores: dict[str, np.ndarray]) -> str:
+    """Test mAP with its 95% interval (thresholds chosen on validation), and the test posters."""
+    y_val, y = features.part("val")[1], features.part("test")[1]
+    test = scores["test"]
+    low, high = figure_intervals(y, test, predict_sets(test, choose_thresholds(y_val, scores["val"])))["mAP_macro"]
+    return f"{macro_map(y, test):.3f} ({low:.3f}-{high:.3f}), {len(y)}"
 
 
-def rows(path: str, seed: int) -> list[str]:
+def rows(path: str, seed: int, tables: list[str | None]) -> list[str]:
+    """The data set's row for each of `tables` (None: the title head learns from the data set's posters alone)."""
     features = load_features(path)
-    posters = read_posters(features.attrs["data"])
-    if not any(p.titles for p in posters.posters):
-        return [f"| {features.attrs['dataset']} | no titles: every poster is its own group, the splits are one | "
-                "| | |"]
-    groups = poster_groups(posters.posters)
-    grouped = make_split(posters, seed=seed, grouping="franchise")
-    ungrouped = make_split(posters, seed=seed, grouping="none")
-    _, y, scores, thresholds = scored(features, grouped.parts)
-    ids, y_u, scores_u, thresholds_u = scored(features, ungrouped.parts)
-    found = seen_and_new(y_u, scores_u, thresholds_u, seen_franchise(ids, np.array(ungrouped.parts["train"]), groups))
-    cells = [f"{f['mAP_macro']:.3f} ({f['interval'][0]:.3f}-{f['interval'][1]:.3f}), {f['posters']} posters"
-             for f in (found.get("seen"), found.get("new")) if f]
-    return [f"| {features.attrs['dataset']} | {with_interval(y, scores, thresholds)} | "
-            f"{with_interval(y_u, scores_u, thresholds_u)} | {' | '.join(cells)} |"]
+    poster_set = read_posters(features.attrs["data"])
+    titles = {p.id: p.titles for p in poster_set.posters if p.titles}
+    if not titles:
+        return [f"| {features.attrs['dataset']} | no titles: every poster is its own group, the splits are one |"
+                + " |" * 7]
+    grouped = with_parts(features, make_split(poster_set, seed=seed, grouping="franchise").parts)
+    ungrouped_split = make_split(poster_set, seed=seed, grouping="none")
+    ungrouped = with_parts(features, ungrouped_split.parts)
+    image, image_u = image_scores(grouped), image_scores(ungrouped)
+    seen = seen_franchise(ungrouped.ids[ungrouped.parts == "test"], np.array(ungrouped_split.parts["train"]),
+                          poster_groups(poster_set.posters))
+    found = seen_and_new(ungrouped.part("test")[1], image_u["test"],
+                         choose_thresholds(ungrouped.part("val")[1], image_u["val"]), seen)
+    ungrouped_cells = [with_interval(ungrouped, image_u)] + [
+        f"{f['mAP_macro']:.3f} ({f['interval'][0]:.3f}-{f['interval'][1]:.3f}), {f['posters']}" if f else "none"
+        for f in (found.get("seen"), found.get("new"))]
+    texts = np.array([title_text(titles.get(str(pid), ())) for pid in grouped.ids], dtype=object)
+    lines = []
+    for table in tables:
+        title_model = fit_title_head(grouped, texts, titles, table)[0]
+        title = {part: title_model.predict_proba(list(texts[grouped.parts == part])) for part in ("val", "test")}
+        weight = fusion_weight(grouped.part("val")[1], image["val"], title["val"])
+        both = {part: fused(image[part], title[part], weight) for part in ("val", "test")}
+        gain = paired_difference(grouped.part("test")[1], both["test"], image["test"])
+        lines.append(f"| {features.attrs['dataset']} | {Path(table).name if table else 'its own posters'} | "
+                     f"{with_interval(grouped, image)} | {with_interval(grouped, title)} | "
+                     f"{with_interval(grouped, both)} (poster weight {weight:.1f}) | {gain['difference']:+.3f} "
+                     f"({gain['interval'][0]:+.3f} to {gain['interval'][1]:+.3f}), {gain['verdict']} | "
+                     + " | ".join(ungrouped_cells) + " |")
+    return lines
 
 
 def group_lines(posters: list[Poster], largest: int = 20, borderline: int = 12) -> list[str]:
@@ -89,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m postergenre.bench.franchises", description=__doc__)
     parser.add_argument("--features", nargs="+", required=True, help="feature files of data sets with titles")
     parser.add_argument("--seed", type=int, default=0, help="both splits' seed")
+    parser.add_argument("--titles", help="a table of titles and genres the title head learns from too (make titles "
+                        "TITLES=...)")
     parser.add_argument("--groups", action="store_true", help="show what the rule groups instead")
     args = parser.parse_args(argv)
     if args.groups:
@@ -97,13 +127,19 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n#### {features.attrs['dataset']}\n")
             print("\n".join(group_lines(read_posters(features.attrs["data"]).posters)))
         return
-    lines = ["| data | grouped split: test mAP (new franchises) | ungrouped split: test mAP, all | "
-             "ungrouped: sibling in training | ungrouped: new franchise |", "|---|---|---|---|---|"]
+    lines = ["| data | title head learns from | grouped split: poster | title | poster + title | poster + title minus "
+             "poster | ungrouped split: poster, all test posters | sibling in training | new franchise |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for path in args.features:
-        lines += rows(path, args.seed)
+        lines += rows(path, args.seed, [None] + ([args.titles] if args.titles else []))
     print("\n".join(lines))
-    print(f"\n*Logistic head, C chosen on each split's validation mAP; 95% intervals by resampling test posters. "
-          f"Reproduce: `python -m postergenre.bench.franchises --features {' '.join(args.features)}`.*")
+    titles = f" --titles {args.titles}" if args.titles else ""
+    print(f"\n*Test mAP (95% interval), test posters. Poster: the logistic head on the feature file's embeddings, C "
+          f"chosen on each split's validation mAP; title: heads/titles.py's title head, fitted on the training "
+          f"posters' titles (and with --titles, that table's rows too, evaluated franchises left out); "
+          f"poster + title: their probabilities weighted as validation mAP chooses, and its paired difference "
+          f"from the poster alone on the same resampled test posters. Reproduce: `python -m "
+          f"postergenre.bench.franchises --features {' '.join(args.features)}{titles}`.*")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from postergenre.evaluation.card import thresholds_text
 from postergenre.evaluation.compare import (CHOOSING_RULE, against_trivial, choosing_score, compare, headline, interval,
                                             optimism, picked)
 from postergenre.evaluation.franchise import seen_and_new, seen_and_new_text, seen_franchise
-from postergenre.evaluation.intervals import DESCRIPTION, MEANING
+from postergenre.evaluation.intervals import DESCRIPTION, MEANING, paired_difference
 from postergenre.evaluation.recall import realised_recall, recall_sets, recall_thresholds
-from postergenre.evaluation.results import overall, read_results, read_scores_of
+from postergenre.evaluation.results import align_scores, overall, read_results, read_scores_of
 from postergenre.evaluation.sets import genre_names, predict_sets
 from postergenre.modelfiles import find_final_model
 from postergenre.posters.data import read_genre_table, read_posters
@@ -191,8 +191,8 @@ def _franchise_lines(split: Split | None, best: dict, saved: dict) -> list[str]:
                          seen_franchise(ids, np.array(split.parts["train"]), groups))
     return [f"**This split is not grouped by franchise, and that flatters.** Test mAP of "
             f"{md_text(best['model'])}: {seen_and_new_text(found)}. A user asking about a new anime gets the "
-            f"new franchises' figure. `make split GROUPS=franchise` (then fit again) makes a split whose test part is all new "
-            f"franchises.", ""]
+            f"new franchises' figure. `make split GROUPS=franchise` (then fit again) makes a split whose test part "
+            f"is all new franchises.", ""]
 
 
 def _picked_lines(dataset: str, best: dict, results_dir: Path, figures: Path, out_dir: Path,
@@ -255,6 +255,38 @@ def recall_lines(saved: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], f1
             "head's, chosen on its out-of-fold predictions. Reproduce: `make report` after the model's run.*", ""]
 
 
+def _titles_lines(dataset: str, titles: list[dict], poster_model: dict | None, results_dir: Path) -> list[str]:
+    """The title head alone and fused with the picked poster-only model (heads/titles.py), each against that
+    model on the same test posters."""
+    if not titles or poster_model is None:
+        return []
+    reference = poster_model["model"]
+    saved = read_scores_of(results_dir, dataset, [reference] + [r["model"] for r in titles])
+    if reference not in saved:
+        return []
+    _, labels, scores = align_scores(saved, "test")
+    lines = ["### Poster + title", "",
+             "The title head (heads/titles.py: TF-IDF of the titles' character and word n-grams, logistic "
+             "regression), alone and fused with the picked poster-only model by a weight on the two "
+             "probabilities chosen on validation mAP. Each is compared with that model on the same test posters "
+             f"({len(labels)}). The poster-only comparison above does not include them: its question is which "
+             "image model is best.", "",
+             "| model | poster weight | val mAP | test mAP (95% CI) | minus the poster model (95% CI) | verdict |",
+             "|---|---|---|---|---|---|",
+             f"| {md_text(reference)} (poster only, picked) | 1.0 | {_fmt(overall(poster_model, 'val'))} | "
+             f"{interval(poster_model)} | | |"]
+    for r in titles:
+        if r["model"] not in scores:
+            continue
+        d = paired_difference(labels, scores[r["model"]], scores[reference])
+        lines.append(f"| {md_text(r['model'])} | {r['poster_weight']:.1f} | {_fmt(overall(r, 'val'))} | "
+                     f"{interval(r)} | {d['difference']:+.3f} ({d['interval'][0]:+.3f} to {d['interval'][1]:+.3f}) | "
+                     f"{d['verdict']} |")
+    table = next((r["titles_table"]["table"] for r in titles if r.get("titles_table")), None)
+    command = f"make titles DATA={titles[0]['data']}" + (f" TITLES={table}" if table else "")
+    return lines + ["", f"*Reproduce: {md_code(command)} after the poster models' runs.*", ""]
+
+
 def _poster_images(data: str | None, ids: np.ndarray) -> list[Path]:
     """The image files of these posters, or [] when the data folder is not here."""
     try:
@@ -315,7 +347,7 @@ def _final_lines(dataset: str, models_dir: Path) -> list[str]:
 
 
 def _dataset_section(dataset: str, results: list[dict], split: Split | None, figures: Path,
-                     out_dir: Path, results_dir: Path, models_dir: Path) -> list[str]:
+                     out_dir: Path, results_dir: Path, models_dir: Path, titles: list[dict]) -> list[str]:
     models = [r for r in results if r["kind"] != "baseline"]
     baselines = [r for r in results if r["kind"] == "baseline"]
     command = "; ".join(sorted({_command(r) for r in models or baselines}))
@@ -340,6 +372,7 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
         lines += [f"![per-genre AP and F1]({chart.relative_to(out_dir)})", "",
                   f"*Test AP and F1 per genre for every model. Reproduce: {md_code(command)}.*", ""]
         lines += _picked_lines(dataset, picked(results), results_dir, figures, out_dir, split)
+        lines += _titles_lines(dataset, titles, picked(results), results_dir)
         lines += _settings_table(models)
     trained = [r for r in models if "history" in r]
     return lines + (_training_lines(dataset, trained, figures, out_dir) if trained else [])
@@ -367,13 +400,15 @@ def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Pat
     lines = ["# postergenre report", "",
              "Every model with results, scored by `evaluation.metrics` on its data set's held-out test part. "
              "Generated by `make report`.", ""]
+    titles = read_results(results_dir, ("titles",))
     for dataset, results in read_results(results_dir).items():
         if datasets is not None and dataset not in datasets:
             continue
         split_file = split_path(features_dir, dataset)
         try:
             split = Split.load(split_file) if split_file.exists() else None
-            lines += _dataset_section(dataset, results, split, figures, out_dir, Path(results_dir), Path(models_dir))
+            lines += _dataset_section(dataset, results, split, figures, out_dir, Path(results_dir), Path(models_dir),
+                                      titles.get(dataset, []))
         except (DataError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as e:
             # results that fit the schema yet lack what a section reads: this data set says so, the others report
             reason = f"{type(e).__name__}: {first_line(e)}"

@@ -137,8 +137,20 @@ class EnsembleResult(_Scored):
     selection: NotRequired[dict]  # its out-of-fold validation mAP and its members (ensemble/)
 
 
+@with_config(ConfigDict(extra="allow"))
+class TitlesResult(_Scored):
+    """The title head (heads/titles.py), alone or fused with a poster model: read apart from the poster models."""
+    kind: Literal["titles"]
+    backbone: str
+    params: dict[str, float]
+    poster_model: str | None  # the poster-only model fused with, None for the title alone
+    poster_weight: Annotated[float, Field(ge=0, le=1)]
+
+
 # Every model's result, by its kind: what each kind's readers need is there, or the file is refused in one line.
-Result = Annotated[Union[BaselineResult, HeadResult, NetworkResult, EnsembleResult], Field(discriminator="kind")]
+Result = Annotated[Union[BaselineResult, HeadResult, NetworkResult, EnsembleResult, TitlesResult],
+                   Field(discriminator="kind")]
+POSTER_KINDS = ("baseline", "head", "finetune", "cnn", "ensemble")  # the poster-only comparison's
 
 
 _RESULT = TypeAdapter(Result)
@@ -189,8 +201,9 @@ def read_result(path: Path | str) -> Result:
     return result
 
 
-def read_results(results_dir: Path | str) -> dict[str, list[Result]]:
-    """dataset -> its results, sorted by model name. A result file that cannot be read is listed on stderr and
+def read_results(results_dir: Path | str, kinds: tuple[str, ...] = POSTER_KINDS) -> dict[str, list[Result]]:
+    """dataset -> its results of `kinds` (default: the poster-only comparison's, not the title head's), sorted by
+    model name. A result file that cannot be read is listed on stderr and
     skipped, so one damaged file leaves the others' data sets whole. A cross-validated head written before its
     result held the mAP of its out-of-fold validation scores gets it from its scores file, where that file has
     them."""
@@ -206,7 +219,8 @@ def read_results(results_dir: Path | str) -> dict[str, list[Result]]:
         except DataError as e:
             print(f"skipped: {e}", file=sys.stderr)
             continue
-        results.setdefault(result["dataset"], []).append(result)
+        if result["kind"] in kinds:
+            results.setdefault(result["dataset"], []).append(result)
     return results
 
 

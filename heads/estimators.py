@@ -194,7 +194,7 @@ class MaskedOneVsRest(ClassifierMixin, BaseEstimator):
         self.estimator = estimator
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "MaskedOneVsRest":
-        X, Y = validate_data(self, X, Y, multi_output=True)
+        X, Y = validate_data(self, X, Y, multi_output=True, accept_sparse="csr")  # sparse: the title head's TF-IDF
         known = Y >= 0
         self.estimators_ = [self._fit_genre(X, Y[:, g], known[:, g]) for g in range(Y.shape[1])]
         self.classes_ = np.arange(Y.shape[1])
@@ -210,7 +210,7 @@ class MaskedOneVsRest(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
+        X = validate_data(self, X, reset=False, accept_sparse="csr")
         return np.column_stack([e.predict_proba(X)[:, 1] for e in self.estimators_])
 
     def predict(self, X: np.ndarray) -> np.ndarray:

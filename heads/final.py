@@ -39,9 +39,11 @@ from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.arrays import calibrate_last_layer
 from postergenre.heads.estimators import HEADS, head_estimator
+from postergenre.heads.titles import TitleFusion, title_fusion
 from postergenre.heads.train import fit_quietly, save_head
 from postergenre.heads.union import Added, Union, plus_added
 from postergenre.modelfiles import final_model_path
+from postergenre.modelfiles.titles import titles_path
 from postergenre.posters.split import stratified_folds
 from postergenre.posters.union import describe_added
 
@@ -89,9 +91,12 @@ def out_of_fold_scores(estimator, X: np.ndarray, Y: np.ndarray, folds: int, seed
 
 
 def fit_final(features: Features, results_dir: Path | str, models_dir: Path | str, folds: int = 5,
-              seed: int = 0, union: Union | None = None, kinds: list[str] | None = None) -> Path:
+              seed: int = 0, union: Union | None = None, kinds: list[str] | None = None,
+              titles_table: Path | str | None = None) -> Path:
     """Refit the chosen head (among `kinds` of head, default all) on every labelled poster of `features` (and of
-    `union`'s other data set, when the head trained with it is chosen); returns the saved model's path."""
+    `union`'s other data set, when the head trained with it is chosen); returns the saved model's path. Where
+    `make titles` left a title result, the title head is refit too (with `titles_table`'s rows) and saved beside it,
+    fused by a weight chosen on out-of-fold predictions (heads.titles.title_fusion)."""
     dataset = features.attrs["dataset"]
     results = read_results(results_dir).get(dataset, [])
     heads = head_results(features, results, results_dir, union.source.attrs["dataset"] if union else None, kinds)
@@ -104,6 +109,10 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
     if not calibrate_last_layer(model, calibration.slope, calibration.intercept):
         calibration = None  # ML-kNN's probabilities are neighbour counts, with no logit to scale
     chosen = OutOfFold.of(features.Y, oof, source["thresholds"]["per_genre"], folds, calibration)
+    fusion = title_fusion(features, calibration.apply(oof) if calibration else oof, results_dir, folds, seed,
+                          titles_table)
+    fused = fusion and OutOfFold.of(features.Y, fusion.fused_out_of_fold, source["thresholds"]["per_genre"], folds,
+                                    fit_genre_calibration(features.Y, fusion.fused_out_of_fold, folds, seed))
     path = final_model_path(models_dir, dataset)
     save_head(path, model, features, source["params"], chosen.thresholds.tolist(),
               final={"source": source["model"], "chosen_by": rule, "posters": len(Y), "folds": folds,
@@ -112,7 +121,14 @@ def fit_final(features: Features, results_dir: Path | str, models_dir: Path | st
               recall_thresholds=chosen.recall,
               card=model_card(features, heads, source, rule, picked(results), chosen, report,
                               [r for r in results if r["kind"] == "baseline"],
-                              against_trivial(results, results_dir, dataset, source)))
+                              against_trivial(results, results_dir, dataset, source))
+              + (title_lines(fusion, fused) if fusion else ""))
+    if fusion:
+        titles = fusion.save(path, features.genres, fused.thresholds, fused.recall, fused.calibration, fused.figures)
+        print(f"{titles}: the title head, fused with weight {fusion.poster_weight:.1f} on the poster; out-of-fold mAP "
+              f"{fusion.poster_out_of_fold_map:.3f} poster only, {fused.figures['mAP_macro']:.3f} poster + title")
+    else:
+        titles_path(path).unlink(missing_ok=True)  # one fused with an earlier final model vouches for nothing now
     if report:
         print(f"{dataset}: {describe_added(report, len(Y))}")
     print(f"{path}: {source['model']} {source['params']} refit on all {len(features.Y)} labelled posters; "
@@ -198,6 +214,22 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
     return "\n".join(lines + genres_lines(features.genres, features.Y.sum(axis=0)))
 
 
+def title_lines(fusion: TitleFusion, fused: OutOfFold) -> str:
+    """The card's section on the title head fused with the final model (`postergenre predict --title`)."""
+    unknown = ", ".join(fusion.added["unknown"]) or "no genre" if fusion.added else ""
+    table = (f", and on {fusion.added['added']:,} rows of {fusion.added['table']} ({unknown} unknown there)"
+             if fusion.added else "")
+    return "\n".join(["", "## With a title", "",
+                      f"Given a poster's title (`postergenre predict --title`), the model adds a title head (TF-IDF "
+                      f"of the title's character and word n-grams, logistic regression, refit on every labelled "
+                      f"poster's titles{table}): the probabilities are {fusion.poster_weight:.1f} x the poster's "
+                      f"+ {1 - fusion.poster_weight:.1f} x the title's, a weight chosen on {fused.folds}-fold "
+                      f"out-of-fold predictions over franchise groups, then calibrated again, with thresholds of "
+                      f"their own ({thresholds_text(fused.thresholds)}). Out-of-fold mAP: "
+                      f"{fusion.poster_out_of_fold_map:.3f} from the poster alone, {fused.figures['mAP_macro']:.3f} "
+                      "with the title. Without a title, the poster model answers alone.", ""])
+
+
 def calibration_lines(genres: list[str], calibration: GenreCalibration | None, folds: int) -> list[str]:
     """The card's calibration section: each genre's cross-validated log-loss before and after, and the ECE."""
     if calibration is None:
@@ -233,6 +265,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the other data set's feature file `make heads UNION=...` used: its head competes too")
     parser.add_argument("--heads", nargs="+", default=None, choices=list(HEADS),
                         help="only these heads compete (make builtin: the logistic ones, which fit the package)")
+    parser.add_argument("--titles", default=None, metavar="TABLE.csv",
+                        help="where `make titles` left a title result: a table of titles and genres its title head "
+                        "learns from too (make titles TITLES=...)")
     args = parser.parse_args(argv)
     cli.run(lambda: final_command(args))
 
@@ -240,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
 def final_command(args: argparse.Namespace) -> None:
     features = load_features(args.features)
     fit_final(features, args.results_dir, args.models_dir, args.folds, args.seed,
-              Union.with_file(features, args.union) if args.union else None, args.heads)
+              Union.with_file(features, args.union) if args.union else None, args.heads, args.titles)
 
 
 if __name__ == "__main__":

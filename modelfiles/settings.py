@@ -73,6 +73,32 @@ class HeadSettings(_Model):
     arrays_sha256: Sha256 | None = None  # the checksum of its arrays file (modelfiles.arrays), which it vouches for
 
 
+MAX_NGRAMS = 50_000  # columns of each of a title head's vectorisers (heads/titles.py keeps at most this many)
+Ngram = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class TitleSettings(_Schema):
+    """A title head fused with a final poster model (modelfiles/titles.py): its vocabularies and what the fusion
+    chose on out-of-fold predictions. The n-gram settings are not here: they are the code's
+    (modelfiles.titles.VECTORISERS)."""
+    genres: list[Genre] = Field(min_length=1, max_length=MAX_GENRES)
+    poster_model_sha256: Sha256  # the poster model file it was fused with: it vouches for no other
+    poster_weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+    thresholds: list[Threshold]
+    recall_thresholds: dict[RecallLevel, Threshold] | None = None
+    vocabularies: dict[Literal["char", "word"], list[Ngram]]
+    out_of_fold: dict[Short, Finite]  # the fusion's out-of-fold figures, beside the poster model's: a record
+
+    @model_validator(mode="after")
+    def _fits(self) -> "TitleSettings":
+        if len(self.thresholds) != len(self.genres):
+            raise ValueError("one threshold per genre")
+        if set(self.vocabularies) != {"char", "word"} or any(len(v) > MAX_NGRAMS or len(set(v)) < len(v)
+                                                            for v in self.vocabularies.values()):
+            raise ValueError(f"two vocabularies of at most {MAX_NGRAMS} distinct n-grams")
+        return self
+
+
 class Spec(_Schema):
     size: int = Field(ge=16, le=MAX_IMAGE_SIZE)
     mean: list[Finite] = Field(min_length=3, max_length=3)  # one per colour channel

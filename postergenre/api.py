@@ -3,6 +3,7 @@
     model = postergenre.load("models/anime-posters-final.skops")
     model.genres, model.thresholds
     [poster.genres for poster in model.predict(["a.jpg", pil_image, uint8_array])]
+    model.predict("a.jpg", titles="Cowboy Bebop")  # a final model's title head answers with the poster
 
     features = postergenre.features("my-posters", "efficientnet_lite0")  # features/my-posters-efficientnet_lite0.h5
     postergenre.fit_heads(features)                                      # models/, results/
@@ -27,6 +28,7 @@ from postergenre.evaluation.recall import chosen_sets
 from postergenre.evaluation.sets import genre_names
 from postergenre.posters.decode import check_image, check_size, load_image, to_rgb
 from postergenre.predict.arguments import Predicts, builtin_or, load_predictor
+from postergenre.predict.titles import Fused, with_title_head
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -42,8 +44,9 @@ class Prediction:
 class Model:
     """A saved model (head, network or ensemble), loaded by `load`."""
 
-    def __init__(self, predictor: Predicts):
-        self.predictor = predictor
+    def __init__(self, predictor: Predicts, path: Path | None = None):
+        self.predictor, self.path = predictor, path
+        self._fused: Fused | None = None  # its title head, read when a title is first given
 
     @property
     def name(self) -> str:
@@ -70,14 +73,30 @@ class Model:
             batches.append(predictor.predict_images(batch))
         return np.concatenate(batches) if batches else np.zeros((0, len(predictor.genres)), np.float32)
 
-    def predict(self, images: ImageLike | Iterable[ImageLike], recall: str | float | None = None) -> list[Prediction]:
+    def predict(self, images: ImageLike | Iterable[ImageLike], recall: str | float | None = None,
+                titles: str | Sequence[str] | None = None) -> list[Prediction]:
         """One Prediction per image: a file path, a PIL image, or a uint8 array (height, width[, 3 or 4]); one image
         alone, or a list or any iterable of them. With `recall` (0.8, 0.9 or 0.95), a final head's sets that hold
-        on average that share of a poster's true genres (evaluation/recall.py)."""
-        probabilities, predictor = self.predict_proba(images), self.predictor
+        on average that share of a poster's true genres (evaluation/recall.py). With `titles` (one title, or one
+        per image), a final model's title head answers with the posters (predict/titles.py)."""
+        images = _as_list(images)
+        titles = [titles] if isinstance(titles, str) else None if titles is None else list(titles)
+        if titles is not None and len(titles) != len(images):
+            raise DataError(f"{len(titles)} titles for {len(images)} images: give one title per image")
+        predictor = self._title_head() if titles is not None else self.predictor
+        probabilities = self.predict_proba(images)
+        if titles is not None:
+            probabilities = predictor.fuse(probabilities, titles)
         sets = chosen_sets(probabilities, predictor.thresholds, recall, predictor.recall_thresholds, predictor.name)
         return [Prediction(names, {g: float(p) for g, p in zip(predictor.genres, probs)})
                 for names, probs in zip(genre_names(sets, predictor.genres), probabilities)]
+
+    def _title_head(self) -> Fused:
+        if self._fused is None:
+            if self.path is None:
+                raise DataError(f"{self.name}: loaded without its file, so its title head cannot be found")
+            self._fused = with_title_head(self.predictor, self.path)
+        return self._fused
 
     def __repr__(self) -> str:
         return f"postergenre.Model({self.name!r}, {len(self.genres)} genres)"
@@ -89,7 +108,8 @@ def load(path: Path | str = "anime", weights: str | None = None, precision: str 
     as "anime", the built-in anime genre model (postergenre.builtin). `weights`: a local state_dict for a head's
     backbone (resnet50 offline); `engine`: how a head's backbone runs (auto, torch, onnxruntime); `trust_timm`:
     allow a head on a timm backbone, whose code timm runs."""
-    return Model(load_predictor(builtin_or(path), weights, precision, engine, trust_timm))
+    path = builtin_or(path)
+    return Model(load_predictor(path, weights, precision, engine, trust_timm), path)
 
 
 def _as_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
@@ -132,14 +152,17 @@ def _rgb(image: ImageLike, name: str) -> Image.Image:
         raise DataError(f"{name}: cannot read this image ({e})") from None
 
 
-def split(data: Path | str, out: Path | str | None = None, seed: int = 0, min_count: int = 5) -> Path:
-    """`make split`: the data set's seeded train/validation/test split, by default features/<dataset>-split.json."""
+def split(data: Path | str, out: Path | str | None = None, seed: int = 0, min_count: int = 5,
+          grouping: str = "franchise") -> Path:
+    """`make split`: the data set's seeded train/validation/test split, by default features/<dataset>-split.json;
+    `grouping` "franchise" keeps each franchise in one part (posters/franchises.py), "none" splits poster by
+    poster."""
     from postergenre.posters.data import read_posters
     from postergenre.posters.split import make_split
 
     posters = read_posters(data)
     out = Path(out) if out else workspace.split_path("features", posters.name)
-    make_split(posters, seed=seed, min_count=min_count).save(out)
+    make_split(posters, seed=seed, min_count=min_count, grouping=grouping).save(out)
     return out
 
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "finetune": ("postergenre.finetune.__main__", "fine-tune an ImageNet CNN end to end"),
     "cnn": ("postergenre.cnn.__main__", "train PosterNet from scratch"),
     "ensemble": ("postergenre.ensemble.__main__", "average a data set's models, members chosen on validation"),
+    "titles": ("postergenre.heads.titles", "fit the title head and fuse it with the picked poster model"),
     "final": ("postergenre.heads.final", "refit the chosen head on every labelled poster"),
     "final-ensemble": ("postergenre.ensemble.final", "refit the ensemble's members on every labelled poster"),
     "builtin": ("postergenre.builtin.__main__", "make a final head the built-in anime genre model (make builtin)"),

@@ -199,12 +199,14 @@ def merge_genre_spellings(posters: list[Poster], source: Path) -> list[Poster]:
     return [replace(p, genres=tuple(sorted({canonical[g.casefold()] for g in p.genres}))) for p in posters]
 
 
+def read_genre_rows(csv_path: Path | str) -> list[tuple[str, tuple[str, ...]]]:
+    """(Name, genres) of every row of a Kaggle-style table with no images (genres () where UNKNOWN)."""
+    _, rows = read_rows(Path(csv_path))
+    return [((row.get("Name") or "").strip(), _kaggle_genres(row)) for row in rows]
+
+
 def read_genre_table(csv_path: Path | str) -> tuple[Counter, int, int]:
     """Genre counts, rows without genres, and all rows, from a Kaggle-style table with no images."""
-    _, rows = read_rows(Path(csv_path))
-    counts, unknown = Counter(), 0
-    for row in rows:
-        genres = _kaggle_genres(row)
-        counts.update(genres)
-        unknown += not genres
-    return counts, unknown, len(rows)
+    rows = read_genre_rows(csv_path)
+    counts = Counter(g for _, genres in rows for g in genres)
+    return counts, sum(not genres for _, genres in rows), len(rows)

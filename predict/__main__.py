@@ -1,5 +1,5 @@
 """python -m predict --model FILE (POSTER ... | --images PATH | --data DIR [--split FILE --part test]) [--out FILE.csv]
-[--json]
+[--json] [--title TITLE | --titles FILE.csv]
 
 Scores new posters with any saved model: for each poster, the predicted genre set (every genre at or above
 its threshold, chosen on validation, and the top genre always; with --recall LEVEL, a final head's set that holds
@@ -8,6 +8,9 @@ on average that share of a poster's true genres) and every genre's probability. 
 as JSON; with --out it writes them as CSV and as JSON beside it. Unreadable images are reported and skipped.
 With --data the true genres are known, so the predictions are also scored by the evaluation module;
 genres the model was not trained on are counted and left out of that score. Notes go to stderr.
+
+With `--title` (one poster) or `--titles` (a CSV of image and title), a final model's title head (make titles,
+then make final) is fused with the poster's probabilities (predict/titles.py); the output says which answered.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from postergenre.evaluation.sets import genre_names
 from postergenre.posters.data import PARTS, read_posters
 from postergenre.predict.arguments import Predicts, add_model_arguments, chosen_model, load_predictor
 from postergenre.predict.light import LightHead
+from postergenre.predict.titles import Fused, read_title_table, titles_of, with_title_head
 
 # The full model's modules (torch, scikit-learn) are imported where they are needed: a head with its arrays and a
 # cached backbone graph predicts without them (predict/light.py).
@@ -63,14 +67,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default=INFERENCE_PRECISION, choices=PRECISIONS,
                         help="autocast precision (fp32 by default: the same probabilities on every CPU)")
     parser.add_argument("--workers", type=int, default=1, help="image decoding processes")
+    titled = parser.add_mutually_exclusive_group()
+    titled.add_argument("--title", help="the anime's title, for one poster: the model's title head answers with it")
+    titled.add_argument("--titles", metavar="FILE.csv", help="a CSV of image (file name) and title, one row per poster")
     args = parser.parse_args(argv)
     if sum(map(bool, (args.posters, args.images, args.data))) != 1:
         parser.error("give the posters to predict: image files or folders, or --images, or --data")
+    if (args.title or args.titles) and args.data:
+        parser.error("--title and --titles are for new posters; --data scores the model on its own")
     cli.run(lambda: predict(args))
 
 
 def predict(args: argparse.Namespace) -> None:
-    predictor = load_predictor(chosen_model(args), args.weights, args.precision, args.engine, args.trust_timm)
+    path = chosen_model(args)
+    predictor = load_predictor(path, args.weights, args.precision, args.engine, args.trust_timm)
     genre_sets = None
     if args.data:
         from postergenre.posters.split import load_current, split_posters
@@ -86,6 +96,12 @@ def predict(args: argparse.Namespace) -> None:
         paths, genre_sets = [p.image for p in posters], [p.genres for p in posters]
     else:
         paths = [file for given in (args.posters or [args.images]) for file in image_files(Path(given))]
+    titles = None
+    if args.title or args.titles:
+        if args.title and len(paths) > 1:
+            raise DataError(f"--title names one poster's anime; for {len(paths)} posters give --titles FILE.csv")
+        titles = [args.title] if args.title else titles_of(paths, read_title_table(args.titles))
+        fused = with_title_head(predictor, path)
     if isinstance(predictor, LightHead):
         probabilities, errors = predictor.predict_files(paths)
     else:
@@ -93,6 +109,10 @@ def predict(args: argparse.Namespace) -> None:
         probabilities, errors = predict_files(predictor, paths, args.workers)
     if len(errors) == len(paths):
         raise DataError(f"none of the {len(paths)} images could be read (e.g. {errors[0]})")
+    if titles is not None:
+        readable = [title for i, title in enumerate(titles) if i not in errors]
+        predictor, probabilities = fused, fused.fuse(probabilities, readable)
+    print(f"answered by {predictor.name}: {'poster and title' if titles else 'the poster alone'}", file=sys.stderr)
     if not np.isfinite(probabilities).all():  # a damaged model: say so, never print NaN (which is not JSON)
         raise DataError(f"{predictor.name}: gave probabilities that are not numbers; its model file is damaged")
     report = prediction_report(predictor, paths, probabilities, errors, genre_sets, args.recall)
@@ -108,15 +128,17 @@ def predict(args: argparse.Namespace) -> None:
 def prediction_report(predictor: Predicts, paths: list[Path], probabilities: np.ndarray,
                       errors: dict[int, str], genre_sets: list[tuple[str, ...]] | None,
                       recall: str | None = None) -> dict:
-    """{"model", "genres", "thresholds", "recall", "predictions": one {"image", "predicted", "probabilities"} per
-    readable poster, "skipped"}, with "scores" and "unknown_genres" when the true `genre_sets` are known. With
-    `recall` (a level), the predicted sets are that level's (evaluation/recall.py)."""
+    """{"model", "input" (poster, or poster and title), "genres", "thresholds", "recall", "predictions": one
+    {"image", "predicted", "probabilities"} per readable poster, "skipped"}, with "scores" and "unknown_genres" when
+    the true `genre_sets` are known. With `recall` (a level), the predicted sets are that level's
+    (evaluation/recall.py)."""
     kept = [i for i in range(len(paths)) if i not in errors]
     predicted = chosen_sets(probabilities, predictor.thresholds, recall, predictor.recall_thresholds, predictor.name)
     rows = [{"image": str(paths[i]), "predicted": names,
              "probabilities": {g: float(p) for g, p in zip(predictor.genres, probs)}}
             for i, names, probs in zip(kept, genre_names(predicted, predictor.genres), probabilities)]
-    report = {"model": predictor.name, "genres": predictor.genres, "thresholds": predictor.thresholds.tolist(),
+    report = {"model": predictor.name, "input": "poster and title" if isinstance(predictor, Fused) else "poster",
+              "genres": predictor.genres, "thresholds": predictor.thresholds.tolist(),
               "recall": recall and {"level": recall, "threshold": predictor.recall_thresholds[recall]},
               "predictions": rows, "skipped": [{"image": str(paths[i]), "reason": r} for i, r in errors.items()]}
     for reason in errors.values():

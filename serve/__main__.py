@@ -5,7 +5,9 @@ poster, the genre probabilities, the predicted set, the thresholds that chose it
 a Grad-CAM heatmap. The model is loaded once at start. /predict also takes a form upload
 (`curl -F file=@poster.jpg http://127.0.0.1:8000/predict`) and answers JSON: probabilities,
 predicted, thresholds, recall, heatmap (base64 PNG or null) and heatmap_genre; `?genre=G` asks for G's heatmap,
-and `?recall=0.9` for the set of that recall level (a final head's, evaluation/recall.py), which the page offers.
+and `?recall=0.9` for the set of that recall level (a final head's, evaluation/recall.py), which the page offers;
+`?title=...` has a final model's title head answer with the poster (predict/titles.py), where it has one: the page
+then shows a title field, and the answer's `input` says whether the title was used.
 No web framework: one page and one endpoint fit the standard library's ThreadingHTTPServer, so
 serving adds no dependency.
 
@@ -38,7 +40,9 @@ from postergenre.core.errors import DataError
 from postergenre.evaluation.recall import chosen_sets
 from postergenre.evaluation.sets import genre_names
 from postergenre.posters.decode import load_image
+from postergenre.modelfiles.titles import titles_path
 from postergenre.predict.arguments import Predicts, add_model_arguments, chosen_model, load_predictor
+from postergenre.predict.titles import Fused, with_title_head
 
 PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread
@@ -79,9 +83,10 @@ def read_upload(body: bytes, content_type: str) -> tuple[bytes, str]:
 
 
 def answer(predictor: Predicts, body: bytes, content_type: str, genre: str | None,
-           recall: str | None = None) -> tuple[int, dict]:
+           recall: str | None = None, title: str | None = None, fused: Fused | None = None) -> tuple[int, dict]:
     """(HTTP status, JSON answer) for one uploaded poster, its bytes and type as read_upload gives them. With
-    `recall` (a level), the predicted set is that level's (evaluation/recall.py)."""
+    `recall` (a level), the predicted set is that level's (evaluation/recall.py); with `title`, the model's title
+    head (`fused`) answers with the poster (predict/titles.py)."""
     if content_type and not content_type.startswith(ACCEPTED_TYPES):
         return 415, {"error": f"Not an image file ({content_type}): upload a JPEG, PNG, WebP or GIF poster."}
     try:
@@ -90,14 +95,22 @@ def answer(predictor: Predicts, body: bytes, content_type: str, genre: str | Non
         return 400, {"error": f"Not a readable image: {str(e).split(': ', 1)[-1]}."}
     if genre is not None and genre not in predictor.genres:
         return 400, {"error": f"Unknown genre {genre!r}."}
-    if recall is not None and recall not in (predictor.recall_thresholds or {}):
+    if title and fused is None:
+        return 400, {"error": "This model has no title head: send the poster alone."}
+    rule = fused if title else predictor  # whose thresholds and recall levels choose the set
+    if recall is not None and recall not in (rule.recall_thresholds or {}):
         return 400, {"error": f"This model has no recall level {recall[:20]!r}."}
     probabilities = predictor.predict_images([image])[0]
-    sets = chosen_sets(probabilities[None], predictor.thresholds, recall, predictor.recall_thresholds)
+    if title:
+        try:
+            probabilities = fused.fuse(probabilities[None], [title])[0]
+        except DataError as e:
+            return 400, {"error": f"{e}."}
+    sets = chosen_sets(probabilities[None], rule.thresholds, recall, rule.recall_thresholds)
     result = {"probabilities": {g: round(float(p), 4) for g, p in zip(predictor.genres, probabilities)},
-              "predicted": genre_names(sets, predictor.genres)[0],
-              "thresholds": {g: round(float(t), 4) for g, t in zip(predictor.genres, predictor.thresholds)},
-              "recall": recall and {"level": recall, "threshold": round(predictor.recall_thresholds[recall], 4)},
+              "predicted": genre_names(sets, predictor.genres)[0], "input": "poster and title" if title else "poster",
+              "thresholds": {g: round(float(t), 4) for g, t in zip(predictor.genres, rule.thresholds)},
+              "recall": recall and {"level": recall, "threshold": round(rule.recall_thresholds[recall], 4)},
               "heatmap": None, "heatmap_genre": None}
     if getattr(predictor, "network", None) is not None:  # heatmaps need a network's gradients (and PyTorch)
         from postergenre.explain.gradcam import grad_cam, overlay
@@ -158,11 +171,13 @@ class BoundedServer(ThreadingHTTPServer):
 
 
 def make_server(predictor: Predicts, port: int, max_bytes: int, timeout: float = 10.0,
-                max_clients: int = 32, host: str = "127.0.0.1") -> BoundedServer:
+                max_clients: int = 32, host: str = "127.0.0.1", fused: Fused | None = None) -> BoundedServer:
+    """The page and /predict for `predictor`; with `fused` (its title head), a title field too."""
     hint = " Click a genre to see its heatmap." if getattr(predictor, "network", None) is not None else ""
     levels = "".join(f'<option value="{level}">recall {level}</option>' for level in predictor.recall_thresholds or {})
     page = (PAGE.read_text().replace("MODEL_NAME", html.escape(predictor.name)).replace("HEATMAP_HINT", hint)
-            .replace("RECALL_OPTIONS", levels).replace("RECALL_HIDDEN", "" if levels else "hidden")).encode()
+            .replace("RECALL_OPTIONS", levels).replace("RECALL_HIDDEN", "" if levels else "hidden")
+            .replace("TITLE_HIDDEN", "" if fused else "hidden")).encode()
     lock = threading.Lock()  # one prediction at a time: the model and its Grad-CAM hooks are shared
 
     class Handler(BaseHTTPRequestHandler):
@@ -196,13 +211,13 @@ def make_server(predictor: Predicts, port: int, max_bytes: int, timeout: float =
                                                  f"{max_bytes / 1e6:.0f} MB."})
             body = self.rfile.read(size)
             query = parse_qs(url.query)
-            genre, recall = query.get("genre", [None])[0], query.get("recall", [None])[0]
+            genre, recall, title = (query.get(name, [None])[0] for name in ("genre", "recall", "title"))
             try:
                 poster, content_type = read_upload(body, self.headers.get("Content-Type", ""))
             except UploadError as e:
                 return self._json(e.status, {"error": str(e)})
             with lock:
-                status, result = answer(predictor, poster, content_type, genre, recall)
+                status, result = answer(predictor, poster, content_type, genre, recall, title, fused)
             self._json(status, result)
 
         def _json(self, status: int, result: dict) -> None:
@@ -242,8 +257,11 @@ def serve(args: argparse.Namespace) -> None:
         socket.create_server((args.host, args.port)).close()
     except OSError as e:
         raise DataError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pass another --port") from None
-    predictor = load_predictor(chosen_model(args), args.weights, engine=args.engine, trust_timm=args.trust_timm)
-    server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients, args.host)
+    path = chosen_model(args)
+    predictor = load_predictor(path, args.weights, engine=args.engine, trust_timm=args.trust_timm)
+    fused = with_title_head(predictor, path) if titles_path(path).is_file() else None
+    server = make_server(predictor, args.port, int(args.max_mb * 1e6), args.timeout, args.max_clients, args.host,
+                         fused)
     print(f"serving {predictor.name} on http://{args.host}:{server.server_address[1]}/", flush=True)
     server.serve_forever()
 
