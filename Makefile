@@ -32,7 +32,7 @@
 # FREEZE       finetune: frozen-stage settings to sweep (none, stem, or the backbone's stage names)
 # EPOCHS       finetune/cnn: at most this many epochs (early stopping on validation mAP)
 # AUGMENT      finetune/cnn: none | light | strong
-# TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m finetune --help)
+# TRAIN_ARGS   finetune/cnn: further flags, e.g. --loss asl --resume (see python -m postergenre.finetune --help)
 # CSV          make posters: a Kaggle anime CSV with anime_id and Image URL; posters go to DATA/images
 # CONCURRENCY  make posters: requests in flight (default 4)
 # RATE         make posters: requests per second per host (default 4)
@@ -265,7 +265,7 @@ test-fast: install .venv/dev-installed
 # The whole comparison on the three real data sets (reports/bench.md), then the speed figures, in an hour;
 # FULL=1 runs everything (docs/results.md says what each costs).
 bench: install .venv/dev-installed
-	$(POSTERGENRE) bench --data-root $(SHARED_DATA) --page-model $(SERVE_MODEL) $(if $(filter 1,$(FULL)),--full)
+	$(PYTHON) -m bench --data-root $(SHARED_DATA) --page-model $(SERVE_MODEL) $(if $(filter 1,$(FULL)),--full)
 
 clean:
 	rm -rf features/*.h5 features/*.json features/*.parts models results reports runs

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from postergenre.bench.plan import BACKBONE, features_path
+from bench.plan import BACKBONE, features_path
 from postergenre.core import cli
 from postergenre.modelfiles import final_model_path
 
@@ -22,17 +22,17 @@ def steps(data_root: Path, page_model: Path, full: bool) -> list[tuple[str, list
     anime = data_root / "anime-posters"
     poster = str(anime / "images" / "1.jpg")
     features = [str(features_path(WORK, name, BACKBONE)) for name in ("movie-posters", "anime-posters")]
-    return [("comparison", ["postergenre.bench.comparison", "--data-root", str(data_root), "--work", str(WORK),
+    return [("comparison", ["bench.comparison", "--data-root", str(data_root), "--work", str(WORK),
                             *(["--full"] if full else [])]),
-            ("intervals", ["postergenre.bench.intervals", "--features", *features]),
-            ("audit", ["postergenre.bench.audit", "--features", features[1]]),
-            ("choices", ["postergenre.bench.choices", "--results-dir", str(WORK / "results")]),
-            ("downloads", ["postergenre.bench.downloads", "--data", str(anime)]),
-            ("page", ["postergenre.bench.page", "--model", str(page_model), "--image", poster]),
-            ("cold start", ["postergenre.bench.cold_start", "--image", poster,
+            ("intervals", ["bench.intervals", "--features", *features]),
+            ("audit", ["bench.audit", "--features", features[1]]),
+            ("choices", ["bench.choices", "--results-dir", str(WORK / "results")]),
+            ("downloads", ["bench.downloads", "--data", str(anime)]),
+            ("page", ["bench.page", "--model", str(page_model), "--image", poster]),
+            ("cold start", ["bench.cold_start", "--image", poster,
                             "--model", str(final_model_path(WORK / "models", anime.name))]),
-            ("extraction", ["postergenre.bench.extraction", "--data", str(anime)]),
-            ("training", ["postergenre.bench.training", "--data", str(anime)])]
+            ("extraction", ["bench.extraction", "--data", str(anime)]),
+            ("training", ["bench.training", "--data", str(anime)])]
 
 
 def main(argv: list[str] | None = None) -> None:

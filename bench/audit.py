@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from postergenre.audit.labels import audit_labels
-from postergenre.bench.intervals import HEADS
+from bench.intervals import HEADS
 from postergenre.core.files import write_text_atomic
 from postergenre.extract.features import load_features
 from postergenre.heads.final import out_of_fold_scores

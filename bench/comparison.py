@@ -24,10 +24,10 @@ from typing import Callable
 import numpy as np
 from sklearn.preprocessing import normalize
 
-from postergenre.bench.extraction import engine_speeds
-from postergenre.bench.plan import (BACKBONE, CACHED_FINETUNE, CNN_EPOCHS, CV, DATASETS, FINETUNE, FULL, HEAD_NAMES,
+from bench.extraction import engine_speeds
+from bench.plan import (BACKBONE, CACHED_FINETUNE, CNN_EPOCHS, CV, DATASETS, FINETUNE, FULL, HEAD_NAMES,
                                     HOUR, SEEDS, UNIONS, Scope, features_path, features_step, split_path)
-from postergenre.bench.report import write_bench_report
+from bench.report import write_bench_report
 from postergenre.core.files import write_text_atomic
 from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name
 from postergenre.ensemble.final import keep_refit_network

@@ -1,4 +1,4 @@
-"""python -m postergenre.bench.franchises --features F.h5 [F.h5 ...] [--titles TABLE.csv]: new anime, honestly.
+"""python -m bench.franchises --features F.h5 [F.h5 ...] [--titles TABLE.csv]: new anime, honestly.
 
 For each feature file (a data set with titles), the posters are split twice with the same seed: with each
 franchise in one part (`GROUPS=franchise`, the default) and poster by poster (`GROUPS=none`). Embeddings are the
@@ -114,7 +114,7 @@ def group_lines(posters: list[Poster], largest: int = 20, borderline: int = 12) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m postergenre.bench.franchises", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.franchises", description=__doc__)
     parser.add_argument("--features", nargs="+", required=True, help="feature files of data sets with titles")
     parser.add_argument("--seed", type=int, default=0, help="both splits' seed")
     parser.add_argument("--titles", help="a table of titles and genres the title head learns from too (make titles "
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
           f"posters' titles (and with --titles, that table's rows too, evaluated franchises left out); "
           f"poster + title: their probabilities weighted as validation mAP chooses, and its paired difference "
           f"from the poster alone on the same resampled test posters. Reproduce: `python -m "
-          f"postergenre.bench.franchises --features {' '.join(args.features)}{titles}`.*")
+          f"bench.franchises --features {' '.join(args.features)}{titles}`.*")
 
 
 if __name__ == "__main__":

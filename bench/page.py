@@ -1,6 +1,6 @@
 """python -m bench.page --model FILE --image P: latency of one prediction through the page, in Chromium.
 
-Starts `python -m serve`, uploads the poster again and again in headless Chromium (Debian's
+Starts `python -m postergenre.serve`, uploads the poster again and again in headless Chromium (Debian's
 package, driven by Playwright) and reads the page's own timing: upload, prediction, heatmap, drawing.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from postergenre.bench.plan import (BACKBONE, BACKBONE_CHOICES, CACHED_FINETUNE, CNN_EPOCHS, CV, FINETUNE, FULL,
+from bench.plan import (BACKBONE, BACKBONE_CHOICES, CACHED_FINETUNE, CNN_EPOCHS, CV, FINETUNE, FULL,
                                     HOUR, Scope, features_step, split_path)
 from postergenre.core.files import write_text_atomic
 from postergenre.evaluation.compare import CHOOSING_RULE, choosing_score, compare, headline, interval, picked

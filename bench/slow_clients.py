@@ -1,6 +1,6 @@
 """python -m bench.slow_clients --model FILE: does the page answer good requests while slow clients hold connections?
 
-Starts `python -m serve` (or, with --uvicorn, the same answer() behind Starlette on uvicorn, for comparison:
+Starts `python -m postergenre.serve` (or, with --uvicorn, the same answer() behind Starlette on uvicorn, for comparison:
 `pip install uvicorn starlette` first), opens --slow connections that each send one header line every --every
 seconds and never finish, and meanwhile sends a good GET / every second for --seconds. Prints how many good
 requests were answered, refused (503) or timed out, and the slowest answer.
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         process.terminate()
         process.wait()
-    server = "uvicorn + Starlette" if args.uvicorn else "python -m serve"
+    server = "uvicorn + Starlette" if args.uvicorn else "python -m postergenre.serve"
     good = "POST /predict of the poster" if args.poster else "GET /"
     forms = f", {args.forms} clients posting 9.9 MB forms of small parts" if args.forms else ""
     print(f"{server}, {args.slow} slow clients (a header line every {args.every:g} s){forms}, {args.seconds:g} s of "

@@ -1,4 +1,4 @@
-"""python -m cnn --data DIR --split FILE [--resume | --test-only] ...
+"""python -m postergenre.cnn --data DIR --split FILE [--resume | --test-only] ...
 
 Trains PosterNet (cnn/model.py) from scratch with the shared training loop.
 """
@@ -26,7 +26,7 @@ def widths(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m cnn", __doc__)
+    parser = cli.parser("python -m postergenre.cnn", __doc__)
     parser.add_argument("--widths", type=widths, default=POSTERNET_WIDTHS, help="channels of the blocks")
     add_arguments(parser, DEFAULTS)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""python -m extract --data DIR --split FILE --backbone NAME --out FILE.h5 [--tta] ..."""
+"""python -m postergenre.extract --data DIR --split FILE --backbone NAME --out FILE.h5 [--tta] ..."""
 from postergenre.core import cli
 from postergenre.core.runtime import ENGINES, INFERENCE_PRECISION, PRECISIONS
 from postergenre.extract.backbones import backbone_argument, build_backbone
@@ -8,9 +8,9 @@ from postergenre.posters.split import Split, load_current
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m extract", __doc__)
+    parser = cli.parser("python -m postergenre.extract", __doc__)
     parser.add_argument("--data", required=True, help="data set folder (CSV + images)")
-    parser.add_argument("--split", required=True, help="split file from `python -m posters split`")
+    parser.add_argument("--split", required=True, help="split file from `python -m postergenre.posters split`")
     parser.add_argument("--backbone", default="resnet50", type=backbone_argument,
                         help="resnet50, efficientnet_lite0/1/2(_multiscale), or timm:<any timm model name>")
     parser.add_argument("--weights", default=None, help="local state_dict file, or 'random' (timing only)")

@@ -1,4 +1,4 @@
-"""python -m finetune --data DIR --split FILE --backbone NAME --freeze STAGE [--resume | --test-only] ...
+"""python -m postergenre.finetune --data DIR --split FILE --backbone NAME --freeze STAGE [--resume | --test-only] ...
 
 Fine-tunes an ImageNet backbone end to end, everything up to --freeze kept frozen.
 """
@@ -16,7 +16,7 @@ DEFAULTS = TrainConfig(epochs=6, batch_size=32, lr=3e-3, body_lr=2e-4, augment="
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m finetune", __doc__)
+    parser = cli.parser("python -m postergenre.finetune", __doc__)
     parser.add_argument("--backbone", default="resnet50", type=backbone_argument,
                         help="resnet50, efficientnet_lite0/1/2, or timm:<any timm model name>")
     parser.add_argument("--weights", default=None, help="local weights file for the backbone (default: its ImageNet "

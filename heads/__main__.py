@@ -1,5 +1,5 @@
-"""python -m heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds] [--cv 5x2 | none]
-[--mlknn-neighbours hnsw] [--union OTHER.h5]
+"""python -m postergenre.heads --features FILE.h5 [--heads logistic mlknn mlp] [--per-genre-thresholds]
+[--cv 5x2 | none] [--mlknn-neighbours hnsw] [--union OTHER.h5]
 
 Under SMALL_VALIDATION validation posters, a choice between heads on validation alone is loose, so by default
 each head is then also cross-validated (AUTO_CV), which then chooses between them; `--cv none` turns it off."""
@@ -27,8 +27,8 @@ def folds_by_repeats(text: str) -> tuple[int, int] | str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m heads", __doc__)
-    parser.add_argument("--features", required=True, help="feature file from `python -m extract`")
+    parser = cli.parser("python -m postergenre.heads", __doc__)
+    parser.add_argument("--features", required=True, help="feature file from `python -m postergenre.extract`")
     parser.add_argument("--heads", nargs="+", default=None, choices=list(HEADS),
                         help="heads to fit (default: all three; with --union, the logistic head)")
     parser.add_argument("--models-dir", default="models", help="saved heads, for make predict and make serve")

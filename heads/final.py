@@ -1,4 +1,4 @@
-"""python -m heads.final --features FILE.h5 [--union OTHER.h5]: the data set's final model, refit on every
+"""python -m postergenre.heads.final --features FILE.h5 [--union OTHER.h5]: the data set's final model, refit on every
 labelled poster.
 
 `make heads` fits each head on the training part (70% of the posters) so that the validation part
@@ -254,7 +254,7 @@ def _folds(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m heads.final", __doc__)
+    parser = cli.parser("python -m postergenre.heads.final", __doc__)
     parser.add_argument("--features", required=True, help="the feature file `make heads` used")
     parser.add_argument("--results-dir", default="results", help="where `make heads` wrote its results")
     parser.add_argument("--models-dir", default="models", help="the final model and its card go here")

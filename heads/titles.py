@@ -1,4 +1,5 @@
-"""python -m heads.titles --features FILE.h5 [--titles TABLE.csv]: the title as a second input, beside the poster.
+"""python -m postergenre.heads.titles --features FILE.h5 [--titles TABLE.csv]: the title as a second input, beside
+the poster.
 
 A user knows the title of the anime whose poster they give, and a title carries what a poster cannot show. The
 title head (`title_head`) is one-vs-rest logistic regression on TF-IDF of the poster's titles (the Kaggle
@@ -258,7 +259,7 @@ def run_titles(features: Features, results_dir: Path | str, table: Path | str | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m heads.titles", __doc__)
+    parser = cli.parser("python -m postergenre.heads.titles", __doc__)
     parser.add_argument("--features", required=True, help="the feature file `make heads` used")
     parser.add_argument("--results-dir", default="results", help="results and scores files")
     parser.add_argument("--titles", help="a table of titles and genres to learn from too (the Kaggle layout: Name, "

@@ -1,7 +1,7 @@
 """postergenre <command> [flags]: every command of the project under one name.
 
-Each command is the module that `python -m` runs from the repository (`postergenre heads ...` is `python -m heads
-...`), with the same flags; `postergenre <command> --help` lists them. A command's module is imported only when it
+Each command is the module that `python -m` runs (`postergenre heads ...` is `python -m postergenre.heads ...`),
+with the same flags; `postergenre <command> --help` lists them. A command's module is imported only when it
 runs, so this list comes at once.
 """
 from __future__ import annotations
@@ -29,7 +29,6 @@ COMMANDS = {
     "serve": ("postergenre.serve.__main__", "a local page to try posters, and POST /predict"),
     "explain": ("postergenre.explain.__main__", "heatmaps of what a network looks at"),
     "export": ("postergenre.predict.export", "a saved network as an ONNX file"),
-    "bench": ("postergenre.bench.__main__", "the whole benchmark on the real data sets"),
 }
 
 

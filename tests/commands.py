@@ -4,7 +4,8 @@ A fresh interpreter spends about ten seconds of this 2-core CPU importing torch,
 before a command does anything, and the tests run some sixty commands. So each command is forked from
 one server process that imported those libraries once (multiprocessing's forkserver, which never runs a
 thread pool, so forking it is safe), and runs through runpy as `python -m` would: its own process, its own
-exit code, stdout and stderr, the caller's environment and the repository root as its working directory.
+exit code, stdout and stderr, the caller's environment and the repository root as its working directory (where
+relative paths such as models/ land; the module itself is found by its installed name, from any folder).
 """
 from __future__ import annotations
 
@@ -60,13 +61,15 @@ class Started:
             self._tmp.cleanup()
 
 
-def start_module(*args: str, limit_file_size: int | None = None) -> Started:
-    """Start `python -m *args` from the repository root, its files limited to `limit_file_size` bytes if given."""
-    return Started(list(args), limit_file_size)
+def start_module(module: str, *args: str, limit_file_size: int | None = None) -> Started:
+    """Start `python -m <module> *args` by the module's installed name (`posters` is `postergenre.posters`), its
+    files limited to `limit_file_size` bytes if given."""
+    installed = module if module.startswith("postergenre.") else f"postergenre.{module}"
+    return Started([installed, *args], limit_file_size)
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
-    """Run `python -m *args` from the repository root; its output as text, as subprocess.run gives it."""
+    """Run `python -m *args` (start_module); its output as text, as subprocess.run gives it."""
     return start_module(*args).wait()
 
 

@@ -100,7 +100,7 @@ def test_the_readme_example_runs_from_another_folder(final_head, sample_dir, tmp
 def test_the_command_lists_its_commands_without_importing_them():
     result = subprocess.run([str(Path(sys.executable).parent / "postergenre"), "--help"], capture_output=True,
                             text=True, cwd="/", timeout=60)
-    assert result.returncode == 0 and "predict" in result.stdout and "bench" in result.stdout
+    assert result.returncode == 0 and "predict" in result.stdout and "report" in result.stdout
     probe = "import sys, postergenre.cli; print(sorted(m for m in ('torch', 'sklearn', 'numpy') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/").stdout == "[]\n"
     probe = ("import sys\nfrom postergenre.cli import main\ntry:\n    main(['predict', '--help'])\nexcept SystemExit:\n"

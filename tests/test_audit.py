@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from postergenre.audit.labels import audit_labels
-from postergenre.bench.audit import corrupt, top_k_precision
+from bench.audit import corrupt, top_k_precision
 from postergenre.core.errors import DataError
 from postergenre.extract.features import load_features
 from tests.conftest import run_module

@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from postergenre.bench.comparison import Steps, run_dataset
-from postergenre.bench.plan import BACKBONE_CHOICES, FINETUNE, FULL, HOUR, features_step
-from postergenre.bench.report import write_bench_report
+from bench.comparison import Steps, run_dataset
+from bench.plan import BACKBONE_CHOICES, FINETUNE, FULL, HOUR, features_step
+from bench.report import write_bench_report
 from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name
 from postergenre.ensemble.combine import ensemble
 from postergenre.evaluation.metrics import evaluate

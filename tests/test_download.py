@@ -14,7 +14,7 @@ from PIL import Image
 from postergenre.posters import download as download_module
 from postergenre.posters.download import DownloadConfig, download, summary
 from postergenre.testing.poster_server import PosterServer
-from tests.conftest import ROOT, run_module
+from tests.conftest import run_module
 
 FAST = DownloadConfig(concurrency=4, rate=1000, timeout=0.5, retries=2, backoff=0.05)
 
@@ -122,9 +122,9 @@ def test_interrupted_download_leaves_whole_files_and_resumes(server, tmp_path):
     csv_path = tmp_path / "anime.csv"
     write_csv(csv_path, [(str(i), f"{server.url}/ok/{i}") for i in range(100, 120)])
     out = tmp_path / "data"
-    command = [sys.executable, "-m", "posters", "download", "--csv", str(csv_path), "--out-dir", str(out), "--rate",
-               "5"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "postergenre.posters", "download", "--csv", str(csv_path), "--out-dir", str(out),
+               "--rate", "5"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while len(list((out / "images").glob("*.jpg"))) < 3 and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)  # 5 posters a second: about 3 of 20 are down
@@ -193,8 +193,8 @@ def test_ctrl_c_cuts_requests_in_flight_and_lists_failures(tmp_path):
         csv_path = tmp_path / "anime.csv"
         write_csv(csv_path, [(str(i), f"{server.url}/trickle/{i}") for i in range(1, 9)])
         out = tmp_path / "data"
-        process = subprocess.Popen([sys.executable, "-m", "posters", "download", "--csv", str(csv_path),
-                                    "--out-dir", str(out), "--rate", "100", "--deadline", "600"], cwd=ROOT,
+        process = subprocess.Popen([sys.executable, "-m", "postergenre.posters", "download", "--csv", str(csv_path),
+                                    "--out-dir", str(out), "--rate", "100", "--deadline", "600"], cwd=tmp_path,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while len(server.requests) < 4 and time.monotonic() < deadline:  # four trickling answers in flight

@@ -312,8 +312,8 @@ def test_a_changed_image_is_embedded_again_alone(sample_dir, sample_split, tmp_p
 def test_two_processes_under_torchrun_write_the_same_file(sample_dir, sample_split, tmp_path):
     """Each process embeds every other batch; the main one writes the file one process would."""
     alone, shared = tmp_path / "alone.h5", tmp_path / "shared.h5"
-    args = ["extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone", "efficientnet_lite0",
-            "--out"]
+    args = ["postergenre.extract", "--data", str(sample_dir), "--split", str(sample_split), "--backbone",
+            "efficientnet_lite0", "--out"]
     run_module(*args, str(alone))
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                              "--master_port", "29518", "-m", *args, str(shared), "--workers", "0"],

@@ -3,7 +3,7 @@ and their coverage of a test part's expected figure is measured (bench.intervals
 import numpy as np
 import pytest
 
-from postergenre.bench.intervals import simulate
+from bench.intervals import simulate
 from postergenre.evaluation.intervals import WeightedAP, figure_intervals, paired_difference
 from postergenre.evaluation.metrics import macro_map, score, top_k_accuracy
 from postergenre.evaluation.sets import predict_sets

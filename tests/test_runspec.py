@@ -2,7 +2,7 @@
 import json
 from dataclasses import replace
 
-from postergenre.bench import comparison, plan
+from bench import comparison, plan
 from postergenre.core.runspec import RunSpec
 from postergenre.evaluation.report import _command
 from tests.test_bench import PlannedSteps

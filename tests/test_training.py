@@ -81,9 +81,9 @@ def test_checkpoint_of_another_architecture_is_refused(sample_dir, sample_split,
 
 @pytest.mark.distributed
 def test_two_processes_with_gloo(sample_dir, sample_split, tmp_path):
+    _, *flags = cnn_cli(sample_dir, sample_split, tmp_path, "--epochs", "3", "--lr", "0.01")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                             "--master_port", "29517", "-m", *cnn_cli(sample_dir, sample_split, tmp_path,
-                                                                      "--epochs", "3", "--lr", "0.01")],
+                             "--master_port", "29517", "-m", "postergenre.cnn", *flags],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     run = next((tmp_path / "runs").glob("*/*"))

@@ -69,8 +69,8 @@ class RunSpec:
         return name + (f"-union-{self.union}" if self.union else "") + (f"-seed{self.seed}" if self.seed else "")
 
     def flags(self) -> list[str]:
-        """The flags of `python -m finetune` / `python -m cnn` beyond --data, --split, --epochs and the folders;
-        --union-data takes a folder, so it is the caller's."""
+        """The flags of `python -m postergenre.finetune` / `python -m postergenre.cnn` beyond --data, --split,
+        --epochs and the folders; --union-data takes a folder, so it is the caller's."""
         chosen = ["--backbone", self.backbone, "--freeze", self.freeze] if self.kind == "finetune" else []
         return chosen + self._train_args() + (["--seed", str(self.seed)] if self.seed else [])
 

@@ -1,4 +1,4 @@
-"""python -m serve --model FILE [--port 8000]: a local page where anyone can try a poster.
+"""python -m postergenre.serve --model FILE [--port 8000]: a local page where anyone can try a poster.
 
 The page (serve/page.html) posts the raw bytes of the chosen poster to /predict and shows the
 poster, the genre probabilities, the predicted set, the thresholds that chose it and, for a network,
@@ -238,7 +238,7 @@ def make_server(predictor: Predicts, port: int, max_bytes: int, timeout: float =
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m serve", __doc__)
+    parser = cli.parser("python -m postergenre.serve", __doc__)
     add_model_arguments(parser)  # a network gives heatmaps too; a head, probabilities only
     parser.add_argument("--port", type=int, default=8000, help="local port (0: any free one)")
     parser.add_argument("--host", default="127.0.0.1",

@@ -1,5 +1,5 @@
-"""python -m predict --model FILE (POSTER ... | --images PATH | --data DIR [--split FILE --part test]) [--out FILE.csv]
-[--json] [--title TITLE | --titles FILE.csv]
+"""python -m postergenre.predict --model FILE (POSTER ... | --images PATH | --data DIR [--split FILE --part test])
+[--out FILE.csv] [--json] [--title TITLE | --titles FILE.csv]
 
 Scores new posters with any saved model: for each poster, the predicted genre set (every genre at or above
 its threshold, chosen on validation, and the top genre always; with --recall LEVEL, a final head's set that holds
@@ -50,7 +50,7 @@ def image_files(path: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m predict", __doc__)
+    parser = cli.parser("python -m postergenre.predict", __doc__)
     add_model_arguments(parser)
     parser.add_argument("posters", nargs="*", metavar="POSTER", help="images, or folders of images, to predict")
     source = parser.add_mutually_exclusive_group()

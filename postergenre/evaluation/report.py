@@ -1,4 +1,5 @@
-"""python -m evaluation.report: every model with results, side by side, in reports/report.md and report.html."""
+"""python -m postergenre.evaluation.report: every model with results, side by side, in reports/report.md and
+report.html."""
 from __future__ import annotations
 
 import base64
@@ -452,7 +453,7 @@ def write_html(markdown_path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m evaluation.report", __doc__)
+    parser = cli.parser("python -m postergenre.evaluation.report", __doc__)
     parser.add_argument("--results-dir", default="results", help="results and scores files")
     parser.add_argument("--features-dir", default="features", help="split files")
     parser.add_argument("--out-dir", default="reports", help="report.md, report.html and figures/ go here")

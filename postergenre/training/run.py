@@ -30,7 +30,7 @@ from postergenre.training.loop import BEST, LAST, Part, TrainConfig, fit, load_c
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     parser.add_argument("--data", required=True, help="data set folder (CSV + images)")
-    parser.add_argument("--split", required=True, help="split file from `python -m posters split`")
+    parser.add_argument("--split", required=True, help="split file from `python -m postergenre.posters split`")
     parser.add_argument("--runs-dir", default="runs", help="checkpoints and logs go to RUNS_DIR/<dataset>/<model>")
     parser.add_argument("--results-dir", default="results", help="results and scores files")
     parser.add_argument("--models-dir", default="models", help="the best model, for make predict and make serve")

@@ -1,5 +1,5 @@
-"""The page in headless Chromium (Debian's package, driven by Playwright): `python -m serve` on a free port, and
-the latencies the page itself reports, for the serve tests and bench.page."""
+"""The page in headless Chromium (Debian's package, driven by Playwright): `python -m postergenre.serve` on a free
+port, and the latencies the page itself reports, for the serve tests and bench.page."""
 from __future__ import annotations
 
 import re
@@ -12,14 +12,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def start_server(model: Path | str, max_mb: float = 10.0, *flags: str) -> tuple[subprocess.Popen, str]:
-    """`python -m serve` on a free port (more `flags` passed on); returns the process and its URL once it serves."""
-    process = subprocess.Popen([sys.executable, "-m", "serve", "--model", str(model), "--port", "0",
-                                "--max-mb", str(max_mb), *flags], cwd=Path(__file__).resolve().parents[1],
+    """`python -m postergenre.serve` on a free port (more `flags` passed on); returns the process and its URL once
+    it serves."""
+    process = subprocess.Popen([sys.executable, "-m", "postergenre.serve", "--model", str(model), "--port", "0",
+                                "--max-mb", str(max_mb), *flags],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline()  # "serving <model> on http://127.0.0.1:<port>/"
     if not line.startswith("serving "):
         process.kill()
-        raise RuntimeError(f"python -m serve did not start: {line!r}")
+        raise RuntimeError(f"python -m postergenre.serve did not start: {line!r}")
     return process, line.split(" on ")[1].strip()
 
 

@@ -1,5 +1,5 @@
-"""python -m ensemble --dataset NAME: average the scores of a data set's models, members chosen on validation
-(ensemble/combine.py), written as results/<dataset>/ensemble.json beside theirs."""
+"""python -m postergenre.ensemble --dataset NAME: average the scores of a data set's models, members chosen on
+validation (ensemble/combine.py), written as results/<dataset>/ensemble.json beside theirs."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ from postergenre.evaluation.results import overall
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m ensemble", __doc__)
+    parser = cli.parser("python -m postergenre.ensemble", __doc__)
     parser.add_argument("--dataset", required=True, help="the data set's name, e.g. anime-posters")
     parser.add_argument("--results-dir", default="results", help="results and scores files")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from typing import Callable
 from postergenre.core.errors import DataError
 from postergenre.core.interrupts import interruptible
 
-# Set by the `postergenre` command: its commands' help says `postergenre heads`, not `python -m heads`.
+# Set by the `postergenre` command: its commands' help says `postergenre heads`, not `python -m postergenre.heads`.
 PROG_PREFIX: str | None = None
 
 

@@ -1,5 +1,5 @@
-"""python -m ensemble.final --features FILE.h5: the data set's evaluated ensemble (`make ensemble`), refit as its
-final model, every member learning from every labelled poster (`make final-ensemble`).
+"""python -m postergenre.ensemble.final --features FILE.h5: the data set's evaluated ensemble (`make ensemble`),
+refit as its final model, every member learning from every labelled poster (`make final-ensemble`).
 
 A head member is refit here, as `make final` refits a head (heads.final.refit); a network member is the one its own
 training command refit with --final. The members are averaged with the evaluated ensemble's weights and scales.
@@ -116,7 +116,7 @@ def keep_refit_network(models_dir: Path | str, dataset: str) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m ensemble.final", __doc__)
+    parser = cli.parser("python -m postergenre.ensemble.final", __doc__)
     parser.add_argument("--features", required=True,
                         help="the feature file `make heads` used; the members' other feature files are beside it")
     parser.add_argument("--results-dir", default="results", help="where `make ensemble` wrote its result")

@@ -1,6 +1,6 @@
-"""python -m posters split --data DIR --out FILE [--seed N --min-count N --grouping franchise|none]
-   | python -m posters download --csv FILE --out-dir DIR [--concurrency N --rate R ...]
-   | python -m posters sample --out-dir DIR"""
+"""python -m postergenre.posters split --data DIR --out FILE [--seed N --min-count N --grouping franchise|none]
+   | python -m postergenre.posters download --csv FILE --out-dir DIR [--concurrency N --rate R ...]
+   | python -m postergenre.posters sample --out-dir DIR"""
 import argparse
 import time
 from collections import Counter
@@ -14,7 +14,7 @@ from postergenre.posters.split import GROUPINGS, Split, make_split, update_split
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m posters", __doc__)
+    parser = cli.parser("python -m postergenre.posters", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     split = commands.add_parser("split", help="make the train/val/test split of a data set",
                                 formatter_class=parser.formatter_class)

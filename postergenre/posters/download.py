@@ -44,7 +44,7 @@ EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BM
 
 @dataclass
 class DownloadConfig:
-    """The downloader's settings; each is a flag of `python -m posters download` (core.cli.add_settings)."""
+    """The downloader's settings; each is a flag of `python -m postergenre.posters download` (core.cli.add_settings)."""
     concurrency: int = field(default=4, metadata={"help": "requests in flight at once"})
     rate: float = field(default=4.0, metadata={"help": "requests per second to any one host"})
     timeout: float = field(default=20.0, metadata={"help": "seconds to connect, and between bytes of the answer"})

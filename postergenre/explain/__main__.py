@@ -1,5 +1,5 @@
-"""python -m explain poster --model M.safetensors --image P --genre G --out P.png   (one heatmap)
-   python -m explain genres --model M.safetensors --data D --split S [--features F.h5]   (the report section)
+"""python -m postergenre.explain poster --model M.safetensors --image P --genre G --out P.png  (one heatmap)
+   python -m postergenre.explain genres --model M.safetensors --data D --split S [--features F.h5]  (the report)
 
 Grad-CAM heatmaps of a saved network (make finetune or make cnn): which parts of a poster raised a
 genre's score. `genres` writes reports/explain/<dataset>.md, which `make report` takes in.
@@ -19,7 +19,7 @@ from postergenre.predict.models import load_model, predict_files
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m explain", __doc__)
+    parser = cli.parser("python -m postergenre.explain", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     poster = commands.add_parser("poster", help="one poster's heatmap for one genre, overlaid, as PNG")
     poster.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.safetensors")
@@ -57,7 +57,7 @@ def explain(args: argparse.Namespace) -> None:
     if errors:
         raise DataError(f"{len(errors)} test posters could not be read, e.g. {next(iter(errors.values()))}")
     features = load_features(args.features) if args.features else None
-    command = (f"python -m explain genres --model {args.model} --data {args.data} --split {args.split}"
+    command = (f"python -m postergenre.explain genres --model {args.model} --data {args.data} --split {args.split}"
                + (f" --features {args.features}" if args.features else ""))
     print(write_genre_section(predictor, split.dataset, posters, scores, features, args.out_dir, command))
 

@@ -46,7 +46,8 @@ def _setting(default, help: str, choices: tuple[str, ...] | None = None, minimum
 
 @dataclass
 class TrainConfig:
-    """Every training setting; each is a flag of `python -m finetune` and `python -m cnn` (core.cli.add_settings)."""
+    """Every training setting; each is a flag of `python -m postergenre.finetune` and `python -m postergenre.cnn`
+    (core.cli.add_settings)."""
     epochs: int = _setting(8, "at most this many epochs (early stopping on validation mAP)", minimum=1)
     batch_size: int = _setting(32, "posters per step, across all processes", minimum=1)
     lr: float = _setting(1e-3, "learning rate of the new head, or of the whole model when trained from scratch")

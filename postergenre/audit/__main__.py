@@ -1,4 +1,4 @@
-"""python -m audit --features FILE.h5: the labelled posters ranked by how likely their genres are wrong.
+"""python -m postergenre.audit --features FILE.h5: the labelled posters ranked by how likely their genres are wrong.
 
 The head the evaluation picks among `make heads`'s (evaluation.compare.picked), with its chosen parameters, predicts
 every labelled poster out-of-fold (fitted on the other folds), and cleanlab's multi-label label-issue finder
@@ -101,7 +101,7 @@ def _page(features: Features, audit: LabelAudit, rows: list[list[str]], names: l
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m audit", __doc__)
+    parser = cli.parser("python -m postergenre.audit", __doc__)
     parser.add_argument("--features", required=True, help="the feature file `make heads` used")
     parser.add_argument("--results-dir", default="results", help="where `make heads` wrote its results")
     parser.add_argument("--out-dir", default="reports/audit", help="where the CSV and the page go")

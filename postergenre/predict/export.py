@@ -1,4 +1,4 @@
-"""python -m predict.export --model models/<dataset>-<model>.safetensors --out FILE.onnx
+"""python -m postergenre.predict.export --model models/<dataset>-<model>.safetensors --out FILE.onnx
 
 A saved network (make finetune or make cnn) as an ONNX graph, for deploying it with any ONNX
 runtime and without this project: input `images`, (n, 3, size, size) float32, normalised with the
@@ -31,7 +31,7 @@ def export(model: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("python -m predict.export", __doc__)
+    parser = cli.parser("python -m postergenre.predict.export", __doc__)
     parser.add_argument("--model", required=True, help="a saved network: models/<dataset>-<model>.safetensors")
     parser.add_argument("--out", required=True, help="the ONNX file to write")
     args = parser.parse_args(argv)
