@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from postergenre.predict.models import load_model
-from postergenre.serve.__main__ import PAGE, answer, read_upload
+from postergenre.serve.server import PAGE, answer, read_upload
 predictor = load_model(sys.argv[1])
 async def page(request):
     return HTMLResponse(PAGE.read_text())

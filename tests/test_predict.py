@@ -263,7 +263,7 @@ def test_every_way_in_takes_the_light_path_for_a_head_with_arrays(sample_heads, 
         "--dataset": f"import sys; from postergenre.cli import main; main(['predict', '--dataset', {dataset!r}, "
                      f"'--models-dir', {str(models)!r}, {str(poster)!r}]); {heavy}",
         "the page": "import sys; from postergenre.predict.arguments import load_predictor; "
-                    "from postergenre.serve.__main__ import answer; "
+                    "from postergenre.serve.server import answer; "
                     f"print(answer(load_predictor({str(final)!r}), open({str(poster)!r}, 'rb').read(), 'image/jpeg', "
                     f"None)[0]); {heavy}",
     }

@@ -19,7 +19,7 @@ from torch.utils.data import default_collate
 
 from postergenre.posters.decode import load_image
 from postergenre.predict.models import load_model
-from postergenre.serve.__main__ import UploadError, answer, make_server, read_upload
+from postergenre.serve.server import UploadError, answer, make_server, read_upload
 from postergenre.testing.browser import CHROMIUM, page_latencies, start_server
 from tests.conftest import ROOT, run_module
 

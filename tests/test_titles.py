@@ -23,7 +23,7 @@ from postergenre.modelfiles.titles import read_titles, titles_path
 from postergenre.posters.data import read_posters
 from postergenre.posters.union import UNKNOWN
 from postergenre.predict.titles import with_title_head
-from postergenre.serve.__main__ import answer
+from postergenre.serve.server import answer
 from tests.conftest import run_module
 
 GENRES = ["Action", "Romance", "Sports"]

@@ -26,70 +26,8 @@ class PosterServer:
         self.padding = b"\0" * bomb_mb * 1_000_000
         self.requests: list[tuple[str, float]] = []  # (path, time.monotonic()) of every request
         self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with server.lock:
-                    server.requests.append((self.path, time.monotonic()))
-                    seen = Counter(path for path, _ in server.requests)[self.path]
-                _, kind, name = self.path.split("/", 2)
-                body = server.posters.get(name)
-                if body is None or kind == "missing":
-                    return self._answer(404, b"not found")
-                if kind == "flaky" and seen == 1:
-                    return self._answer(500, b"server error")
-                if kind == "busy" and seen == 1:
-                    return self._answer(429, b"slow down", {"Retry-After": "1"})
-                if kind == "slow":
-                    time.sleep(server.slow_seconds)
-                if kind == "gzip-bomb":
-                    return self._answer(200, server.bomb, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
-                if kind == "padded":
-                    return self._answer(200, body + server.padding, {"Content-Type": "image/jpeg"})
-                if kind in ("away", "ftp", "hop", "port"):
-                    port = server.httpd.server_address[1]
-                    target = {"away": f"http://localhost:{port}/ok/{name}", "ftp": f"ftp://127.0.0.1/{name}",
-                              "hop": f"/ok/{name}", "port": f"http://127.0.0.1:{port + 1}/ok/{name}"}[kind]
-                    return self._answer(302, b"", {"Location": target})
-                if kind == "trickle":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    try:
-                        for i in range(len(body)):
-                            self.wfile.write(body[i:i + 1])
-                            self.wfile.flush()
-                            time.sleep(server.slow_seconds / 10)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-                    return None
-                if kind == "html":
-                    return self._answer(200, b"<html><body>Please log in</body></html>", {"Content-Type": "text/html"})
-                if kind == "cut" or (kind == "cut-once" and seen == 1):
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.close_connection = True
-                    return None
-                return self._answer(200, body, {"Content-Type": "image/jpeg"})
-
-            def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                for key, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
-                    pass
-
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.owner, self.httpd.daemon_threads = self, True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def __enter__(self) -> "PosterServer":
@@ -103,3 +41,66 @@ class PosterServer:
     def count(self, path: str) -> int:
         with self.lock:
             return sum(p == path for p, _ in self.requests)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers as the path asks (the module's list), for the PosterServer that owns its server."""
+    def do_GET(self) -> None:
+        server = self.server.owner
+        with server.lock:
+            server.requests.append((self.path, time.monotonic()))
+            seen = Counter(path for path, _ in server.requests)[self.path]
+        _, kind, name = self.path.split("/", 2)
+        body = server.posters.get(name)
+        if body is None or kind == "missing":
+            return self._answer(404, b"not found")
+        if kind == "flaky" and seen == 1:
+            return self._answer(500, b"server error")
+        if kind == "busy" and seen == 1:
+            return self._answer(429, b"slow down", {"Retry-After": "1"})
+        if kind == "slow":
+            time.sleep(server.slow_seconds)
+        if kind == "gzip-bomb":
+            return self._answer(200, server.bomb, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
+        if kind == "padded":
+            return self._answer(200, body + server.padding, {"Content-Type": "image/jpeg"})
+        if kind in ("away", "ftp", "hop", "port"):
+            port = server.httpd.server_address[1]
+            target = {"away": f"http://localhost:{port}/ok/{name}", "ftp": f"ftp://127.0.0.1/{name}",
+                      "hop": f"/ok/{name}", "port": f"http://127.0.0.1:{port + 1}/ok/{name}"}[kind]
+            return self._answer(302, b"", {"Location": target})
+        if kind == "trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(server.slow_seconds / 10)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return None
+        if kind == "html":
+            return self._answer(200, b"<html><body>Please log in</body></html>", {"Content-Type": "text/html"})
+        if kind == "cut" or (kind == "cut-once" and seen == 1):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return None
+        return self._answer(200, body, {"Content-Type": "image/jpeg"})
+
+    def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
+            pass
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
