@@ -17,8 +17,8 @@ BACKBONE_CHOICES = (BACKBONE, "efficientnet_lite2_multiscale")
 FINETUNE = {"backbone": "efficientnet_lite0", "freeze": "stage4", "image_size": 160,
             "epochs": {"anime-posters": 6, "anilist-covers": 6, "movie-posters": 3}}
 # Fine-tuning on cached activations (training/cached.py) at the backbone's own 224 px, for FINETUNE's epochs, with
-# as many views as keep its wall time near FINETUNE's (measured on anime posters: 201 s against 215 s); validation
-# then says which of the two the ensemble takes. Frozen up to stage5, which beat stage6 on validation
+# as many views as keep its wall time near FINETUNE's (docs/speed.md, "Behind the code"); validation then says
+# which of the two the ensemble takes. Frozen up to stage5, which beat stage6 on validation
 # (docs/ablations.md).
 CACHED_FINETUNE = {"backbone": "efficientnet_lite0", "freeze": "stage5",
                    "views": {"anime-posters": 2, "anilist-covers": 2, "movie-posters": 1}}
@@ -43,7 +43,8 @@ class Scope:
 
 
 # `make bench`: within an hour on a 2-core CPU (docs/results.md has each step's wall time). Of the movie posters'
-# 6,150 it cross-validates ML-kNN only, and leaves out PosterNet (9 min, the weakest model there).
+# 6,150 it cross-validates ML-kNN only, and leaves out PosterNet, the slowest and weakest model there
+# (docs/speed.md, "Behind the code").
 HOUR = Scope(backbones=(BACKBONE,), on_images=False, final_ensemble=False, posternet=DATASETS[:2],
              cv_heads={"anime-posters": HEAD_NAMES, "anilist-covers": HEAD_NAMES, "movie-posters": ("mlknn",)})
 # `make bench FULL=1`: everything, resumably.

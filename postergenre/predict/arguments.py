@@ -90,7 +90,8 @@ def default_model(dataset: str, models_dir: Path | str = "models", results_dir: 
     models_dir = Path(models_dir)
     if final and (found := find_final_model(models_dir, dataset)):
         return found
-    # only here: results import scikit-learn's metrics (1.3 s), which a final model's answer does without
+    # only here: results import scikit-learn's metrics, seconds of importing that a final model's answer does
+    # without
     from postergenre.evaluation.compare import choosing_score
     from postergenre.evaluation.results import read_results
 

@@ -203,7 +203,7 @@ def predict_files(predictor: Predictor, paths: list[Path], workers: int = 1) -> 
     """Probabilities (posters, genres) for the readable posters, and {index: reason} for the others."""
     dataset = SkippingImages(paths, predictor.transform, predictor.spec.size)
     # A worker decodes the next batch while the model runs this one; with one batch there is nothing to overlap,
-    # only a process to start (0.1 s with fork; 3.8 s with forkserver, 4.7 s with spawn: Python 3.14's, macOS's)
+    # only a process to start, which takes seconds where processes are spawned (docs/speed.md, "Behind the code")
     workers = workers if len(paths) > predictor.batch_size else 0
     loader = torch.utils.data.DataLoader(dataset, batch_size=predictor.batch_size, num_workers=workers)
     scores, errors = [], {}

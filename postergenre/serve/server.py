@@ -44,7 +44,7 @@ from postergenre.predict.titles import Fused
 
 PAGE = Path(__file__).with_name("page.html")
 DRAIN_LIMIT = 100_000_000  # larger uploads are cut off unread
-MAX_UPLOAD_PIXELS = 16_000_000  # 4000x4000: ten times any poster seen; a 6300x6300 PNG took 1.5 s and 500 MB
+MAX_UPLOAD_PIXELS = 16_000_000  # 4000x4000: ten times any poster seen; larger ones cost seconds and GBs to decode
 ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers send "" or octet-stream for unknown types
 MAX_FORM_PARTS, MAX_PART_HEADER = 8, 8192  # a form needs a file field and a few others; its headers are short
 
