@@ -29,7 +29,7 @@ from bench.plan import (BACKBONE, CACHED_FINETUNE, CNN_EPOCHS, CV, DATASETS, FIN
                                     HOUR, SEEDS, UNIONS, Scope, features_path, features_step, split_path)
 from bench.report import write_bench_report
 from postergenre.core.files import write_text_atomic
-from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name
+from postergenre.core.runspec import ENSEMBLE, RunSpec, head_name, make_command
 from postergenre.ensemble.final import keep_refit_network
 from postergenre.evaluation.results import overall, read_result, result_path
 from postergenre.extract.features import load_features
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     speed = extraction_speed(root / "anime-posters")
     mlknn = mlknn_speed(features_path(work, "movie-posters", BACKBONE))
     total = sum(steps.seconds.values()) + time.perf_counter() - speed_start
-    command = f"make bench SHARED_DATA={args.data_root}" + (" FULL=1" if args.full else "")
+    command = make_command("bench", SHARED_DATA=args.data_root, FULL=1 if args.full else None)
     path = write_bench_report(work, Path(args.out), steps.seconds, speed, mlknn, total, command, scope)
     print(f"{path}: {total / 60:.1f} min of steps in all; this run {(time.perf_counter() - start) / 60:.1f} min")
 

@@ -29,6 +29,7 @@ from sklearn.metrics import f1_score
 from postergenre.core import cli
 from postergenre.core.errors import DataError
 from postergenre.core.progress import progress
+from postergenre.core.runspec import make_command
 from postergenre.evaluation.calibration import GenreCalibration, fit_genre_calibration
 from postergenre.evaluation.card import figures_lines, genres_lines, thresholds_text, trivial_lines
 from postergenre.evaluation.compare import against_trivial, choosing_score, picked
@@ -174,12 +175,13 @@ def model_card(features: Features, heads: list[dict], source: dict, rule: str, o
     dataset, n, n_train = features.attrs["dataset"], len(features.Y), int((features.parts == "train").sum())
     also = (f", and on all {union['added']} posters of {union['dataset']} (genres it does not label, "
             f"{', '.join(union['masked']) or 'none'}, left out of their classifiers)" if union else "")
+    reproduce = make_command("heads final", DATA=features.attrs["data"], BACKBONE=features.attrs["backbone"],
+                             UNION="<its feature file>" if union else None)
     lines = [f"# {dataset}: final model", "",
              f"`{final_model_path('models', dataset).name}`: the **{source['head']}** head with "
              f"`{source['params']}` on `{features.attrs['backbone']}` features, refit on all {n} labelled posters "
              f"of `{features.attrs['data']}`{also}. "
-             f"Reproduce: `make heads final DATA={features.attrs['data']} BACKBONE={features.attrs['backbone']}"
-             + (" UNION=<its feature file>" if union else "") + "`.", "",
+             f"Reproduce: `{reproduce}`.", "",
              "## How it was chosen", "",
              f"Among the heads fitted on these features, by {rule} (never by test figures):", "",
              "| head | val mAP | out-of-fold val mAP | cross-validated mAP |", "|---|---|---|---|"]

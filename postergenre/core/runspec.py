@@ -44,6 +44,12 @@ PRIOR_BASELINE = baseline_name("prior")  # what every model's margin is measured
 ENSEMBLE = "ensemble"  # a data set's ensemble, as `make ensemble` names it
 
 
+def make_command(targets: str, **settings: object) -> str:
+    """`make TARGETS SETTING=value ...`, a setting of None left out: the one way every figure, report row and model
+    card says how to reproduce itself."""
+    return " ".join(["make", targets, *(f"{name}={value}" for name, value in settings.items() if value is not None)])
+
+
 @dataclass(frozen=True)
 class RunSpec:
     kind: str  # "finetune" or "cnn"
@@ -76,11 +82,12 @@ class RunSpec:
 
     def command(self, data: str, epochs: int, augment: str) -> str:
         """The make command that reproduces the run on the data set folder `data`."""
-        target = (f"make finetune DATA={data} BACKBONE={self.backbone} FREEZE={self.freeze}" if self.kind == "finetune"
-                  else f"make cnn DATA={data}")
         flags = self._train_args() + (["--union-data", str(Path(data).parent / self.union)] if self.union else [])
-        return (f"{target} EPOCHS={epochs} AUGMENT={augment}" + (f' TRAIN_ARGS="{" ".join(flags)}"' if flags else "")
-                + (f' SEEDS="{self.seed}"' if self.seed else ""))
+        finetune = self.kind == "finetune"
+        return make_command(self.kind, DATA=data, BACKBONE=self.backbone if finetune else None,
+                            FREEZE=self.freeze if finetune else None, EPOCHS=epochs, AUGMENT=augment,
+                            TRAIN_ARGS=f'"{" ".join(flags)}"' if flags else None,
+                            SEEDS=f'"{self.seed}"' if self.seed else None)
 
     def _train_args(self) -> list[str]:
         """The flags that make passes in TRAIN_ARGS."""

@@ -49,9 +49,10 @@ def picked(results: list[dict]) -> dict | None:
     return max(models, key=lambda r: choosing_score(r)[0]) if models else None
 
 
-def compare(results_dir: Path | str, dataset: str, results: list[dict]) -> dict | None:
-    """{"picked", "posters", "vs": {model: other minus picked, in test mAP}} over the models that left scores."""
-    choice = picked(results)
+def compare(results_dir: Path | str, dataset: str, results: list[dict], choice: dict | None = None) -> dict | None:
+    """{"picked", "posters", "vs": {model: other minus picked, in test mAP}} over the models that left scores;
+    `choice`: the picked model, where the caller has it."""
+    choice = choice or picked(results)
     saved = read_scores_of(results_dir, dataset, [r["model"] for r in results])
     if choice is None or choice["model"] not in saved:
         return None
@@ -74,11 +75,13 @@ def _difference(d: dict) -> str:
     return f"{d['difference']:+.3f} ({d['interval'][0]:+.3f} to {d['interval'][1]:+.3f})"
 
 
-def headline(results: list[dict], comparison: dict | None, trivial: dict | None = None) -> list[str]:
-    """A data set's opening lines: the picked model, its test mAP with interval, its margin over the prior
-    baseline, and the models it is or is not distinguishable from at 95%, with a table of the differences; and
-    a sentence where its genre sets are no better than the best trivial baseline's (`trivial`: against_trivial)."""
-    choice = picked(results)
+def headline(results: list[dict], comparison: dict | None, trivial: dict | None = None,
+             choice: dict | None = None) -> list[str]:
+    """A data set's opening lines: the picked model (`choice`, where the caller has it), its test mAP with
+    interval, its margin over the prior baseline, and the models it is or is not distinguishable from at 95%, with
+    a table of the differences; and a sentence where its genre sets are no better than the best trivial baseline's
+    (`trivial`: against_trivial)."""
+    choice = choice or picked(results)
     if choice is None:
         return []
     n = overall(choice, "test", "posters")

@@ -15,7 +15,7 @@ from postergenre.core import cli
 from postergenre.core.errors import DataError, first_line
 from postergenre.core.files import atomic_write, open_regular, write_text_atomic
 from postergenre.core.markup import markdown_to_html, md_code, md_text, slug
-from postergenre.core.runspec import PRIOR_BASELINE, RunSpec
+from postergenre.core.runspec import PRIOR_BASELINE, RunSpec, make_command
 from postergenre.core.workspace import split_path
 from postergenre.evaluation import charts
 from postergenre.evaluation.card import thresholds_text
@@ -45,11 +45,11 @@ COLUMNS = [("mAP_macro", "mAP"), ("mAP_micro", "mAP µ"), ("f1_micro", "F1 µ"),
 def _command(r: dict) -> str:
     """The make command that produced a result row."""
     if r["kind"] == "ensemble":
-        return f"make ensemble DATA={r['data']}"
+        return make_command("ensemble", DATA=r["data"])
     if r["kind"] in ("finetune", "cnn"):
         return RunSpec.of(r).command(r["data"], r["config"]["epochs"], r["config"]["augment"])
-    return (f"make features heads report DATA={r['data']} BACKBONE={r['backbone']}"
-            + (" TTA=1" if r["tta"] != "none" else ""))
+    return make_command("features heads report", DATA=r["data"], BACKBONE=r["backbone"],
+                        TTA=1 if r["tta"] != "none" else None)
 
 
 def describe_members(members: dict[str, int]) -> str:
@@ -284,7 +284,7 @@ def _titles_lines(dataset: str, titles: list[dict], poster_model: dict | None, r
                      f"{interval(r)} | {d['difference']:+.3f} ({d['interval'][0]:+.3f} to {d['interval'][1]:+.3f}) | "
                      f"{d['verdict']} |")
     table = next((r["titles_table"]["table"] for r in titles if r.get("titles_table")), None)
-    command = f"make titles DATA={titles[0]['data']}" + (f" TITLES={table}" if table else "")
+    command = make_command("titles", DATA=titles[0]["data"], TITLES=table)
     return lines + ["", f"*Reproduce: {md_code(command)} after the poster models' runs.*", ""]
 
 
@@ -352,8 +352,10 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
     models = [r for r in results if r["kind"] != "baseline"]
     baselines = [r for r in results if r["kind"] == "baseline"]
     command = "; ".join(sorted({_command(r) for r in models or baselines}))
-    lines = [f"## {md_text(dataset)}", "", *headline(results, compare(results_dir, dataset, results),
-                                                      against_trivial(results, results_dir, dataset)),
+    choice = picked(results)  # decided once: every section speaks of this model
+    lines = [f"## {md_text(dataset)}", "",
+             *headline(results, compare(results_dir, dataset, results, choice),
+                       against_trivial(results, results_dir, dataset, choice), choice),
              *_final_lines(dataset, models_dir)]
     data = next((r["data"] for r in results if r.get("data")), None)
     if data and (Path(data) / SYNTHETIC_MARK).exists():
@@ -372,8 +374,8 @@ def _dataset_section(dataset: str, results: list[dict], split: Split | None, fig
         charts.per_genre_chart(baselines[:1] + models, chart, f"{dataset}: test AP and F1 per genre")
         lines += [f"![per-genre AP and F1]({chart.relative_to(out_dir)})", "",
                   f"*Test AP and F1 per genre for every model. Reproduce: {md_code(command)}.*", ""]
-        lines += _picked_lines(dataset, picked(results), results_dir, figures, out_dir, split)
-        lines += _titles_lines(dataset, titles, picked(results), results_dir)
+        lines += _picked_lines(dataset, choice, results_dir, figures, out_dir, split)
+        lines += _titles_lines(dataset, titles, choice, results_dir)
         lines += _settings_table(models)
     trained = [r for r in models if "history" in r]
     return lines + (_training_lines(dataset, trained, figures, out_dir) if trained else [])
@@ -387,7 +389,7 @@ def _genre_table_lines(genre_table: Path | str, figures: Path, out_dir: Path) ->
     return ["## Appendix: the full Kaggle anime 2023 genre table", "",
             f"![class distribution]({chart.relative_to(out_dir)})", "",
             f"*Anime per genre in {md_code(genre_table)} ({rows} rows, {unknown} with no genres), for comparison "
-            f"with the data sets above. Reproduce: {md_code(f'make report GENRE_TABLE={genre_table}')}.*", ""]
+            f"with the data sets above. Reproduce: {md_code(make_command('report', GENRE_TABLE=genre_table))}.*", ""]
 
 
 def write_report(results_dir: Path | str, features_dir: Path | str, out_dir: Path | str,
