@@ -135,29 +135,14 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
     `mlknn_neighbours` is "exact" or "hnsw" (approximate, for very many posters). With `union`, the
     logistic head is fitted with the other data set's posters added, scored on the same validation and
     test parts (and cross-validated with them added to each training fold)."""
-    dataset, backbone = features.attrs["dataset"], features.attrs["backbone"]
-    (X_train, Y_train), (X_val, Y_val), (X_test, Y_test) = (features.part(p) for p in ("train", "val", "test"))
-    X_fit, Y_fit = X_train, Y_train  # what the heads learn from
-    if unknown := [name for name in heads if name not in HEADS]:
-        raise DataError(f"unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}")
-    fits = {head_name(backbone, name): (name, *HEADS[name]) for name in heads}  # model name -> (head, estimator, grid)
-    if union:
-        if heads != ["logistic"]:
-            raise DataError("a union trains the logistic head only (the MLP and ML-kNN cannot leave out the genres "
-                            "a data set does not label)")
-        X_fit, Y_fit, union_report = union.training_set()
-        fits = {head_name(backbone, "logistic", union_report["dataset"]): ("logistic", *UNION_LOGISTIC)}
-        print(f"{dataset}: {describe_added(union_report, len(X_fit))}")
-    setting = {"data": features.attrs["data"], "backbone": backbone,
+    dataset = features.attrs["dataset"]
+    (X_val, Y_val), (X_test, Y_test) = features.part("val"), features.part("test")
+    fits, X_fit, Y_fit, union_report = _fits(features, heads, union)
+    setting = {"data": features.attrs["data"], "backbone": features.attrs["backbone"],
                "weights_sha256": features.attrs["weights_sha256"],
                "tta": features.attrs["tta"], "split": features.attrs["split"]}
+    _write_baselines(features, results_dir, setting)
     ids = {part: features.ids[features.parts == part] for part in ("val", "test")}
-    for name, result in evaluate_baselines(Y_train, Y_val, Y_test, features.genres).items():
-        write_result(results_dir, dataset, baseline_name(name), {"kind": "baseline", **setting, **result})
-    write_scores(results_dir, dataset, PRIOR_BASELINE, {
-        "val": (ids["val"], Y_val, prior_scores(Y_train, len(Y_val))),
-        "test": (ids["test"], Y_test, prior_scores(Y_train, len(Y_test)))})
-
     summary = {}
     for model_name, (name, estimator, grid) in fits.items():
         if name == "mlknn" and mlknn_neighbours != "exact":  # a one-value grid entry: results and make final see it
@@ -168,18 +153,10 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         scores_val, scores_test = model.predict_proba(X_val), model.predict_proba(X_test)
         result = evaluate(Y_val, scores_val, Y_test, scores_test, features.genres, per_genre_thresholds)
         scores = {"val": (ids["val"], Y_val, scores_val), "test": (ids["test"], Y_test, scores_test)}
-        path = model_path(models_dir, dataset, model_name, HEAD_SUFFIX)
-        save_head(path, model, features, params, result["thresholds"]["values"])
+        save_head(model_path(models_dir, dataset, model_name, HEAD_SUFFIX), model, features, params,
+                  result["thresholds"]["values"])
         if cv:
-            start = time.perf_counter()
-            # over the training and validation parts: a model chosen by it keeps an untouched test part
-            result["cv"], out_of_fold = cross_validate(estimator, grid, features.X, features.Y, *cv,
-                                                       added=union.added if union else None,
-                                                       rows=np.flatnonzero(features.parts != "test"),
-                                                       groups=features.groups)
-            result["cv"]["seconds"] = round(time.perf_counter() - start, 1)
-            scores[OUT_OF_FOLD] = (ids["val"], Y_val, out_of_fold[features.parts == "val"])
-            result["cv"]["val_mAP_macro"] = macro_map(Y_val, scores[OUT_OF_FOLD][2])
+            result["cv"], scores[OUT_OF_FOLD] = _cross_validated(features, estimator, grid, cv, union)
             print(f"{dataset} {model_name}: cross-validated mAP {result['cv']['mAP_macro']['mean']:.3f} "
                   f"± {result['cv']['mAP_macro']['std']:.3f} ({result['cv']['seconds']:.0f} s)")
         write_scores(results_dir, dataset, model_name, scores)
@@ -191,3 +168,45 @@ def run_heads(features: Features, heads: list[str], models_dir: Path | str, resu
         print(f"{dataset} {model_name}: best {params}, test mAP {test['mAP_macro']:.3f}, "
               f"micro-F1 {test['f1_micro']:.3f} ({seconds:.1f} s)", flush=True)  # a log shows each head as it ends
     return summary
+
+
+def _fits(features: Features, heads: list[str], union: Union | None) -> tuple[dict, np.ndarray, np.ndarray,
+                                                                               dict | None]:
+    """model name -> (head, estimator, grid) of each head to fit, and what they learn from: the training part, or
+    with `union` the training part and the other set's posters (then the logistic head alone, and what was added)."""
+    backbone = features.attrs["backbone"]
+    if unknown := [name for name in heads if name not in HEADS]:
+        raise DataError(f"unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}")
+    if not union:
+        return {head_name(backbone, name): (name, *HEADS[name]) for name in heads}, *features.part("train"), None
+    if heads != ["logistic"]:
+        raise DataError("a union trains the logistic head only (the MLP and ML-kNN cannot leave out the genres "
+                        "a data set does not label)")
+    X_fit, Y_fit, report = union.training_set()
+    print(f"{features.attrs['dataset']}: {describe_added(report, len(X_fit))}")
+    return {head_name(backbone, "logistic", report["dataset"]): ("logistic", *UNION_LOGISTIC)}, X_fit, Y_fit, report
+
+
+def _write_baselines(features: Features, results_dir: Path | str, setting: dict) -> None:
+    """The trivial baselines' results, and the prior's scores, beside the heads'."""
+    dataset = features.attrs["dataset"]
+    (_, Y_train), (_, Y_val), (_, Y_test) = (features.part(p) for p in ("train", "val", "test"))
+    for name, result in evaluate_baselines(Y_train, Y_val, Y_test, features.genres).items():
+        write_result(results_dir, dataset, baseline_name(name), {"kind": "baseline", **setting, **result})
+    write_scores(results_dir, dataset, PRIOR_BASELINE, {
+        part: (features.ids[features.parts == part], Y, prior_scores(Y_train, len(Y)))
+        for part, Y in (("val", Y_val), ("test", Y_test))})
+
+
+def _cross_validated(features: Features, estimator: BaseEstimator, grid: dict, cv: tuple[int, int],
+                     union: Union | None) -> tuple[dict, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The head's cross-validation over the training and validation parts (a model chosen by it keeps an untouched
+    test part), and its out-of-fold scores of the validation posters."""
+    start = time.perf_counter()
+    figures, out_of_fold = cross_validate(estimator, grid, features.X, features.Y, *cv,
+                                          added=union.added if union else None,
+                                          rows=np.flatnonzero(features.parts != "test"), groups=features.groups)
+    val = features.parts == "val"
+    figures["seconds"] = round(time.perf_counter() - start, 1)
+    figures["val_mAP_macro"] = macro_map(features.Y[val], out_of_fold[val])
+    return figures, (features.ids[val], features.Y[val], out_of_fold[val])
