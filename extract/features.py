@@ -154,7 +154,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     env, device = setup_distributed()  # under torchrun, each process embeds its share of the batches
     engine = resolve_engine(engine, device, precision)
     dtype = engine_dtype(engine, device, precision)
-    # Measured on a 2-core CPU: small batches stay in cache and run fastest (see `make bench`).
+    # On the CPU small batches stay in cache and run fastest (docs/speed.md, "Extraction on the CPU")
     batch_size = batch_size or (64 if device.type == "cuda" else 8)
     config = {
         "format_version": FORMAT_VERSION, "dataset": split.dataset, **embedding_fingerprint(backbone, tta),
@@ -162,12 +162,7 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
         "batch_size": batch_size,
         "data_resolved": str(Path(poster_set.root).resolve()),
     }
-    layout = {
-        "genres": json.dumps(split.genres),
-        "labels_sha256": split.fingerprint,  # every poster's genres: a changed genre makes the file out of date
-        "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count,
-                             "grouping": split.grouping or "none", "sizes": {p: len(split.parts[p]) for p in PARTS}}),
-    }
+    layout = _layout(split)
     hashes = [_image_sha256(p.image) for p in posters]
     keys = [f"{p.id} {h}" for p, h in zip(posters, hashes)]
     reusable = _reusable_embeddings(out, config)
@@ -193,10 +188,31 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
     for row, key in enumerate(keys):
         if key in reusable:
             embeddings[row] = reusable[key]
+    skipped = [(posters[todo[i]], reason) for i, reason in reasons.items()]
+    _save(out, split, posters, hashes, embeddings, skipped,
+          {**config, **layout, "ids_sha256": _sha256_lines(keys), "code_version": code_version(),
+           "data": str(poster_set.root), "skipped": len(skipped)})
+    print(f"{out}: {len(keys) - len(todo)} posters reused, {len(todo)} embedded{speed}")
+    if skipped:
+        print(f"{len(skipped)} unreadable posters skipped, listed in {out.with_suffix('.skipped.csv')}")
+    return out
+
+
+def _layout(split: Split) -> dict:
+    """What a feature file records of its split: a changed genre or part makes the file out of date."""
+    return {"genres": json.dumps(split.genres),
+            "labels_sha256": split.fingerprint,  # every poster's genres
+            "split": json.dumps({"seed": split.seed, "fractions": split.fractions, "min_count": split.min_count,
+                                 "grouping": split.grouping or "none",
+                                 "sizes": {p: len(split.parts[p]) for p in PARTS}})}
+
+
+def _save(out: Path, split: Split, posters: list[Poster], hashes: list[str], embeddings: np.ndarray,
+          skipped: list[tuple[Poster, str]], attrs: dict) -> None:
+    """Write the feature file of the readable posters (NaN embeddings are the unreadable ones, listed beside it)."""
     readable = ~np.isnan(embeddings).any(axis=1)
     if not readable.any():
         raise DataError(f"none of the {len(posters)} posters of {split.dataset} could be read")
-    skipped = [(posters[todo[i]], reason) for i, reason in reasons.items()]
     _list_skipped(out, skipped)
     labels = label_matrix([p.genres for p in posters], split.genres)
     part_names = np.array([part for part in PARTS for _ in split.parts[part]])
@@ -204,14 +220,8 @@ def extract(poster_set: PosterSet, split: Split, backbone: Backbone, out: Path |
                     "parts": part_names[readable].astype(object),
                     "groups": np.array([split.groups.get(p.id, p.id) for p in posters], dtype=object)[readable],
                     "image_sha256": np.array(hashes, dtype=object)[readable]},
-              embeddings[readable], labels[readable],
-              {**config, **layout, "ids_sha256": _sha256_lines(keys), "code_version": code_version(),
-               "data": str(poster_set.root), "skipped": len(skipped)})
+              embeddings[readable], labels[readable], attrs)
     shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
-    print(f"{out}: {len(keys) - len(todo)} posters reused, {len(todo)} embedded{speed}")
-    if skipped:
-        print(f"{len(skipped)} unreadable posters skipped, listed in {out.with_suffix('.skipped.csv')}")
-    return out
 
 
 def _image_sha256(path: Path) -> str:
