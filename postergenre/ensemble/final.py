@@ -45,36 +45,7 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
     folder = members_dir(path)
     folder.mkdir(parents=True, exist_ok=True)
     keep_refit_network(models_dir, dataset)
-    loaded = {features_path: features}  # members on the same backbone share its feature file
-
-    def features_of(backbone: str) -> Features:
-        path = workspace.features_path(features_path.parent, dataset, backbone)
-        if path not in loaded:
-            loaded[path] = load_features(path)
-        return loaded[path]
-
-    files, how, missing = {}, {}, []
-    for name in evaluated["members"]:
-        source = results[name]
-        if source["kind"] == "head":
-            member_features = features_of(source["backbone"])
-            union = (Union.with_file(member_features, workspace.features_path(
-                features_path.parent, source["union"]["dataset"], source["backbone"])) if "union" in source else None)
-            model, Y, report = refit(source, member_features, union)
-            files[name] = f"{name}{HEAD_SUFFIX}"
-            save_head(folder / files[name], model, member_features, source["params"], source["thresholds"]["values"],
-                      final={"source": name, "posters": len(Y), **({"union": report} if report else {})})
-            how[name] = f"refit here on {len(Y)} posters" + (f" ({describe_added(report, len(Y))})" if report else "")
-            continue
-        kept = folder / f"{name}{NETWORK_SUFFIX}"
-        if not kept.is_file():
-            missing.append(name)
-            continue
-        files[name] = kept.name
-        how[name] = f"refit by its training command with --final, for {read_network(kept)[1]['final']['epochs']} epochs"
-    if missing:
-        raise DataError(f"the ensemble's networks {', '.join(missing)} are not refit yet: run each one's training "
-                        f"command again with --final (make finetune or make cnn ... TRAIN_ARGS=--final), then this")
+    files, how = _refit_members(features_path, features, results, evaluated["members"], folder)
     members = {name: {"file": files[name], "weight": weight} for name, weight in evaluated["members"].items()}
     save_ensemble(path, {"kind": "ensemble", "genres": features.genres, "thresholds": evaluated["thresholds"]["values"],
                          "batch_size": int(features.attrs["batch_size"]), "members": members,
@@ -96,6 +67,44 @@ def fit_final_ensemble(features_path: Path | str, results_dir: Path | str, model
     print(f"{path}: the ensemble of {', '.join(evaluated['members'])}, refit on all {len(features.Y)} labelled "
           f"posters; model card {path.with_suffix('.md')}")
     return path
+
+
+def _refit_members(features_path: Path, features: Features, results: dict[str, dict], members: dict[str, int],
+                   folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Each member's file in `folder` and how it was refit: heads here, from the feature files beside
+    `features_path`; networks as their training command with --final left them (one line naming those missing)."""
+    dataset = features.attrs["dataset"]
+    loaded = {features_path: features}  # members on the same backbone share its feature file
+
+    def features_of(backbone: str) -> Features:
+        path = workspace.features_path(features_path.parent, dataset, backbone)
+        if path not in loaded:
+            loaded[path] = load_features(path)
+        return loaded[path]
+
+    files, how, missing = {}, {}, []
+    for name in members:
+        source = results[name]
+        if source["kind"] == "head":
+            member_features = features_of(source["backbone"])
+            union = (Union.with_file(member_features, workspace.features_path(
+                features_path.parent, source["union"]["dataset"], source["backbone"])) if "union" in source else None)
+            model, Y, report = refit(source, member_features, union)
+            files[name] = f"{name}{HEAD_SUFFIX}"
+            save_head(folder / files[name], model, member_features, source["params"], source["thresholds"]["values"],
+                      final={"source": name, "posters": len(Y), **({"union": report} if report else {})})
+            how[name] = f"refit here on {len(Y)} posters" + (f" ({describe_added(report, len(Y))})" if report else "")
+            continue
+        kept = folder / f"{name}{NETWORK_SUFFIX}"
+        if not kept.is_file():
+            missing.append(name)
+            continue
+        files[name] = kept.name
+        how[name] = f"refit by its training command with --final, for {read_network(kept)[1]['final']['epochs']} epochs"
+    if missing:
+        raise DataError(f"the ensemble's networks {', '.join(missing)} are not refit yet: run each one's training "
+                        f"command again with --final (make finetune or make cnn ... TRAIN_ARGS=--final), then this")
+    return files, how
 
 
 def keep_refit_network(models_dir: Path | str, dataset: str) -> Path | None:
