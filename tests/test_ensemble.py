@@ -3,10 +3,11 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from postergenre.core.errors import DataError
 from postergenre.evaluation.compare import choosing_score
-from postergenre.ensemble.combine import ensemble, select
+from postergenre.ensemble.combine import ensemble, groups_of, select
 from postergenre.evaluation.metrics import evaluate, macro_map
 from postergenre.evaluation.results import OUT_OF_FOLD, read_results, write_result, write_scores
 
@@ -141,3 +142,17 @@ def test_heads_compete_on_the_validation_posters_like_every_other_model(tmp_path
     expected = macro_map(y["val"], out_of_fold.astype(np.float32))
     assert choosing_score(head) == (pytest.approx(expected), "out-of-fold validation mAP")
     assert expected < head["val"]["overall"]["mAP_macro"] - 0.1  # the flattered validation scores are not used
+
+
+def test_the_selection_folds_keep_a_franchise_together(tmp_path):
+    """The ensemble's out-of-fold selection groups the validation posters by franchise, as the heads' folds do."""
+    folder = tmp_path / "titled"
+    (folder / "images").mkdir(parents=True)
+    rows = ["id,title,genres", "a,Cowboy Bebop,Action", "b,Cowboy Bebop: Tengoku no Tobira,Action",
+            "c,Monster,Drama"]
+    (folder / "covers.csv").write_text("\n".join(rows) + "\n")
+    for pid in "abc":
+        Image.new("RGB", (8, 12)).save(folder / "images" / f"{pid}.jpg")
+    groups = groups_of({"data": str(folder)}, np.array(["a", "b", "c"]))
+    assert groups[0] == groups[1] != groups[2]
+    assert groups_of({"data": str(tmp_path / "gone")}, np.array(["a"])) is None

@@ -35,6 +35,8 @@ from postergenre.core.runspec import ENSEMBLE
 from postergenre.evaluation.metrics import evaluate, macro_map
 from postergenre.evaluation.results import (OUT_OF_FOLD, align_scores, read_results, read_scores, scores_path,
                                             write_result, write_scores)
+from postergenre.posters.data import read_posters
+from postergenre.posters.franchises import poster_groups
 from postergenre.posters.split import stratified_folds
 
 MAX_ROUNDS = 20
@@ -59,11 +61,12 @@ def select(y_val: np.ndarray, scores_val: dict[str, np.ndarray], max_rounds: int
 
 
 def out_of_fold_map(y_val: np.ndarray, val_scores: dict[str, np.ndarray], folds: int = SELECTION_FOLDS,
-                    seed: int = 0) -> float:
+                    seed: int = 0, groups: np.ndarray | None = None) -> float:
     """Validation mAP of the ensemble's predictions, each fold's made by a Combination fitted (members,
-    weights and scales) on the other folds only; `val_scores` are those selection chooses on (`selection_scores`)."""
+    weights and scales) on the other folds only; `val_scores` are those selection chooses on (`selection_scores`);
+    `groups` (each poster's franchise) keeps a franchise in one fold."""
     predictions = np.zeros_like(next(iter(val_scores.values())), dtype=np.float64)
-    for held in stratified_folds(y_val, (1 / folds,) * folds, seed):
+    for held in stratified_folds(y_val, (1 / folds,) * folds, seed, groups):
         rest = np.setdiff1d(np.arange(len(y_val)), held)
         combination = Combination.fit(y_val[rest], {m: s[rest] for m, s in val_scores.items()})
         predictions[held] = combination({m: s[held] for m, s in val_scores.items()})
@@ -93,10 +96,20 @@ def ensemble(results_dir: Path | str, dataset: str, name: str = ENSEMBLE) -> dic
                  {"val": (val_ids, y_val, ensemble_val), "test": (test_ids, y_test, ensemble_test)})
     record = {"kind": "ensemble", "members": combination.weights, "data": some_member["data"],
               "combination": combination.to_dict(),
-              "selection": {"folds": SELECTION_FOLDS, "mAP_macro": out_of_fold_map(y_val, selection),
+              "selection": {"folds": SELECTION_FOLDS,
+                            "mAP_macro": out_of_fold_map(y_val, selection, groups=groups_of(some_member, val_ids)),
                             "out_of_fold_members": sorted(m for m in saved if OUT_OF_FOLD in saved[m])}, **result}
     write_result(results_dir, dataset, name, record)
     return record
+
+
+def groups_of(result: dict, ids: np.ndarray) -> np.ndarray | None:
+    """The franchise group of each of these posters, from the titles of the result's data folder (none where the
+    folder is not here): the ensemble's selection folds keep a franchise together, as the heads' folds do."""
+    if not Path(result.get("data") or "").is_dir():
+        return None
+    groups = poster_groups(read_posters(result["data"]).posters)
+    return np.array([groups.get(str(pid), f"#{pid}") for pid in ids])
 
 
 def selection_scores(saved: dict[str, dict], val_ids: np.ndarray) -> dict[str, np.ndarray]:
