@@ -41,6 +41,40 @@ class MLkNNHead(ClassifierMixin, BaseEstimator):
     Y is a 0/1 matrix (posters, genres), and then `classes_` numbers the genres. A 1-D y of class
     labels also works, one column per class, so that scikit-learn's estimator checks pass: predict
     then returns labels and predict_proba one row per poster that sums to 1.
+
+    Parameters
+    ----------
+    k : int, default=10
+        Neighbours that vote; fewer posters than k + 1 in training make every other poster a neighbour.
+    s : float, default=1.0
+        Laplace smoothing of the prior and of the neighbour-count likelihoods, as in the paper and
+        scikit-multilearn.
+    leave_self_out : bool, default=True
+        Leave each training poster out of its own neighbours when counting (ML-kNN's rule); False counts it,
+        as scikit-multilearn does.
+    neighbours : {"exact", "hnsw"}, default="exact"
+        Exact neighbours by blocked matrix products, or faiss's approximate HNSW index.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The genres' column indices (Y a 0/1 matrix), or the class labels (a 1-D y).
+    k_ : int
+        The neighbours actually used.
+    prior_true_ : ndarray of shape (genres,)
+        Each genre's smoothed prior.
+    cond_true_, cond_false_ : ndarray of shape (genres, k_ + 1)
+        The smoothed likelihood of seeing j neighbours with the genre, for posters with and without it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]])
+    >>> Y = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]])
+    >>> head = MLkNNHead(k=2).fit(X, Y)
+    >>> head.predict(np.array([[0.05], [5.05]]))
+    array([[1, 0],
+           [0, 1]])
     """
 
     def __init__(self, k: int = 10, s: float = 1.0, leave_self_out: bool = True, neighbours: str = "exact"):

@@ -1,3 +1,4 @@
+import doctest
 import signal
 import time
 
@@ -223,3 +224,10 @@ def test_an_interrupted_mlp_search_saves_nothing(tmp_path, sig):
     written = sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and "-mlp" in p.name)
     assert written == []
     assert (tmp_path / "models" / "toy-efficientnet_lite0-logistic.skops").is_file()  # the finished head stays
+
+
+def test_the_estimators_examples_run_as_written():
+    import postergenre.heads.estimators as estimators
+
+    outcome = doctest.testmod(estimators)
+    assert outcome.attempted > 0 and outcome.failed == 0
