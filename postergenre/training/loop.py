@@ -293,16 +293,8 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
     workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if cfg.workers is None else cfg.workers
     model = model.to(device, memory_format=torch.channels_last)
     per_rank_batch = max(1, cfg.batch_size // env.world_size)
-    if cfg.cached_views:
-        if env.world_size > 1 or cfg.mixup:
-            raise DataError("--cached-views runs in one process (its cache is written once, by one) and without "
-                            "mixup (a blend of activations is not the activations of a blend)")
-        network, dataset, val_set = cached_inputs(model, train, val, train_tf, eval_tf, cfg.cached_views, cfg.seed,
-                                                  run_dir, per_rank_batch, workers, device)
-        workers = 0  # the activations are in memory already
-    else:
-        network, dataset, val_set = model, PosterImages(train.paths, train_tf, train.labels), PosterImages(
-            val.paths, eval_tf, val.labels)
+    network, dataset, val_set, workers = _inputs(model, train, val, train_tf, eval_tf, cfg, env, run_dir,
+                                                 per_rank_batch, workers, device)
     optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay))
     run = _Run(model, DistributedDataParallel(network) if env.world_size > 1 else network, optimizer,
                _scheduler(optimizer, cfg, math.ceil(len(dataset) / env.world_size / per_rank_batch)),
@@ -327,10 +319,8 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
         seconds = time.perf_counter() - start
         val_scores = predict(network, val_set, per_rank_batch * 2, device, dtype, env, workers)
         val_map = macro_map(val.labels, val_scores)
-        val_loss = float(nn.functional.binary_cross_entropy(
-            torch.from_numpy(val_scores).clamp(1e-6, 1 - 1e-6), torch.from_numpy(val.labels).float()))
         state["history"].append({"epoch": epoch + 1, "train_loss": round(loss_sum / max(seen, 1), 5),
-                                 "val_loss": round(val_loss, 5), "val_mAP": round(val_map, 5),
+                                 "val_loss": round(_loss_of(val_scores, val.labels), 5), "val_mAP": round(val_map, 5),
                                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 1),
                                  "posters_per_s": round(seen * env.world_size / seconds, 2)})
         improved = val_map > state["best_map"]
@@ -347,3 +337,26 @@ def fit(model: nn.Module, groups: dict, train: Part, val: Part, spec: ImageSpec,
     if env.world_size > 1:
         dist.barrier()
     return state
+
+
+def _inputs(model: nn.Module, train: Part, val: Part, train_tf: Callable, eval_tf: Callable, cfg: TrainConfig,
+            env: Distributed, run_dir: Path, per_rank_batch: int, workers: int,
+            device: torch.device) -> tuple[nn.Module, torch.utils.data.Dataset, torch.utils.data.Dataset, int]:
+    """What the epochs feed: the network that trains, the training and validation sets, and the loader workers.
+    With --cached-views, the frozen stages' activations of that many augmented views (training/cached.py), in
+    memory, and the trainable top; else the posters' images and the whole model."""
+    if not cfg.cached_views:
+        return (model, PosterImages(train.paths, train_tf, train.labels), PosterImages(val.paths, eval_tf, val.labels),
+                workers)
+    if env.world_size > 1 or cfg.mixup:
+        raise DataError("--cached-views runs in one process (its cache is written once, by one) and without "
+                        "mixup (a blend of activations is not the activations of a blend)")
+    network, dataset, val_set = cached_inputs(model, train, val, train_tf, eval_tf, cfg.cached_views, cfg.seed,
+                                              run_dir, per_rank_batch, workers, device)
+    return network, dataset, val_set, 0  # the activations are in memory already: no workers
+
+
+def _loss_of(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The binary cross-entropy of probabilities `scores` against 0/1 `labels`, as training's loss reports it."""
+    return float(nn.functional.binary_cross_entropy(torch.from_numpy(scores).clamp(1e-6, 1 - 1e-6),
+                                                    torch.from_numpy(labels).float()))
