@@ -1,7 +1,8 @@
 """python -m bench [--full]: the whole benchmark, step after step, then each step's minutes and the total.
 
 `make bench` runs it. The comparison (bench.comparison) resumes where it stopped; the other steps are short and
-run again. The figures go to reports/bench.md, docs/evaluation.md, docs/audit.md and the terminal.
+run again. The figures go to reports/bench.md, docs/evaluation.md, docs/audit.md and the terminal (the new-anime
+table of bench.franchises: docs/results.md holds its last run).
 """
 from __future__ import annotations
 
@@ -18,14 +19,18 @@ WORK = Path("runs/bench")
 
 
 def steps(data_root: Path, page_model: Path, full: bool) -> list[tuple[str, list[str]]]:
-    """(name, python -m arguments) of each step, in order (the installed names: they run from any folder)."""
+    """(name, python -m arguments) of each step, in order: bench's own modules, run from the repository, which
+    call the project by its installed names."""
     anime = data_root / "anime-posters"
     poster = str(anime / "images" / "1.jpg")
-    features = [str(features_path(WORK, name, BACKBONE)) for name in ("movie-posters", "anime-posters")]
+    features = [str(features_path(WORK, name, BACKBONE)) for name in ("movie-posters", "anime-posters",
+                                                                       "anilist-covers")]
     return [("comparison", ["bench.comparison", "--data-root", str(data_root), "--work", str(WORK),
                             *(["--full"] if full else [])]),
-            ("intervals", ["bench.intervals", "--features", *features]),
+            ("intervals", ["bench.intervals", "--features", *features[:2]]),
             ("audit", ["bench.audit", "--features", features[1]]),
+            ("new anime", ["bench.franchises", "--features", *features[1:], "--titles",
+                           str(data_root / "anime-dataset-2023-genres.csv")]),
             ("choices", ["bench.choices", "--results-dir", str(WORK / "results")]),
             ("downloads", ["bench.downloads", "--data", str(anime)]),
             ("page", ["bench.page", "--model", str(page_model), "--image", poster]),
