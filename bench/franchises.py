@@ -24,8 +24,9 @@ from postergenre.evaluation.metrics import choose_thresholds, macro_map
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.estimators import HEADS
-from postergenre.heads.titles import fit_title_head, fused, fusion_weight, title_text
+from postergenre.heads.titles import fit_title_head, fusion_weight, title_text
 from postergenre.heads.train import tune
+from postergenre.modelfiles.titles import fused
 from postergenre.posters.data import Poster, read_posters
 from postergenre.posters.franchises import SIMILAR, franchise_stem, poster_groups
 from postergenre.posters.split import make_split

@@ -46,7 +46,7 @@ from postergenre.posters.data import read_genre_rows, read_posters
 from postergenre.posters.franchises import franchise_groups
 from postergenre.posters.split import stratified_folds
 from postergenre.modelfiles.settings import MAX_NGRAMS
-from postergenre.modelfiles.titles import VECTORISERS, titles_path, write_titles
+from postergenre.modelfiles.titles import VECTORISERS, fused, titles_path, write_titles
 from postergenre.posters.union import UNKNOWN, genre_map
 
 TITLE_C = [0.25, 1.0, 4.0, 16.0, 64.0]
@@ -68,10 +68,6 @@ def title_head(C: float = 4.0) -> Pipeline:
 def title_text(titles: tuple[str, ...]) -> str:
     """A poster's titles as the title head reads them: each of its names, one after the other."""
     return " / ".join(titles)
-
-
-def fused(poster: np.ndarray, title: np.ndarray, weight: float) -> np.ndarray:
-    return weight * poster + (1 - weight) * title
 
 
 class TitleTable:

@@ -21,6 +21,7 @@ from safetensors.numpy import load_file, save_file
 from postergenre.core.files import safetensors_header
 from postergenre.core.workspace import file_sha256
 from postergenre.modelfiles import SETTINGS_KEY, ModelFileError
+from postergenre.modelfiles.arrays import ACTIVATIONS
 from postergenre.modelfiles.settings import MAX_NGRAMS, TitleSettings, parse
 
 TITLES_SUFFIX = ".titles.safetensors"
@@ -30,6 +31,7 @@ VECTORISERS = {"char": {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear
                "word": {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True}}
 MAX_TITLES_BYTES, MAX_HEADER_BYTES = 2**28, 2**25
 ARRAYS = ("char_idf", "word_idf", "coef", "intercept", "slope", "shift")
+sigmoid = ACTIVATIONS["logistic"]
 
 
 def titles_path(model: Path | str) -> Path:
@@ -59,14 +61,17 @@ class TitleModel:
             vectoriser = TfidfVectorizer(**options, vocabulary={ngram: i for i, ngram in enumerate(vocabulary)})
             vectoriser.idf_ = self.arrays[f"{name}_idf"]
             columns.append(vectoriser.transform(titles))
-        z = hstack(columns).tocsr() @ self.arrays["coef"].T + self.arrays["intercept"]
-        return np.exp(-np.logaddexp(0, -z))
+        return sigmoid(hstack(columns).tocsr() @ self.arrays["coef"].T + self.arrays["intercept"])
 
     def fuse(self, poster: np.ndarray, titles: list[str]) -> np.ndarray:
         """The calibrated fusion of a poster model's probabilities with the title head's for the same posters."""
-        w = self.settings.poster_weight
-        p = np.clip(w * poster + (1 - w) * self.title_probabilities(titles), 1e-7, 1 - 1e-7)
-        return np.exp(-np.logaddexp(0, -(self.arrays["slope"] * np.log(p / (1 - p)) + self.arrays["shift"])))
+        p = np.clip(fused(poster, self.title_probabilities(titles), self.settings.poster_weight), 1e-7, 1 - 1e-7)
+        return sigmoid(self.arrays["slope"] * np.log(p / (1 - p)) + self.arrays["shift"])
+
+
+def fused(poster: np.ndarray, title: np.ndarray, poster_weight: float) -> np.ndarray:
+    """The fusion rule, in evaluation (heads/titles.py) and in prediction alike: a weighted mean of probabilities."""
+    return poster_weight * poster + (1 - poster_weight) * title
 
 
 def write_titles(path: Path | str, settings: dict, arrays: dict[str, np.ndarray]) -> None:
