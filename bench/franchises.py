@@ -24,7 +24,7 @@ from postergenre.evaluation.metrics import choose_thresholds, macro_map
 from postergenre.evaluation.sets import predict_sets
 from postergenre.extract.features import Features, load_features
 from postergenre.heads.estimators import HEADS
-from postergenre.heads.titles import fit_title_head, fusion_weight, title_text
+from postergenre.heads.titles import fit_title_head, fusion_weight, title_texts
 from postergenre.heads.train import tune
 from postergenre.modelfiles.titles import fused
 from postergenre.posters.data import Poster, read_posters
@@ -75,7 +75,7 @@ def rows(path: str, seed: int, tables: list[str | None]) -> list[str]:
     ungrouped_cells = [with_interval(ungrouped, image_u)] + [
         f"{f['mAP_macro']:.3f} ({f['interval'][0]:.3f}-{f['interval'][1]:.3f}), {f['posters']}" if f else "none"
         for f in (found.get("seen"), found.get("new"))]
-    texts = np.array([title_text(titles.get(str(pid), ())) for pid in grouped.ids], dtype=object)
+    texts = title_texts(grouped.ids, titles)
     lines = []
     for table in tables:
         title_model = fit_title_head(grouped, texts, titles, table)[0]

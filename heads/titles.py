@@ -70,6 +70,11 @@ def title_text(titles: tuple[str, ...]) -> str:
     return " / ".join(titles)
 
 
+def title_texts(ids: np.ndarray, titles: dict[str, tuple[str, ...]]) -> np.ndarray:
+    """The title text of each poster of `ids` ("" for one without titles), as an array to index by rows."""
+    return np.array([title_text(titles.get(str(pid), ())) for pid in ids], dtype=object)
+
+
 class TitleTable:
     """A table of titles and genres (make titles TITLES=...) read once, its rows grouped into franchises with the
     data set's own titles, and its genres mapped onto the data set's (UNKNOWN where it does not label one)."""
@@ -184,7 +189,7 @@ def title_fusion(features: Features, poster_out_of_fold: np.ndarray, results_dir
         return None
     C = title_params(result)
     titles = {p.id: p.titles for p in read_posters(features.attrs["data"]).posters if p.titles}
-    texts = np.array([title_text(titles.get(str(pid), ())) for pid in features.ids], dtype=object)
+    texts = title_texts(features.ids, titles)
     rows = TitleTable(table, features.genres, titles) if table else None
     Y = features.Y.astype(np.int8)
 
@@ -231,7 +236,7 @@ def run_titles(features: Features, results_dir: Path | str, table: Path | str | 
     if not saved:
         raise DataError(f"{results_dir}/{dataset}: no poster model with scores to fuse the title with; run "
                         f"`make heads` first")
-    texts = np.array([title_text(titles.get(str(pid), ())) for pid in features.ids], dtype=object)
+    texts = title_texts(features.ids, titles)
     model, params, trials, added = fit_title_head(features, texts, titles, table)
     scores = {name: _aligned(features, saved[poster_model["model"]][name], texts, model, name)
               for name in ("val", "test")}  # (ids, labels, poster scores, title scores) of the posters both scored
